@@ -1,0 +1,827 @@
+//! A network definition: the TOML a user writes, parsed, bounded and checked
+//! as a whole. A definition that comes out of [`Definition::parse`] is
+//! consistent in itself; whether it fits the host (free subnet, free bridge
+//! name) is decided when it starts.
+
+use crate::names::{check_label, DnsName, IfName, NetworkName};
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr};
+use std::str::FromStr;
+
+/// Largest definition accepted, in bytes.
+pub const DEFINITION_MAX_BYTES: usize = 64 * 1024;
+/// Most static hosts one network may list.
+pub const MAX_STATIC_HOSTS: usize = 4096;
+/// Most upstream DNS servers one network may list.
+pub const MAX_FORWARDERS: usize = 8;
+/// Shortest and longest lease a network may hand out.
+pub const LEASE_TIME_MIN_SECS: u32 = 30;
+pub const LEASE_TIME_MAX_SECS: u32 = 366 * 24 * 3600;
+/// The default lease time, as libvirt's.
+pub const LEASE_TIME_DEFAULT_SECS: u32 = 3600;
+
+/// A definition refused: which field, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {reason}")]
+pub struct DefinitionError {
+    pub field: String,
+    pub reason: String,
+}
+
+impl DefinitionError {
+    pub fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// A parsed, checked network definition.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Definition {
+    pub name: NetworkName,
+    pub mode: String,
+    /// Stable identity; generated when the definition does not give one.
+    pub uuid: uuid::Uuid,
+    pub autostart: bool,
+    /// The bridge to create or adopt; chosen by the service when absent.
+    pub bridge: Option<IfName>,
+    pub mtu: Option<u32>,
+    pub ipv4: Ipv4Config,
+    pub dns: DnsConfig,
+    /// The table named after the mode (`[nat]`, `[bridged]`, ...), as JSON,
+    /// for the mode to validate and interpret.
+    pub mode_section: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Ipv4Config {
+    /// The host's address on the network with its prefix (`192.168.122.1/24`);
+    /// a free /24 is chosen at start when absent.
+    pub address: Option<Ipv4Net>,
+    /// `None` when the definition turns DHCP off with `dhcp = false`.
+    pub dhcp: Option<DhcpConfig>,
+    pub hosts: Vec<StaticHost>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DhcpConfig {
+    /// The pool; when absent it is the subnet from the 10th address (or the
+    /// first after the host's, on small subnets) to the last usable one.
+    pub start: Option<Ipv4Addr>,
+    pub end: Option<Ipv4Addr>,
+    pub lease_time_secs: u32,
+}
+
+impl Default for DhcpConfig {
+    fn default() -> Self {
+        Self {
+            start: None,
+            end: None,
+            lease_time_secs: LEASE_TIME_DEFAULT_SECS,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StaticHost {
+    pub mac: MacAddr,
+    pub ip: Ipv4Addr,
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DnsConfig {
+    pub domain: Option<DnsName>,
+    /// Upstream servers; empty means the host's resolv.conf.
+    pub forwarders: Vec<IpAddr>,
+}
+
+/// An Ethernet address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct MacAddr(pub [u8; 6]);
+
+impl FromStr for MacAddr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let mut out = [0u8; 6];
+        let parts: Vec<&str> = s.split(':').collect();
+        if parts.len() != 6 {
+            return Err(format!("{s:?} is not a MAC address like 52:54:00:aa:bb:cc"));
+        }
+        for (byte, part) in out.iter_mut().zip(parts) {
+            if part.len() != 2 {
+                return Err(format!("{s:?} is not a MAC address like 52:54:00:aa:bb:cc"));
+            }
+            *byte = u8::from_str_radix(part, 16)
+                .map_err(|_| format!("{s:?} is not a MAC address like 52:54:00:aa:bb:cc"))?;
+        }
+        if out[0] & 1 == 1 {
+            return Err(format!("{s:?} is a multicast address"));
+        }
+        Ok(Self(out))
+    }
+}
+
+impl TryFrom<String> for MacAddr {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+impl From<MacAddr> for String {
+    fn from(m: MacAddr) -> String {
+        m.to_string()
+    }
+}
+
+impl fmt::Display for MacAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let b = self.0;
+        write!(
+            f,
+            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            b[0], b[1], b[2], b[3], b[4], b[5]
+        )
+    }
+}
+
+// ---- the TOML as written -------------------------------------------------
+
+#[derive(Deserialize)]
+struct RawDefinition {
+    name: String,
+    mode: Option<String>,
+    uuid: Option<String>,
+    autostart: Option<bool>,
+    bridge: Option<String>,
+    mtu: Option<i64>,
+    ipv4: Option<RawIpv4>,
+    dns: Option<RawDns>,
+    /// Everything else: the mode's own table, or a mistake.
+    #[serde(flatten)]
+    rest: BTreeMap<String, toml::Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIpv4 {
+    address: Option<String>,
+    dhcp: Option<RawDhcp>,
+    #[serde(default)]
+    hosts: Vec<RawHost>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawDhcp {
+    Enabled(bool),
+    Range(RawRange),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRange {
+    start: Option<String>,
+    end: Option<String>,
+    lease_time: Option<toml::Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHost {
+    mac: String,
+    ip: String,
+    name: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDns {
+    domain: Option<String>,
+    #[serde(default)]
+    forwarders: Vec<String>,
+}
+
+/// Keys that can never be a mode's name because the definition uses them.
+const RESERVED_KEYS: &[&str] = &[
+    "name",
+    "mode",
+    "uuid",
+    "autostart",
+    "bridge",
+    "mtu",
+    "ipv4",
+    "dns",
+];
+
+impl Definition {
+    /// Parses and checks a definition. The mode-specific table is kept as
+    /// data for the mode to check; everything else is checked here.
+    pub fn parse(text: &str) -> Result<Self, DefinitionError> {
+        if text.len() > DEFINITION_MAX_BYTES {
+            return Err(DefinitionError::new(
+                "definition",
+                format!(
+                    "is {} bytes; the limit is {DEFINITION_MAX_BYTES}",
+                    text.len()
+                ),
+            ));
+        }
+        let raw: RawDefinition = toml::from_str(text).map_err(|e| {
+            DefinitionError::new("definition", format!("not valid TOML: {}", e.message()))
+        })?;
+        Self::from_raw(raw)
+    }
+
+    fn from_raw(mut raw: RawDefinition) -> Result<Self, DefinitionError> {
+        let name =
+            NetworkName::new(&raw.name).map_err(|e| DefinitionError::new("name", e.to_string()))?;
+        let mode = raw.mode.take().unwrap_or_else(|| "nat".to_owned());
+        check_mode_name(&mode)?;
+        let mode_section = match raw.rest.remove(&mode) {
+            None => None,
+            Some(toml::Value::Table(t)) => Some(
+                serde_json::to_value(t)
+                    .map_err(|e| DefinitionError::new(mode.clone(), e.to_string()))?,
+            ),
+            Some(_) => {
+                return Err(DefinitionError::new(
+                    mode.clone(),
+                    "must be a table like [".to_owned() + &mode + "]",
+                ))
+            }
+        };
+        if let Some(key) = raw.rest.keys().next() {
+            return Err(DefinitionError::new(
+                key.clone(),
+                format!("unknown key for a network of mode {mode:?}"),
+            ));
+        }
+        let uuid = match &raw.uuid {
+            Some(u) => {
+                uuid::Uuid::parse_str(u).map_err(|e| DefinitionError::new("uuid", e.to_string()))?
+            }
+            None => uuid::Uuid::new_v4(),
+        };
+        let bridge = raw
+            .bridge
+            .as_deref()
+            .map(IfName::new)
+            .transpose()
+            .map_err(|e| DefinitionError::new("bridge", e.to_string()))?;
+        let mtu = raw.mtu.map(check_mtu).transpose()?;
+        let ipv4 = match raw.ipv4 {
+            Some(raw) => parse_ipv4(raw)?,
+            None => Ipv4Config {
+                dhcp: Some(DhcpConfig::default()),
+                ..Default::default()
+            },
+        };
+        let dns = parse_dns(raw.dns)?;
+        Ok(Self {
+            name,
+            mode,
+            uuid,
+            autostart: raw.autostart.unwrap_or(false),
+            bridge,
+            mtu,
+            ipv4,
+            dns,
+            mode_section,
+        })
+    }
+
+    /// The definition as TOML, in the form `parse` reads back.
+    pub fn to_toml(&self) -> String {
+        let mut t = toml::Table::new();
+        t.insert("name".into(), self.name.as_str().into());
+        t.insert("mode".into(), self.mode.clone().into());
+        t.insert("uuid".into(), self.uuid.to_string().into());
+        t.insert("autostart".into(), self.autostart.into());
+        if let Some(b) = &self.bridge {
+            t.insert("bridge".into(), b.as_str().into());
+        }
+        if let Some(m) = self.mtu {
+            t.insert("mtu".into(), i64::from(m).into());
+        }
+        t.insert("ipv4".into(), toml::Value::Table(self.ipv4_table()));
+        let mut dns = toml::Table::new();
+        if let Some(d) = &self.dns.domain {
+            dns.insert("domain".into(), d.as_str().into());
+        }
+        if !self.dns.forwarders.is_empty() {
+            let f = self.dns.forwarders.iter().map(|a| a.to_string().into());
+            dns.insert("forwarders".into(), toml::Value::Array(f.collect()));
+        }
+        if !dns.is_empty() {
+            t.insert("dns".into(), toml::Value::Table(dns));
+        }
+        if let Some(section) = &self.mode_section {
+            if let Ok(v) = toml::Value::try_from(section) {
+                t.insert(self.mode.clone(), v);
+            }
+        }
+        toml::to_string(&t).expect("a table of plain values always serializes")
+    }
+
+    fn ipv4_table(&self) -> toml::Table {
+        let mut v4 = toml::Table::new();
+        if let Some(a) = self.ipv4.address {
+            v4.insert("address".into(), a.to_string().into());
+        }
+        match &self.ipv4.dhcp {
+            None => {
+                v4.insert("dhcp".into(), false.into());
+            }
+            Some(d) => {
+                let mut r = toml::Table::new();
+                if let Some(s) = d.start {
+                    r.insert("start".into(), s.to_string().into());
+                }
+                if let Some(e) = d.end {
+                    r.insert("end".into(), e.to_string().into());
+                }
+                r.insert(
+                    "lease_time".into(),
+                    format_duration(d.lease_time_secs).into(),
+                );
+                v4.insert("dhcp".into(), toml::Value::Table(r));
+            }
+        }
+        if !self.ipv4.hosts.is_empty() {
+            let hosts = self.ipv4.hosts.iter().map(|h| {
+                let mut e = toml::Table::new();
+                e.insert("mac".into(), h.mac.to_string().into());
+                e.insert("ip".into(), h.ip.to_string().into());
+                if let Some(n) = &h.name {
+                    e.insert("name".into(), n.clone().into());
+                }
+                toml::Value::Table(e)
+            });
+            v4.insert("hosts".into(), toml::Value::Array(hosts.collect()));
+        }
+        v4
+    }
+
+    /// The IPv4 settings with the host address fixed: the definition's own,
+    /// or `chosen` when it gives none.
+    pub fn resolve_ipv4(&self, chosen: Ipv4Net) -> ResolvedIpv4 {
+        let address = self.ipv4.address.unwrap_or(chosen);
+        let dhcp = self.ipv4.dhcp.as_ref().map(|d| {
+            let (start, end) = default_pool(address);
+            ResolvedDhcp {
+                start: d.start.unwrap_or(start),
+                end: d.end.unwrap_or(end),
+                lease_time_secs: d.lease_time_secs,
+            }
+        });
+        ResolvedIpv4 {
+            address,
+            dhcp,
+            hosts: self.ipv4.hosts.clone(),
+        }
+    }
+}
+
+/// IPv4 settings with every default filled in.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResolvedIpv4 {
+    pub address: Ipv4Net,
+    pub dhcp: Option<ResolvedDhcp>,
+    pub hosts: Vec<StaticHost>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResolvedDhcp {
+    pub start: Ipv4Addr,
+    pub end: Ipv4Addr,
+    pub lease_time_secs: u32,
+}
+
+/// The default pool of a subnet: from the 10th host (or the one after the
+/// host's own address on small subnets) to the last usable address.
+pub fn default_pool(address: Ipv4Net) -> (Ipv4Addr, Ipv4Addr) {
+    let net = u32::from(address.network());
+    let last = u32::from(address.broadcast()).saturating_sub(1);
+    let host = u32::from(address.addr());
+    let start = if address.prefix_len() <= 24 {
+        (net + 10).max(host + 1)
+    } else {
+        host + 1
+    };
+    (Ipv4Addr::from(start.min(last)), Ipv4Addr::from(last))
+}
+
+fn check_mode_name(mode: &str) -> Result<(), DefinitionError> {
+    let ok = !mode.is_empty()
+        && mode.len() <= 32
+        && mode
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+        && !RESERVED_KEYS.contains(&mode);
+    if ok {
+        Ok(())
+    } else {
+        Err(DefinitionError::new(
+            "mode",
+            format!("{mode:?} is not a mode name (lower-case letters, digits, '_' and '-')"),
+        ))
+    }
+}
+
+fn check_mtu(mtu: i64) -> Result<u32, DefinitionError> {
+    if (68..=65535).contains(&mtu) {
+        Ok(mtu as u32)
+    } else {
+        Err(DefinitionError::new(
+            "mtu",
+            format!("{mtu} is outside 68..=65535"),
+        ))
+    }
+}
+
+fn parse_ipv4(raw: RawIpv4) -> Result<Ipv4Config, DefinitionError> {
+    let address = raw.address.as_deref().map(parse_host_address).transpose()?;
+    let dhcp = match raw.dhcp {
+        None | Some(RawDhcp::Enabled(true)) => Some(DhcpConfig::default()),
+        Some(RawDhcp::Enabled(false)) => None,
+        Some(RawDhcp::Range(r)) => Some(parse_range(r, address)?),
+    };
+    if raw.hosts.len() > MAX_STATIC_HOSTS {
+        return Err(DefinitionError::new(
+            "ipv4.hosts",
+            format!("{} hosts; the limit is {MAX_STATIC_HOSTS}", raw.hosts.len()),
+        ));
+    }
+    let hosts = raw
+        .hosts
+        .into_iter()
+        .enumerate()
+        .map(|(i, h)| parse_host(i, h, address))
+        .collect::<Result<Vec<_>, _>>()?;
+    check_hosts_unique(&hosts)?;
+    Ok(Ipv4Config {
+        address,
+        dhcp,
+        hosts,
+    })
+}
+
+fn parse_host_address(s: &str) -> Result<Ipv4Net, DefinitionError> {
+    let field = "ipv4.address";
+    let net: Ipv4Net = s.parse().map_err(|_| {
+        DefinitionError::new(
+            field,
+            format!("{s:?} is not an address with a prefix like 192.168.122.1/24"),
+        )
+    })?;
+    if !(8..=30).contains(&net.prefix_len()) {
+        return Err(DefinitionError::new(
+            field,
+            format!("prefix /{} is outside /8 to /30", net.prefix_len()),
+        ));
+    }
+    let a = net.addr();
+    if a.is_loopback()
+        || a.is_multicast()
+        || a.is_broadcast()
+        || a.is_unspecified()
+        || a.is_link_local()
+    {
+        return Err(DefinitionError::new(
+            field,
+            format!("{a} cannot be a network's address"),
+        ));
+    }
+    if a == net.network() || a == net.broadcast() {
+        return Err(DefinitionError::new(
+            field,
+            format!("{a} is the network or broadcast address of {}; give the host's own address, like {}", net.trunc(), Ipv4Addr::from(u32::from(net.network()) + 1)),
+        ));
+    }
+    Ok(net)
+}
+
+fn parse_range(r: RawRange, address: Option<Ipv4Net>) -> Result<DhcpConfig, DefinitionError> {
+    let start = parse_pool_end("ipv4.dhcp.start", r.start.as_deref(), address)?;
+    let end = parse_pool_end("ipv4.dhcp.end", r.end.as_deref(), address)?;
+    if let (Some(s), Some(e)) = (start, end) {
+        if u32::from(s) > u32::from(e) {
+            return Err(DefinitionError::new(
+                "ipv4.dhcp",
+                format!("start {s} comes after end {e}"),
+            ));
+        }
+    }
+    let lease_time_secs = match r.lease_time {
+        None => LEASE_TIME_DEFAULT_SECS,
+        Some(v) => parse_lease_time(&v)?,
+    };
+    Ok(DhcpConfig {
+        start,
+        end,
+        lease_time_secs,
+    })
+}
+
+fn parse_pool_end(
+    field: &str,
+    value: Option<&str>,
+    address: Option<Ipv4Net>,
+) -> Result<Option<Ipv4Addr>, DefinitionError> {
+    let Some(s) = value else { return Ok(None) };
+    let ip: Ipv4Addr = s
+        .parse()
+        .map_err(|_| DefinitionError::new(field, format!("{s:?} is not an IPv4 address")))?;
+    let Some(net) = address else {
+        return Err(DefinitionError::new(
+            field,
+            "a pool needs ipv4.address to say which subnet it belongs to",
+        ));
+    };
+    check_usable_in(field, ip, net)?;
+    Ok(Some(ip))
+}
+
+/// An address a guest may hold: inside the subnet, neither its network nor
+/// its broadcast address, nor the host's own.
+fn check_usable_in(field: &str, ip: Ipv4Addr, net: Ipv4Net) -> Result<(), DefinitionError> {
+    if !net.contains(&ip) {
+        return Err(DefinitionError::new(
+            field,
+            format!("{ip} is outside the network's subnet {}", net.trunc()),
+        ));
+    }
+    if ip == net.network() || ip == net.broadcast() {
+        return Err(DefinitionError::new(
+            field,
+            format!(
+                "{ip} is the network or broadcast address of {}",
+                net.trunc()
+            ),
+        ));
+    }
+    if ip == net.addr() {
+        return Err(DefinitionError::new(
+            field,
+            format!("{ip} is the host's own address on this network"),
+        ));
+    }
+    Ok(())
+}
+
+fn parse_lease_time(v: &toml::Value) -> Result<u32, DefinitionError> {
+    let field = "ipv4.dhcp.lease_time";
+    let secs: u64 = match v {
+        toml::Value::Integer(n) if *n >= 0 => *n as u64,
+        toml::Value::String(s) => parse_duration(s).ok_or_else(|| {
+            DefinitionError::new(
+                field,
+                format!("{s:?} is not a duration like \"90s\", \"30m\", \"1h\" or \"2d\""),
+            )
+        })?,
+        other => {
+            return Err(DefinitionError::new(
+                field,
+                format!("{other} is not a duration like \"1h\" or a number of seconds"),
+            ))
+        }
+    };
+    if !(u64::from(LEASE_TIME_MIN_SECS)..=u64::from(LEASE_TIME_MAX_SECS)).contains(&secs) {
+        return Err(DefinitionError::new(
+            field,
+            format!("{secs} seconds is outside {LEASE_TIME_MIN_SECS} seconds to 366 days"),
+        ));
+    }
+    Ok(secs as u32)
+}
+
+fn parse_duration(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    if num.is_empty() || num.len() > 12 {
+        return None;
+    }
+    let n: u64 = num.parse().ok()?;
+    let mult = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86400,
+        _ => return None,
+    };
+    n.checked_mul(mult)
+}
+
+fn format_duration(secs: u32) -> String {
+    match secs {
+        s if s % 86400 == 0 => format!("{}d", s / 86400),
+        s if s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
+fn parse_host(
+    i: usize,
+    h: RawHost,
+    address: Option<Ipv4Net>,
+) -> Result<StaticHost, DefinitionError> {
+    let field = |f: &str| format!("ipv4.hosts[{i}].{f}");
+    let mac: MacAddr = h
+        .mac
+        .parse()
+        .map_err(|e| DefinitionError::new(field("mac"), e))?;
+    let ip: Ipv4Addr = h.ip.parse().map_err(|_| {
+        DefinitionError::new(field("ip"), format!("{:?} is not an IPv4 address", h.ip))
+    })?;
+    let Some(net) = address else {
+        return Err(DefinitionError::new(
+            field("ip"),
+            "static hosts need ipv4.address to say which subnet they belong to",
+        ));
+    };
+    check_usable_in(&field("ip"), ip, net)?;
+    if let Some(n) = &h.name {
+        check_label(n).map_err(|e| DefinitionError::new(field("name"), e.to_string()))?;
+    }
+    Ok(StaticHost {
+        mac,
+        ip,
+        name: h.name.map(|n| n.to_ascii_lowercase()),
+    })
+}
+
+fn check_hosts_unique(hosts: &[StaticHost]) -> Result<(), DefinitionError> {
+    let (mut macs, mut ips, mut names) = (HashSet::new(), HashSet::new(), HashSet::new());
+    for (i, h) in hosts.iter().enumerate() {
+        if !macs.insert(h.mac) {
+            return Err(DefinitionError::new(
+                format!("ipv4.hosts[{i}].mac"),
+                format!("{} is listed twice", h.mac),
+            ));
+        }
+        if !ips.insert(h.ip) {
+            return Err(DefinitionError::new(
+                format!("ipv4.hosts[{i}].ip"),
+                format!("{} is given to two hosts", h.ip),
+            ));
+        }
+        if let Some(n) = &h.name {
+            if !names.insert(n.clone()) {
+                return Err(DefinitionError::new(
+                    format!("ipv4.hosts[{i}].name"),
+                    format!("{n:?} is given to two hosts"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn parse_dns(raw: Option<RawDns>) -> Result<DnsConfig, DefinitionError> {
+    let Some(raw) = raw else {
+        return Ok(DnsConfig::default());
+    };
+    let domain = raw
+        .domain
+        .as_deref()
+        .map(DnsName::new)
+        .transpose()
+        .map_err(|e| DefinitionError::new("dns.domain", e.to_string()))?;
+    if raw.forwarders.len() > MAX_FORWARDERS {
+        return Err(DefinitionError::new(
+            "dns.forwarders",
+            format!(
+                "{} servers; the limit is {MAX_FORWARDERS}",
+                raw.forwarders.len()
+            ),
+        ));
+    }
+    let forwarders = raw
+        .forwarders
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            f.parse::<IpAddr>().map_err(|_| {
+                DefinitionError::new(
+                    format!("dns.forwarders[{i}]"),
+                    format!("{f:?} is not an IP address"),
+                )
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(DnsConfig { domain, forwarders })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = r#"
+name = "default"
+mode = "nat"
+autostart = true
+[ipv4]
+address = "192.168.122.1/24"
+dhcp = { start = "192.168.122.10", end = "192.168.122.254", lease_time = "1h" }
+hosts = [{ mac = "52:54:00:aa:bb:cc", ip = "192.168.122.5", name = "web" }]
+[dns]
+domain = "guest.lan"
+[nat]
+uplink = "eth0"
+"#;
+
+    #[test]
+    fn design_example_parses() {
+        let d = Definition::parse(EXAMPLE).unwrap();
+        assert_eq!(d.name.as_str(), "default");
+        assert_eq!(d.mode, "nat");
+        assert!(d.autostart);
+        let dhcp = d.ipv4.dhcp.as_ref().unwrap();
+        assert_eq!(dhcp.lease_time_secs, 3600);
+        assert_eq!(d.ipv4.hosts[0].name.as_deref(), Some("web"));
+        assert_eq!(d.mode_section.as_ref().unwrap()["uplink"], "eth0");
+    }
+
+    #[test]
+    fn round_trips_through_toml() {
+        let d = Definition::parse(EXAMPLE).unwrap();
+        let again = Definition::parse(&d.to_toml()).unwrap();
+        assert_eq!(d, again);
+    }
+
+    #[test]
+    fn minimal_definition_gets_defaults() {
+        let d = Definition::parse("name = \"x\"").unwrap();
+        assert_eq!(d.mode, "nat");
+        assert!(!d.autostart);
+        assert!(d.ipv4.address.is_none());
+        assert!(d.ipv4.dhcp.is_some());
+        let r = d.resolve_ipv4("10.9.8.1/24".parse().unwrap());
+        let pool = r.dhcp.unwrap();
+        assert_eq!(pool.start, Ipv4Addr::new(10, 9, 8, 10));
+        assert_eq!(pool.end, Ipv4Addr::new(10, 9, 8, 254));
+    }
+
+    fn refused(text: &str) -> DefinitionError {
+        Definition::parse(text).expect_err(text)
+    }
+
+    #[test]
+    fn bad_definitions_name_the_field() {
+        let cases: &[(&str, &str)] = &[
+            ("name = \"../etc\"", "name"),
+            ("name = \"a\"\nbridge = \"abcdefghijklmnop\"", "bridge"),
+            ("name = \"a\"\nmtu = 10", "mtu"),
+            ("name = \"a\"\nmode = \"ipv4\"", "mode"),
+            ("name = \"a\"\nfrobnicate = 1", "frobnicate"),
+            ("name = \"a\"\nmode = \"nat\"\n[bridged]\ninterface = \"eth0\"", "bridged"),
+            ("name = \"a\"\n[ipv4]\naddress = \"192.168.1.0/24\"", "ipv4.address"),
+            ("name = \"a\"\n[ipv4]\naddress = \"192.168.1.1/31\"", "ipv4.address"),
+            ("name = \"a\"\n[ipv4]\naddress = \"192.168.1.1/24\"\ndhcp = { start = \"192.168.2.10\" }", "ipv4.dhcp.start"),
+            ("name = \"a\"\n[ipv4]\naddress = \"192.168.1.1/24\"\ndhcp = { start = \"192.168.1.50\", end = \"192.168.1.20\" }", "ipv4.dhcp"),
+            ("name = \"a\"\n[ipv4]\naddress = \"192.168.1.1/24\"\ndhcp = { lease_time = 0 }", "ipv4.dhcp.lease_time"),
+            ("name = \"a\"\n[ipv4]\naddress = \"192.168.1.1/24\"\ndhcp = { lease_time = \"9999d\" }", "ipv4.dhcp.lease_time"),
+            ("name = \"a\"\n[ipv4]\naddress = \"192.168.1.1/24\"\nhosts = [{mac=\"52:54:00:00:00:01\", ip=\"192.168.1.5\"},{mac=\"52:54:00:00:00:01\", ip=\"192.168.1.6\"}]", "ipv4.hosts[1].mac"),
+            ("name = \"a\"\n[ipv4]\naddress = \"192.168.1.1/24\"\nhosts = [{mac=\"52:54:00:00:00:01\", ip=\"192.168.1.1\"}]", "ipv4.hosts[0].ip"),
+            ("name = \"a\"\n[ipv4]\naddress = \"192.168.1.1/24\"\nunknown = 1", "definition"),
+            ("name = \"a\"\n[dns]\ndomain = \"bad..name\"", "dns.domain"),
+            ("name = 5", "definition"),
+        ];
+        for (text, field) in cases {
+            let e = refused(text);
+            assert_eq!(&e.field, field, "for {text:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn oversized_definition_is_refused() {
+        let text = format!("name = \"a\"\n#{}", "x".repeat(DEFINITION_MAX_BYTES));
+        assert_eq!(refused(&text).field, "definition");
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90s"), Some(90));
+        assert_eq!(parse_duration("2d"), Some(172800));
+        assert_eq!(parse_duration("1y"), None);
+        assert_eq!(parse_duration("99999999999999999999h"), None);
+        assert_eq!(format_duration(7200), "2h");
+    }
+
+    #[test]
+    fn mac_addresses() {
+        assert!("52:54:00:AA:bb:cc".parse::<MacAddr>().is_ok());
+        assert!("01:00:5e:00:00:01".parse::<MacAddr>().is_err());
+        assert!("52:54:00:aa:bb".parse::<MacAddr>().is_err());
+    }
+}

@@ -1,0 +1,137 @@
+//! # Writing a guestnet mode
+//!
+//! A *mode* decides what a network of its kind looks like on the host; the
+//! guestnet service does the work. Given a network's [`Definition`] and
+//! [`HostFacts`], a mode returns a [`Plan`]: the bridge, the host's addresses
+//! on it, routes, sysctls, a [`FirewallPolicy`] and the DHCP and DNS service
+//! it wants. guestnetd applies the plan through rtnetlink and one atomic
+//! nftables batch, serves DHCP and DNS, tears the plan down on stop and
+//! re-adopts it after a restart. A mode has no side effects, so it is tested
+//! as plain data, without root.
+//!
+//! A mode is a `cdylib` that depends on this crate, implements [`Mode`] and
+//! exports it with [`export_mode!`]. Drop the built library
+//! (`libguestnet_mode_NAME.so`) into guestnetd's modes directory
+//! (`/usr/lib/guestnet/modes/` when installed) and restart guestnetd; its
+//! `Modes` property then lists the new mode.
+//!
+//! ## The contract
+//! - Only JSON crosses the library boundary, through one versioned table
+//!   ([`abi`]). guestnetd refuses a library built for another
+//!   [`abi::ABI_VERSION`] with an error naming the file and both versions.
+//! - A panic in a mode fails that one call with an error; guestnetd goes on.
+//!   Do not build a mode with `panic = "abort"`, which would take it down.
+//! - [`Mode::validate`] checks the mode's own table of the definition
+//!   (`[nat]`, `[bridged]`, ...); everything else in a definition has been
+//!   checked before a mode sees it. Refuse with [`ModeError::invalid`],
+//!   naming the field.
+//! - [`Mode::plan`] may refuse with [`ModeError::conflict`] when the host
+//!   does not allow the network (a NIC that does not exist, say).
+//! - Two libraries claiming one mode name: the second is refused.
+//!
+//! ## A complete minimal mode
+//! This is `examples/minimal_mode.rs`, built and loaded by guestnet's tests.
+//! It puts guests on their own subnet with DHCP and DNS and forwards their
+//! traffic without a firewall policy of its own:
+//!
+//! ```ignore
+#![doc = include_str!("../examples/minimal_mode.rs")]
+//! ```
+//! Its `Cargo.toml` needs `crate-type = ["cdylib"]` and a dependency on
+//! `guestnet-mode-api`.
+
+pub mod abi;
+pub mod definition;
+pub mod facts;
+pub mod names;
+pub mod own_subnet;
+pub mod plan;
+
+pub use definition::{Definition, DefinitionError, MacAddr, StaticHost};
+pub use facts::{HostFacts, LinkFact, RouteFact};
+pub use names::{DnsName, IfName, NetworkName};
+pub use plan::{
+    BridgePlan, DhcpPlan, DnsPlan, DnsRecord, FirewallPolicy, Plan, RoutePlan, Sysctl, SysctlKey,
+};
+
+use serde::{Deserialize, Serialize};
+
+/// A network mode. Implementations are pure: no I/O, no global state.
+pub trait Mode: Send + Sync {
+    /// The name definitions use in `mode = "..."`.
+    fn name(&self) -> &str;
+
+    /// The mode's version, shown by guestnetd when it loads the mode.
+    fn version(&self) -> &str;
+
+    /// Checks the definition's mode table. The default accepts a definition
+    /// without one and refuses any table, since the mode reads none.
+    fn validate(&self, definition: &Definition) -> Result<(), ModeError> {
+        match &definition.mode_section {
+            None => Ok(()),
+            Some(_) => Err(ModeError::invalid(
+                definition.mode.clone(),
+                "this mode takes no settings",
+            )),
+        }
+    }
+
+    /// The desired state of the network on this host.
+    fn plan(&self, definition: &Definition, facts: &HostFacts) -> Result<Plan, ModeError>;
+}
+
+/// What a mode reports about itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModeInfo {
+    pub name: String,
+    pub version: String,
+}
+
+/// A mode's refusal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ModeError {
+    /// The definition is wrong: `field` says where.
+    #[error("{field}: {reason}")]
+    Invalid { field: String, reason: String },
+    /// The definition is fine but the host does not allow it now.
+    #[error("{reason}")]
+    Conflict { reason: String },
+}
+
+impl ModeError {
+    pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        ModeError::Invalid {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+
+    pub fn conflict(reason: impl Into<String>) -> Self {
+        ModeError::Conflict {
+            reason: reason.into(),
+        }
+    }
+}
+
+impl From<DefinitionError> for ModeError {
+    fn from(e: DefinitionError) -> Self {
+        ModeError::Invalid {
+            field: e.field,
+            reason: e.reason,
+        }
+    }
+}
+
+/// Reads the definition's mode table into `T` (absent: `T::default()`).
+/// Give `T` `#[serde(deny_unknown_fields)]` so that typos are refused.
+pub fn mode_section<T>(definition: &Definition) -> Result<T, ModeError>
+where
+    T: for<'de> Deserialize<'de> + Default,
+{
+    match &definition.mode_section {
+        None => Ok(T::default()),
+        Some(v) => serde_json::from_value(v.clone())
+            .map_err(|e| ModeError::invalid(definition.mode.clone(), e.to_string())),
+    }
+}

@@ -1,0 +1,98 @@
+//! `isolated`: guests sit on a private subnet behind a bridge and talk to
+//! each other and to the host only; nothing is forwarded in or out. DHCP
+//! offers no default route. guestnet's DNS still forwards upstream, so an
+//! outside name resolves while a ping to it fails. Takes no `[isolated]`
+//! settings.
+
+use guestnet_mode_api::{own_subnet, Definition, FirewallPolicy, HostFacts, Mode, ModeError, Plan};
+
+pub struct Isolated;
+
+impl Mode for Isolated {
+    fn name(&self) -> &str {
+        "isolated"
+    }
+
+    fn version(&self) -> &str {
+        env!("CARGO_PKG_VERSION")
+    }
+
+    fn plan(&self, definition: &Definition, facts: &HostFacts) -> Result<Plan, ModeError> {
+        let mut plan = own_subnet::plan(definition, facts, own_subnet::Gateway::Withheld)?;
+        plan.firewall = FirewallPolicy::Isolated {
+            subnet: plan.addresses[0].trunc(),
+        };
+        Ok(plan)
+    }
+}
+
+guestnet_mode_api::export_mode!(Isolated, Isolated);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use guestnet_mode_api::IfName;
+
+    fn def(toml: &str) -> Definition {
+        Definition::parse(&format!("name = \"i\"\nmode = \"isolated\"\n{toml}")).unwrap()
+    }
+
+    fn host() -> HostFacts {
+        HostFacts {
+            free_bridge_name: Some(IfName::new("guestnet2").unwrap()),
+            free_subnet: Some("10.20.32.1/24".parse().unwrap()),
+            default_route_interface: Some(IfName::new("eth0").unwrap()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn no_router_and_no_forwarding() {
+        let d = def("[ipv4]\naddress = \"192.168.50.1/24\"\n[dns]\nforwarders = [\"9.9.9.9\"]");
+        let plan = Isolated.plan(&d, &host()).unwrap();
+        assert_eq!(
+            plan.firewall,
+            FirewallPolicy::Isolated {
+                subnet: "192.168.50.0/24".parse().unwrap()
+            }
+        );
+        assert!(plan.sysctls.is_empty());
+        assert!(plan.routes.is_empty());
+        let dhcp = plan.dhcp.unwrap();
+        assert_eq!(dhcp.router, None);
+        assert_eq!(dhcp.dns_server, Some("192.168.50.1".parse().unwrap()));
+        // Names outside still resolve.
+        assert_eq!(
+            plan.dns.unwrap().forwarders,
+            vec!["9.9.9.9".parse::<std::net::IpAddr>().unwrap()]
+        );
+    }
+
+    #[test]
+    fn without_address_uses_the_free_subnet() {
+        let plan = Isolated.plan(&def(""), &host()).unwrap();
+        assert_eq!(plan.bridge.name().as_str(), "guestnet2");
+        assert!(matches!(
+            plan.firewall,
+            FirewallPolicy::Isolated { subnet } if subnet == "10.20.32.0/24".parse().unwrap()
+        ));
+    }
+
+    #[test]
+    fn no_free_bridge_name_is_a_conflict() {
+        let facts = HostFacts {
+            free_bridge_name: None,
+            ..host()
+        };
+        assert!(matches!(
+            Isolated.plan(&def(""), &facts),
+            Err(ModeError::Conflict { .. })
+        ));
+    }
+
+    #[test]
+    fn takes_no_settings() {
+        Isolated.validate(&def("")).unwrap();
+        assert!(Isolated.validate(&def("[isolated]\nx = 1")).is_err());
+    }
+}

@@ -1,0 +1,326 @@
+//! guestnetd's objects on the bus: the manager at `/org/guestnet1` (with
+//! `org.freedesktop.DBus.ObjectManager`) and one object per network.
+//! Methods check the caller, call into [`Networks`] and announce what
+//! changed; they hold no state of their own.
+
+use crate::authority;
+use crate::error::ServiceError;
+use crate::networks::{Fate, Networks};
+use guestnet_dbus::{network_path, MANAGER_PATH};
+use std::sync::Arc;
+use zbus::message::Header;
+use zbus::object_server::SignalEmitter;
+use zbus::zvariant::OwnedObjectPath;
+use zbus::{interface, Connection};
+
+/// A [`ServiceError`] on the wire.
+#[derive(Debug)]
+pub struct DbusError(ServiceError);
+
+impl From<ServiceError> for DbusError {
+    fn from(e: ServiceError) -> Self {
+        DbusError(e)
+    }
+}
+
+impl From<zbus::Error> for DbusError {
+    fn from(e: zbus::Error) -> Self {
+        DbusError(ServiceError::failed("D-Bus", e))
+    }
+}
+
+impl std::fmt::Display for DbusError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.0.dbus_name(), self.0)
+    }
+}
+
+impl std::error::Error for DbusError {}
+
+impl zbus::DBusError for DbusError {
+    fn create_reply(&self, call: &Header<'_>) -> zbus::Result<zbus::message::Message> {
+        zbus::message::Message::error(call, self.name())?.build(&(self.0.to_string(),))
+    }
+
+    fn name(&self) -> zbus::names::ErrorName<'_> {
+        zbus::names::ErrorName::from_static_str_unchecked(self.0.dbus_name())
+    }
+
+    fn description(&self) -> Option<&str> {
+        None
+    }
+}
+
+fn object_path(name: &str) -> OwnedObjectPath {
+    OwnedObjectPath::try_from(network_path(name)).expect("network paths are valid object paths")
+}
+
+pub struct Manager {
+    networks: Arc<Networks>,
+}
+
+#[interface(name = "org.guestnet1.Manager")]
+impl Manager {
+    async fn list_networks(&self) -> Vec<OwnedObjectPath> {
+        self.networks
+            .names()
+            .await
+            .iter()
+            .map(|n| object_path(n.as_str()))
+            .collect()
+    }
+
+    async fn get_network(&self, name: String) -> Result<OwnedObjectPath, DbusError> {
+        match self.networks.get(&name).await {
+            Some(_) => Ok(object_path(&name)),
+            None => Err(ServiceError::NoSuchNetwork(name).into()),
+        }
+    }
+
+    /// Stores a persistent definition.
+    async fn define_network(
+        &self,
+        toml: String,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<OwnedObjectPath, DbusError> {
+        authority::check(conn, &header).await?;
+        let name = self.networks.define(&toml).await?;
+        export_network(conn, &self.networks, name.as_str()).await?;
+        Ok(object_path(name.as_str()))
+    }
+
+    /// Starts a transient network, gone when it stops.
+    async fn create_network(
+        &self,
+        toml: String,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<OwnedObjectPath, DbusError> {
+        authority::check(conn, &header).await?;
+        let name = self.networks.create(&toml).await?;
+        export_network(conn, &self.networks, name.as_str()).await?;
+        Ok(object_path(name.as_str()))
+    }
+
+    #[zbus(property)]
+    fn version(&self) -> String {
+        env!("CARGO_PKG_VERSION").to_owned()
+    }
+
+    #[zbus(property)]
+    fn modes(&self) -> Vec<String> {
+        self.networks.mode_names()
+    }
+}
+
+pub struct NetworkObject {
+    name: String,
+    networks: Arc<Networks>,
+}
+
+impl NetworkObject {
+    async fn network(&self) -> zbus::fdo::Result<crate::networks::Network> {
+        self.networks.get(&self.name).await.ok_or_else(|| {
+            zbus::fdo::Error::UnknownObject(format!("no network named {:?}", self.name))
+        })
+    }
+
+    /// Announces every property that a life-cycle change can move.
+    async fn announce(&self, emitter: &SignalEmitter<'_>) {
+        let results = [
+            self.active_changed(emitter).await,
+            self.persistent_changed(emitter).await,
+            self.bridge_changed(emitter).await,
+            self.addresses_changed(emitter).await,
+            self.autostart_changed(emitter).await,
+            self.mode_changed(emitter).await,
+            self.domain_changed(emitter).await,
+        ];
+        for r in results {
+            if let Err(e) = r {
+                tracing::warn!("announcing changes of {}: {e}", self.name);
+            }
+        }
+    }
+}
+
+#[interface(name = "org.guestnet1.Network")]
+impl NetworkObject {
+    async fn start(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
+    ) -> Result<(), DbusError> {
+        authority::check(conn, &header).await?;
+        self.networks.start(&self.name).await?;
+        self.announce(&emitter).await;
+        Ok(())
+    }
+
+    async fn stop(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
+    ) -> Result<(), DbusError> {
+        authority::check(conn, &header).await?;
+        let result = self.networks.stop(&self.name).await;
+        // A transient network is gone even when its teardown met errors.
+        if self.networks.get(&self.name).await.is_none() {
+            unexport_network(conn, &self.name).await;
+        } else {
+            self.announce(&emitter).await;
+        }
+        result?;
+        Ok(())
+    }
+
+    async fn undefine(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
+    ) -> Result<(), DbusError> {
+        authority::check(conn, &header).await?;
+        match self.networks.undefine(&self.name).await? {
+            Fate::Removed => unexport_network(conn, &self.name).await,
+            Fate::Kept => self.announce(&emitter).await,
+        }
+        Ok(())
+    }
+
+    async fn update(
+        &self,
+        toml: String,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
+    ) -> Result<(), DbusError> {
+        authority::check(conn, &header).await?;
+        let result = self.networks.update(&self.name, &toml).await;
+        self.announce(&emitter).await;
+        Ok(result?)
+    }
+
+    async fn get_config(&self) -> Result<String, DbusError> {
+        let net = self
+            .networks
+            .get(&self.name)
+            .await
+            .ok_or_else(|| ServiceError::NoSuchNetwork(self.name.clone()))?;
+        Ok(net.definition.to_toml())
+    }
+
+    #[zbus(property)]
+    async fn name(&self) -> String {
+        self.name.clone()
+    }
+
+    #[zbus(property)]
+    async fn uuid(&self) -> zbus::fdo::Result<String> {
+        Ok(self.network().await?.definition.uuid.to_string())
+    }
+
+    #[zbus(property)]
+    async fn mode(&self) -> zbus::fdo::Result<String> {
+        Ok(self.network().await?.definition.mode)
+    }
+
+    #[zbus(property)]
+    async fn bridge(&self) -> zbus::fdo::Result<String> {
+        Ok(self.network().await?.bridge())
+    }
+
+    #[zbus(property)]
+    async fn domain(&self) -> zbus::fdo::Result<String> {
+        let net = self.network().await?;
+        Ok(net
+            .definition
+            .dns
+            .domain
+            .map(|d| d.to_string())
+            .unwrap_or_default())
+    }
+
+    #[zbus(property)]
+    async fn active(&self) -> zbus::fdo::Result<bool> {
+        Ok(self.network().await?.is_active())
+    }
+
+    #[zbus(property)]
+    async fn persistent(&self) -> zbus::fdo::Result<bool> {
+        Ok(self.network().await?.persistent)
+    }
+
+    #[zbus(property)]
+    async fn autostart(&self) -> zbus::fdo::Result<bool> {
+        Ok(self.network().await?.definition.autostart)
+    }
+
+    #[zbus(property)]
+    async fn set_autostart(
+        &self,
+        on: bool,
+        #[zbus(header)] header: Option<Header<'_>>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> zbus::fdo::Result<()> {
+        let header = header.ok_or_else(|| zbus::fdo::Error::AccessDenied("no caller".into()))?;
+        authority::check(conn, &header)
+            .await
+            .map_err(|e| zbus::fdo::Error::AccessDenied(e.to_string()))?;
+        self.networks
+            .set_autostart(&self.name, on)
+            .await
+            .map_err(|e| zbus::fdo::Error::Failed(e.to_string()))
+    }
+
+    #[zbus(property)]
+    async fn addresses(&self) -> zbus::fdo::Result<Vec<String>> {
+        Ok(self.network().await?.addresses())
+    }
+}
+
+/// Puts the manager and every known network on the bus.
+pub async fn export_all(conn: &Connection, networks: Arc<Networks>) -> zbus::Result<()> {
+    let server = conn.object_server();
+    server.at(MANAGER_PATH, zbus::fdo::ObjectManager).await?;
+    server
+        .at(
+            MANAGER_PATH,
+            Manager {
+                networks: networks.clone(),
+            },
+        )
+        .await?;
+    for name in networks.names().await {
+        export_network(conn, &networks, name.as_str()).await?;
+    }
+    Ok(())
+}
+
+async fn export_network(
+    conn: &Connection,
+    networks: &Arc<Networks>,
+    name: &str,
+) -> zbus::Result<()> {
+    let object = NetworkObject {
+        name: name.to_owned(),
+        networks: networks.clone(),
+    };
+    conn.object_server()
+        .at(network_path(name).as_str(), object)
+        .await?;
+    Ok(())
+}
+
+async fn unexport_network(conn: &Connection, name: &str) {
+    if let Err(e) = conn
+        .object_server()
+        .remove::<NetworkObject, _>(network_path(name).as_str())
+        .await
+    {
+        tracing::warn!("removing the object of network {name}: {e}");
+    }
+}

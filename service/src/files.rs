@@ -1,0 +1,210 @@
+//! Files guestnetd keeps: persistent definitions (one TOML file a network in
+//! the config directory) and records of what is applied now (one JSON file a
+//! network in the runtime directory). Every write is atomic: a temporary
+//! file, fsynced, renamed over the old one, and the directory fsynced, so a
+//! crash leaves the old file or the new one, never half of one.
+
+use guestnet_mode_api::{Definition, NetworkName, Plan};
+use serde::{Deserialize, Serialize};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {source}")]
+pub struct FileError {
+    pub path: PathBuf,
+    #[source]
+    pub source: std::io::Error,
+}
+
+fn at(path: &Path) -> impl FnOnce(std::io::Error) -> FileError + '_ {
+    move |source| FileError {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Writes `bytes` to `path` atomically.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), FileError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(at(dir))?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let mut f = std::fs::File::create(&tmp).map_err(at(&tmp))?;
+    f.write_all(bytes).map_err(at(&tmp))?;
+    f.sync_all().map_err(at(&tmp))?;
+    drop(f);
+    std::fs::rename(&tmp, path).map_err(at(path))?;
+    sync_dir(dir)
+}
+
+fn sync_dir(dir: &Path) -> Result<(), FileError> {
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(at(dir))
+}
+
+/// Removes `path`; a file already gone is fine.
+pub fn remove(path: &Path) -> Result<(), FileError> {
+    match std::fs::remove_file(path) {
+        Ok(()) => {
+            let dir = path.parent().unwrap_or(Path::new("."));
+            sync_dir(dir)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(at(path)(e)),
+    }
+}
+
+/// The persistent definitions in the config directory.
+pub struct DefinitionStore {
+    dir: PathBuf,
+}
+
+/// A definition file that could not be read back; reported, never fatal.
+#[derive(Debug)]
+pub struct BadFile {
+    pub path: PathBuf,
+    pub reason: String,
+}
+
+impl DefinitionStore {
+    pub fn new(dir: PathBuf) -> Self {
+        Self { dir }
+    }
+
+    pub fn path_of(&self, name: &NetworkName) -> PathBuf {
+        self.dir.join(format!("{name}.toml"))
+    }
+
+    pub fn save(&self, definition: &Definition) -> Result<(), FileError> {
+        write_atomic(
+            &self.path_of(&definition.name),
+            definition.to_toml().as_bytes(),
+        )
+    }
+
+    pub fn remove(&self, name: &NetworkName) -> Result<(), FileError> {
+        remove(&self.path_of(name))
+    }
+
+    /// Every `*.toml` definition in the directory. A file whose name does not
+    /// match the network it defines is refused, so one network never has two
+    /// files.
+    pub fn load_all(&self) -> (Vec<Definition>, Vec<BadFile>) {
+        let mut good = Vec::new();
+        let mut bad = Vec::new();
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return (good, bad);
+        };
+        let mut paths: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+            .collect();
+        paths.sort();
+        for path in paths {
+            match read_definition(&path) {
+                Ok(d) => good.push(d),
+                Err(reason) => bad.push(BadFile { path, reason }),
+            }
+        }
+        (good, bad)
+    }
+}
+
+fn read_definition(path: &Path) -> Result<Definition, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+    let def = Definition::parse(&text).map_err(|e| e.to_string())?;
+    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned());
+    if stem.as_deref() != Some(def.name.as_str()) {
+        return Err(format!(
+            "defines network {:?}; the file must be named {}.toml",
+            def.name.as_str(),
+            def.name
+        ));
+    }
+    Ok(def)
+}
+
+/// What guestnetd applied for one active network: enough to tear it down or
+/// re-adopt it after a restart.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AppliedRecord {
+    pub definition: Definition,
+    pub persistent: bool,
+    pub plan: Plan,
+}
+
+/// Records of applied networks in the runtime directory.
+pub struct RuntimeStore {
+    dir: PathBuf,
+}
+
+impl RuntimeStore {
+    pub fn new(dir: PathBuf) -> Self {
+        Self {
+            dir: dir.join("networks"),
+        }
+    }
+
+    fn path_of(&self, name: &NetworkName) -> PathBuf {
+        self.dir.join(format!("{name}.json"))
+    }
+
+    pub fn save(&self, record: &AppliedRecord) -> Result<(), FileError> {
+        let bytes = serde_json::to_vec_pretty(record).expect("records always serialize");
+        write_atomic(&self.path_of(&record.definition.name), &bytes)
+    }
+
+    pub fn remove(&self, name: &NetworkName) -> Result<(), FileError> {
+        remove(&self.path_of(name))
+    }
+
+    pub fn load_all(&self) -> (Vec<AppliedRecord>, Vec<BadFile>) {
+        let mut good = Vec::new();
+        let mut bad = Vec::new();
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return (good, bad);
+        };
+        for path in entries.filter_map(|e| e.ok().map(|e| e.path())) {
+            if path.extension().is_none_or(|x| x != "json") {
+                continue;
+            }
+            let parsed = std::fs::read(&path)
+                .map_err(|e| e.to_string())
+                .and_then(|b| {
+                    serde_json::from_slice::<AppliedRecord>(&b).map_err(|e| e.to_string())
+                });
+            match parsed {
+                Ok(r) => good.push(r),
+                Err(reason) => bad.push(BadFile { path, reason }),
+            }
+        }
+        (good, bad)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn definitions_round_trip_and_misnamed_files_are_refused() {
+        let dir = std::env::temp_dir().join(format!("gn-store-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = DefinitionStore::new(dir.clone());
+        let def = Definition::parse("name = \"a\"\n[ipv4]\naddress = \"10.1.1.1/24\"").unwrap();
+        store.save(&def).unwrap();
+        std::fs::write(dir.join("b.toml"), "name = \"c\"").unwrap();
+        let (good, bad) = store.load_all();
+        assert_eq!(good, vec![def.clone()]);
+        assert_eq!(bad.len(), 1);
+        assert!(bad[0].reason.contains("c.toml"), "{}", bad[0].reason);
+        store.remove(&def.name).unwrap();
+        assert!(!store.path_of(&def.name).exists());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,192 @@
+//! guestnet's firewall: one nftables table, `inet guestnet`, rendered whole
+//! from the policies of the active networks and replaced in one atomic `nft`
+//! batch. No other table is ever read, flushed or edited.
+
+use guestnet_mode_api::{FirewallPolicy, IfName};
+use std::fmt::Write as _;
+use std::process::Stdio;
+use tokio::io::AsyncWriteExt;
+
+pub const TABLE: &str = "guestnet";
+
+#[derive(Debug, thiserror::Error)]
+pub enum FirewallError {
+    #[error("cannot run nft: {0}")]
+    Spawn(#[source] std::io::Error),
+    #[error("nft refused the batch: {0}")]
+    Refused(String),
+}
+
+/// One active network's part of the table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkRules {
+    pub network: String,
+    pub bridge: IfName,
+    pub policy: FirewallPolicy,
+}
+
+/// The nft batch that makes `inet guestnet` hold exactly `networks`' rules
+/// (or not exist, when none has any). Creating the table first makes the
+/// delete valid whether or not it existed; the batch is all-or-nothing.
+pub fn render(networks: &[NetworkRules]) -> String {
+    let mut out = format!("table inet {TABLE} {{}}\ndelete table inet {TABLE}\n");
+    let with_rules: Vec<&NetworkRules> = networks
+        .iter()
+        .filter(|n| n.policy != FirewallPolicy::None)
+        .collect();
+    if with_rules.is_empty() {
+        return out;
+    }
+    let mut forward = String::new();
+    let mut postrouting = String::new();
+    for n in with_rules {
+        forward_rules(&mut forward, n);
+        nat_rules(&mut postrouting, n);
+    }
+    let _ = write!(
+        out,
+        "table inet {TABLE} {{\n\
+         \tchain forward {{\n\t\ttype filter hook forward priority filter; policy accept;\n{forward}\t}}\n\
+         \tchain postrouting {{\n\t\ttype nat hook postrouting priority srcnat; policy accept;\n{postrouting}\t}}\n\
+         }}\n"
+    );
+    out
+}
+
+fn forward_rules(out: &mut String, n: &NetworkRules) {
+    let br = n.bridge.as_str();
+    let tag = comment(&n.network);
+    // Guest to guest on one bridge (seen here when br_netfilter is loaded).
+    let _ = writeln!(out, "\t\tiifname \"{br}\" oifname \"{br}\" accept {tag}");
+    match &n.policy {
+        FirewallPolicy::None => {}
+        FirewallPolicy::Isolated { .. } => {}
+        FirewallPolicy::Routed { subnet } => {
+            let _ = writeln!(out, "\t\tiifname \"{br}\" ip saddr {subnet} accept {tag}");
+            let _ = writeln!(out, "\t\toifname \"{br}\" ip daddr {subnet} accept {tag}");
+        }
+        FirewallPolicy::Nat { subnet, uplink } => {
+            let out_if = uplink
+                .as_ref()
+                .map(|u| format!("oifname \"{u}\" "))
+                .unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "\t\tiifname \"{br}\" {out_if}ip saddr {subnet} accept {tag}"
+            );
+            let _ = writeln!(
+                out,
+                "\t\toifname \"{br}\" ip daddr {subnet} ct state established,related accept {tag}"
+            );
+        }
+    }
+    // Whatever the policy did not allow is refused, as libvirt does, so a
+    // sender learns at once rather than timing out.
+    let _ = writeln!(out, "\t\tiifname \"{br}\" reject {tag}");
+    let _ = writeln!(out, "\t\toifname \"{br}\" reject {tag}");
+}
+
+fn nat_rules(out: &mut String, n: &NetworkRules) {
+    let FirewallPolicy::Nat { subnet, uplink } = &n.policy else {
+        return;
+    };
+    let tag = comment(&n.network);
+    let out_if = uplink
+        .as_ref()
+        .map(|u| format!("oifname \"{u}\" "))
+        .unwrap_or_else(|| format!("oifname != \"{}\" ", n.bridge));
+    // Broadcast and link-local multicast stay untranslated, as libvirt does.
+    let _ = writeln!(
+        out,
+        "\t\tip saddr {subnet} ip daddr {{ 224.0.0.0/24, 255.255.255.255 }} return {tag}"
+    );
+    let _ = writeln!(
+        out,
+        "\t\t{out_if}ip saddr {subnet} ip daddr != {subnet} masquerade {tag}"
+    );
+}
+
+/// A rule comment naming the network; network names are `[A-Za-z0-9_.-]`,
+/// so they need no escaping inside the quotes.
+fn comment(network: &str) -> String {
+    format!("comment \"guestnet:{network}\"")
+}
+
+/// Replaces the table in one atomic batch.
+pub async fn apply(networks: &[NetworkRules]) -> Result<(), FirewallError> {
+    run_nft(&render(networks)).await
+}
+
+async fn run_nft(batch: &str) -> Result<(), FirewallError> {
+    let mut child = tokio::process::Command::new("nft")
+        .args(["-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(FirewallError::Spawn)?;
+    let mut stdin = child.stdin.take().expect("stdin was piped");
+    stdin
+        .write_all(batch.as_bytes())
+        .await
+        .map_err(FirewallError::Spawn)?;
+    drop(stdin);
+    let out = child
+        .wait_with_output()
+        .await
+        .map_err(FirewallError::Spawn)?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(FirewallError::Refused(
+            String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rules(policy: FirewallPolicy) -> NetworkRules {
+        NetworkRules {
+            network: "n1".into(),
+            bridge: IfName::new("gnbr0").unwrap(),
+            policy,
+        }
+    }
+
+    #[test]
+    fn no_rules_means_no_table() {
+        let batch = render(&[rules(FirewallPolicy::None)]);
+        assert_eq!(
+            batch,
+            "table inet guestnet {}\ndelete table inet guestnet\n"
+        );
+    }
+
+    #[test]
+    fn nat_masquerades_and_refuses_inbound() {
+        let batch = render(&[rules(FirewallPolicy::Nat {
+            subnet: "10.1.2.0/24".parse().unwrap(),
+            uplink: Some(IfName::new("eth0").unwrap()),
+        })]);
+        assert!(batch
+            .contains("oifname \"eth0\" ip saddr 10.1.2.0/24 ip daddr != 10.1.2.0/24 masquerade"));
+        assert!(batch.contains(
+            "oifname \"gnbr0\" ip daddr 10.1.2.0/24 ct state established,related accept"
+        ));
+        assert!(batch.contains("oifname \"gnbr0\" reject"));
+        assert!(!batch.contains("oifname \"gnbr0\" ip daddr 10.1.2.0/24 accept"));
+    }
+
+    #[test]
+    fn isolated_forwards_nothing() {
+        let batch = render(&[rules(FirewallPolicy::Isolated {
+            subnet: "10.1.2.0/24".parse().unwrap(),
+        })]);
+        assert!(!batch.contains("ip saddr"));
+        assert!(!batch.contains("masquerade"));
+        assert!(batch.contains("iifname \"gnbr0\" reject"));
+    }
+}

@@ -1,0 +1,395 @@
+//! Everything guestnetd asks of the kernel's links, addresses and routes,
+//! over rtnetlink. This is the only module that uses the rtnetlink crate
+//! (pinned, since it breaks its API between minor releases).
+
+use futures::TryStreamExt;
+use ipnet::Ipv4Net;
+use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+use netlink_packet_route::link::{InfoKind, LinkAttribute, LinkInfo, LinkMessage};
+use netlink_packet_route::route::{
+    RouteAddress, RouteAttribute, RouteMessage, RouteProtocol, RouteScope, RouteType,
+};
+use rtnetlink::{Handle, IpVersion};
+use std::net::{IpAddr, Ipv4Addr};
+
+#[derive(Debug, thiserror::Error)]
+pub enum KernelError {
+    #[error("cannot open an rtnetlink socket: {0}")]
+    Connect(#[from] std::io::Error),
+    #[error("{what}: {source}")]
+    Netlink {
+        what: String,
+        #[source]
+        source: rtnetlink::Error,
+    },
+    #[error("no interface named {0:?}")]
+    NoSuchLink(String),
+}
+
+type Result<T> = std::result::Result<T, KernelError>;
+
+fn ctx(what: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> KernelError {
+    let what = what.into();
+    move |source| KernelError::Netlink { what, source }
+}
+
+/// One link as the kernel reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Link {
+    pub index: u32,
+    pub name: String,
+    pub kind: Option<String>,
+    pub master: Option<u32>,
+    pub alias: Option<String>,
+    pub mac: Option<[u8; 6]>,
+    pub mtu: u32,
+    pub addresses: Vec<Ipv4Net>,
+}
+
+/// One IPv4 route of the main table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub destination: Ipv4Net,
+    pub gateway: Option<Ipv4Addr>,
+    pub oif: Option<u32>,
+    pub metric: Option<u32>,
+    pub protocol: u8,
+    pub scope: u8,
+    pub pref_source: Option<Ipv4Addr>,
+}
+
+impl Route {
+    /// Routes the kernel adds by itself for an address (the subnet route);
+    /// they come and go with the address and are never moved by hand.
+    pub fn is_kernel(&self) -> bool {
+        self.protocol == u8::from(RouteProtocol::Kernel)
+    }
+}
+
+/// The host's links and IPv4 routes at one moment.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub links: Vec<Link>,
+    pub routes: Vec<Route>,
+}
+
+impl Snapshot {
+    pub fn link(&self, name: &str) -> Option<&Link> {
+        self.links.iter().find(|l| l.name == name)
+    }
+
+    pub fn link_by_index(&self, index: u32) -> Option<&Link> {
+        self.links.iter().find(|l| l.index == index)
+    }
+
+    pub fn routes_via(&self, index: u32) -> impl Iterator<Item = &Route> {
+        self.routes.iter().filter(move |r| r.oif == Some(index))
+    }
+}
+
+#[derive(Clone)]
+pub struct Kernel {
+    handle: Handle,
+}
+
+impl Kernel {
+    /// Opens the rtnetlink socket; must run inside a tokio runtime.
+    pub fn connect() -> Result<Self> {
+        let (connection, handle, _) = rtnetlink::new_connection()?;
+        tokio::spawn(connection);
+        Ok(Self { handle })
+    }
+
+    pub async fn snapshot(&self) -> Result<Snapshot> {
+        let mut links = self.links().await?;
+        for (index, net) in self.addresses().await? {
+            if let Some(l) = links.iter_mut().find(|l| l.index == index) {
+                l.addresses.push(net);
+            }
+        }
+        let routes = self.routes().await?;
+        Ok(Snapshot { links, routes })
+    }
+
+    async fn links(&self) -> Result<Vec<Link>> {
+        let handle = self.handle.clone();
+        let mut stream = handle.link().get().execute();
+        let mut out = Vec::new();
+        while let Some(msg) = stream.try_next().await.map_err(ctx("listing links"))? {
+            out.push(parse_link(&msg));
+        }
+        Ok(out)
+    }
+
+    async fn addresses(&self) -> Result<Vec<(u32, Ipv4Net)>> {
+        let mut stream = self.handle.address().get().execute();
+        let mut out = Vec::new();
+        while let Some(msg) = stream.try_next().await.map_err(ctx("listing addresses"))? {
+            if let Some(net) = parse_address(&msg) {
+                out.push((msg.header.index, net));
+            }
+        }
+        Ok(out)
+    }
+
+    async fn routes(&self) -> Result<Vec<Route>> {
+        let mut stream = self.handle.route().get(IpVersion::V4).execute();
+        let mut out = Vec::new();
+        while let Some(msg) = stream.try_next().await.map_err(ctx("listing routes"))? {
+            if let Some(r) = parse_route(&msg) {
+                out.push(r);
+            }
+        }
+        Ok(out)
+    }
+
+    pub async fn link_by_name(&self, name: &str) -> Result<Option<Link>> {
+        Ok(self.snapshot().await?.link(name).cloned())
+    }
+
+    /// Creates a bridge, marked with `alias` so that it is known as ours.
+    pub async fn create_bridge(
+        &self,
+        name: &str,
+        mtu: Option<u32>,
+        mac: Option<[u8; 6]>,
+        alias: &str,
+    ) -> Result<u32> {
+        let mut req = self.handle.link().add().bridge(name.to_owned());
+        let msg = req.message_mut();
+        if let Some(mtu) = mtu {
+            msg.attributes.push(LinkAttribute::Mtu(mtu));
+        }
+        if let Some(mac) = mac {
+            msg.attributes.push(LinkAttribute::Address(mac.to_vec()));
+        }
+        req.execute()
+            .await
+            .map_err(ctx(format!("creating bridge {name}")))?;
+        let link = self
+            .link_by_name(name)
+            .await?
+            .ok_or_else(|| KernelError::NoSuchLink(name.to_owned()))?;
+        // The kernel ignores an alias given at creation; it takes one set after.
+        let mut set = self.handle.link().set(link.index);
+        set.message_mut()
+            .attributes
+            .push(LinkAttribute::IfAlias(alias.to_owned()));
+        if let Err(e) = set.execute().await {
+            let _ = self.delete_link(link.index, name).await;
+            return Err(ctx(format!("marking bridge {name} as guestnet's"))(e));
+        }
+        Ok(link.index)
+    }
+
+    pub async fn delete_link(&self, index: u32, name: &str) -> Result<()> {
+        let handle = self.handle.clone();
+        handle
+            .link()
+            .del(index)
+            .execute()
+            .await
+            .map_err(ctx(format!("deleting {name}")))
+    }
+
+    pub async fn set_up(&self, index: u32, name: &str) -> Result<()> {
+        self.handle
+            .link()
+            .set(index)
+            .up()
+            .execute()
+            .await
+            .map_err(ctx(format!("bringing {name} up")))
+    }
+
+    /// Makes `index` a port of `master`, or releases it with `None`.
+    pub async fn set_master(&self, index: u32, name: &str, master: Option<u32>) -> Result<()> {
+        let req = self.handle.link().set(index);
+        let req = match master {
+            Some(m) => req.controller(m),
+            None => req.nocontroller(),
+        };
+        req.execute()
+            .await
+            .map_err(ctx(format!("changing the bridge of {name}")))
+    }
+
+    pub async fn add_address(&self, index: u32, name: &str, net: Ipv4Net) -> Result<()> {
+        self.handle
+            .address()
+            .add(index, IpAddr::V4(net.addr()), net.prefix_len())
+            .execute()
+            .await
+            .map_err(ctx(format!("adding {net} to {name}")))
+    }
+
+    pub async fn delete_address(&self, index: u32, name: &str, net: Ipv4Net) -> Result<()> {
+        let mut stream = self
+            .handle
+            .address()
+            .get()
+            .set_link_index_filter(index)
+            .execute();
+        while let Some(msg) = stream
+            .try_next()
+            .await
+            .map_err(ctx(format!("listing addresses of {name}")))?
+        {
+            if parse_address(&msg) == Some(net) {
+                return self
+                    .handle
+                    .address()
+                    .del(msg)
+                    .execute()
+                    .await
+                    .map_err(ctx(format!("removing {net} from {name}")));
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds `route` with its output interface replaced by `oif`.
+    pub async fn add_route(&self, route: &Route, oif: u32) -> Result<()> {
+        let mut req = self
+            .handle
+            .route()
+            .add()
+            .v4()
+            .destination_prefix(route.destination.addr(), route.destination.prefix_len())
+            .output_interface(oif)
+            .protocol(RouteProtocol::from(route.protocol))
+            .scope(RouteScope::from(route.scope));
+        if let Some(gw) = route.gateway {
+            req = req.gateway(gw);
+        }
+        if let Some(metric) = route.metric {
+            req = req.priority(metric);
+        }
+        if let Some(src) = route.pref_source {
+            req = req.pref_source(src);
+        }
+        req.execute()
+            .await
+            .map_err(ctx(format!("adding route to {}", route.destination)))
+    }
+
+    pub async fn delete_route(&self, route: &Route) -> Result<()> {
+        let mut msg = RouteMessage::default();
+        msg.header.address_family = netlink_packet_route::AddressFamily::Inet;
+        msg.header.destination_prefix_length = route.destination.prefix_len();
+        msg.header.table = 254;
+        msg.header.protocol = RouteProtocol::from(route.protocol);
+        msg.header.scope = RouteScope::from(route.scope);
+        msg.header.kind = RouteType::Unicast;
+        msg.attributes
+            .push(RouteAttribute::Destination(RouteAddress::Inet(
+                route.destination.addr(),
+            )));
+        if let Some(gw) = route.gateway {
+            msg.attributes
+                .push(RouteAttribute::Gateway(RouteAddress::Inet(gw)));
+        }
+        if let Some(oif) = route.oif {
+            msg.attributes.push(RouteAttribute::Oif(oif));
+        }
+        if let Some(metric) = route.metric {
+            msg.attributes.push(RouteAttribute::Priority(metric));
+        }
+        self.handle
+            .route()
+            .del(msg)
+            .execute()
+            .await
+            .map_err(ctx(format!("removing route to {}", route.destination)))
+    }
+}
+
+fn parse_link(msg: &LinkMessage) -> Link {
+    let mut link = Link {
+        index: msg.header.index,
+        name: String::new(),
+        kind: None,
+        master: None,
+        alias: None,
+        mac: None,
+        mtu: 0,
+        addresses: Vec::new(),
+    };
+    for attr in &msg.attributes {
+        match attr {
+            LinkAttribute::IfName(n) => link.name = n.clone(),
+            LinkAttribute::IfAlias(a) => link.alias = Some(a.clone()),
+            LinkAttribute::Controller(m) => link.master = Some(*m),
+            LinkAttribute::Mtu(m) => link.mtu = *m,
+            LinkAttribute::Address(a) if a.len() == 6 => {
+                let mut mac = [0u8; 6];
+                mac.copy_from_slice(a);
+                link.mac = Some(mac);
+            }
+            LinkAttribute::LinkInfo(infos) => {
+                for info in infos {
+                    if let LinkInfo::Kind(kind) = info {
+                        link.kind = Some(kind_name(kind));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    link
+}
+
+fn kind_name(kind: &InfoKind) -> String {
+    match kind {
+        InfoKind::Bridge => "bridge".into(),
+        InfoKind::Veth => "veth".into(),
+        InfoKind::Tun => "tun".into(),
+        InfoKind::Dummy => "dummy".into(),
+        InfoKind::Vlan => "vlan".into(),
+        other => format!("{other:?}").to_ascii_lowercase(),
+    }
+}
+
+fn parse_address(msg: &AddressMessage) -> Option<Ipv4Net> {
+    // IFA_LOCAL is the interface's own address; IFA_ADDRESS is the peer's on
+    // point-to-point links, so prefer LOCAL.
+    let mut found = None;
+    for attr in &msg.attributes {
+        match attr {
+            AddressAttribute::Local(IpAddr::V4(a)) => found = Some(*a),
+            AddressAttribute::Address(IpAddr::V4(a)) if found.is_none() => found = Some(*a),
+            _ => {}
+        }
+    }
+    found.and_then(|a| Ipv4Net::new(a, msg.header.prefix_len).ok())
+}
+
+fn parse_route(msg: &RouteMessage) -> Option<Route> {
+    let mut table = u32::from(msg.header.table);
+    let mut dest = Ipv4Addr::UNSPECIFIED;
+    let mut route = Route {
+        destination: Ipv4Net::default(),
+        gateway: None,
+        oif: None,
+        metric: None,
+        protocol: u8::from(msg.header.protocol),
+        scope: u8::from(msg.header.scope),
+        pref_source: None,
+    };
+    for attr in &msg.attributes {
+        match attr {
+            RouteAttribute::Table(t) => table = *t,
+            RouteAttribute::Destination(RouteAddress::Inet(a)) => dest = *a,
+            RouteAttribute::Gateway(RouteAddress::Inet(a)) => route.gateway = Some(*a),
+            RouteAttribute::Oif(i) => route.oif = Some(*i),
+            RouteAttribute::Priority(p) => route.metric = Some(*p),
+            RouteAttribute::PrefSource(RouteAddress::Inet(a)) => route.pref_source = Some(*a),
+            _ => {}
+        }
+    }
+    if table != 254 || msg.header.kind != RouteType::Unicast {
+        return None;
+    }
+    route.destination = Ipv4Net::new(dest, msg.header.destination_prefix_length).ok()?;
+    Some(route)
+}

@@ -1,0 +1,139 @@
+//! guestnetd: gives virtual machines and containers their networks, driven
+//! over D-Bus as `org.guestnet1`.
+
+mod authority;
+mod dbus_api;
+mod error;
+mod files;
+mod firewall;
+mod host_facts;
+mod kernel;
+mod links;
+mod mode_registry;
+mod networks;
+mod sysctl;
+
+use clap::Parser;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+const INSTALLED_MODES_DIR: &str = "/usr/lib/guestnet/modes";
+
+/// guestnet's service: networks for virtual machines and containers, driven
+/// over D-Bus as org.guestnet1. Networks keep running when it exits; the next
+/// guestnetd takes them back.
+#[derive(Parser, Debug)]
+#[command(name = "guestnetd", version)]
+struct Args {
+    /// D-Bus address to serve on [default: the system bus, from
+    /// DBUS_SYSTEM_BUS_ADDRESS when set]
+    #[arg(long, value_name = "ADDR")]
+    bus_address: Option<String>,
+    /// Persistent network definitions, one NAME.toml each
+    #[arg(long, value_name = "DIR", default_value = "/etc/guestnet/networks")]
+    config_dir: PathBuf,
+    /// Durable state (leases)
+    #[arg(long, value_name = "DIR", default_value = "/var/lib/guestnet")]
+    state_dir: PathBuf,
+    /// What is applied now; must not outlive a reboot
+    #[arg(long, value_name = "DIR", default_value = "/run/guestnet")]
+    runtime_dir: PathBuf,
+    /// Mode libraries (*.so) [default: /usr/lib/guestnet/modes when it
+    /// exists, else the directory of this executable]
+    #[arg(long, value_name = "DIR")]
+    modes_dir: Option<PathBuf>,
+}
+
+fn default_modes_dir() -> PathBuf {
+    let installed = PathBuf::from(INSTALLED_MODES_DIR);
+    if installed.is_dir() {
+        return installed;
+    }
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(PathBuf::from))
+        .unwrap_or(installed)
+}
+
+#[tokio::main]
+async fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("GUESTNET_LOG").unwrap_or_else(|_| {
+                // netlink-packet-route warns about every attribute newer
+                // than itself; that is noise, not news.
+                "info,netlink_packet_route=error".into()
+            }),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    if let Err(e) = run(args).await {
+        tracing::error!("{e}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(args: Args) -> Result<(), String> {
+    for dir in [&args.config_dir, &args.state_dir, &args.runtime_dir] {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    let modes_dir = args.modes_dir.clone().unwrap_or_else(default_modes_dir);
+    let (modes, errors) = mode_registry::ModeRegistry::load_dir(&modes_dir);
+    for e in errors {
+        tracing::error!("refused mode library: {e}");
+    }
+    for m in modes.iter() {
+        tracing::info!(
+            "loaded mode {} {} from {}",
+            m.info.name,
+            m.info.version,
+            m.file.display()
+        );
+    }
+    if modes.names().is_empty() {
+        tracing::warn!("no modes loaded from {}", modes_dir.display());
+    }
+    let kernel = kernel::Kernel::connect().map_err(|e| e.to_string())?;
+    let paths = networks::Paths {
+        config_dir: args.config_dir.clone(),
+        runtime_dir: args.runtime_dir.clone(),
+    };
+    let networks = Arc::new(networks::Networks::new(modes, kernel, &paths));
+    networks.recover().await;
+
+    let conn = connect(args.bus_address.as_deref()).await?;
+    dbus_api::export_all(&conn, networks.clone())
+        .await
+        .map_err(|e| format!("exporting objects: {e}"))?;
+    conn.request_name(guestnet_dbus::BUS_NAME)
+        .await
+        .map_err(|e| format!("cannot own {}: {e}", guestnet_dbus::BUS_NAME))?;
+    tracing::info!("serving {} on the bus", guestnet_dbus::BUS_NAME);
+
+    wait_for_signal().await;
+    tracing::info!("exiting; active networks keep running");
+    Ok(())
+}
+
+async fn connect(address: Option<&str>) -> Result<zbus::Connection, String> {
+    let builder = match address {
+        Some(a) => zbus::connection::Builder::address(a)
+            .map_err(|e| format!("bad bus address {a:?}: {e}"))?,
+        None => zbus::connection::Builder::system().map_err(|e| format!("no system bus: {e}"))?,
+    };
+    builder
+        .build()
+        .await
+        .map_err(|e| format!("connecting to the bus: {e}"))
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("installing a SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

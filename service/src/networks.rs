@@ -1,0 +1,552 @@
+//! The networks guestnetd knows and their life cycle: define, start, stop,
+//! update, undefine. Every operation either completes or leaves things as
+//! they were; the kernel, the firewall, the sysctls and the files on disk
+//! change together.
+
+use crate::error::ServiceError;
+use crate::files::{AppliedRecord, DefinitionStore, RuntimeStore};
+use crate::firewall::{self, NetworkRules};
+use crate::host_facts;
+use crate::kernel::Kernel;
+use crate::links;
+use crate::mode_registry::ModeRegistry;
+use crate::sysctl::SysctlKeeper;
+use guestnet_mode_api::{Definition, NetworkName, Plan};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use tokio::sync::Mutex;
+
+/// One network as guestnetd holds it.
+#[derive(Debug, Clone)]
+pub struct Network {
+    pub definition: Definition,
+    /// Stored in the config directory (else transient: gone when stopped).
+    pub persistent: bool,
+    /// The applied plan while the network is active.
+    pub plan: Option<Plan>,
+}
+
+impl Network {
+    pub fn is_active(&self) -> bool {
+        self.plan.is_some()
+    }
+
+    /// The bridge in use when active, else the one the definition names.
+    pub fn bridge(&self) -> String {
+        match (&self.plan, &self.definition.bridge) {
+            (Some(p), _) => p.bridge.name().to_string(),
+            (None, Some(b)) => b.to_string(),
+            (None, None) => String::new(),
+        }
+    }
+
+    /// The host's addresses on the network, as CIDR strings.
+    pub fn addresses(&self) -> Vec<String> {
+        match &self.plan {
+            Some(p) => p.addresses.iter().map(|a| a.to_string()).collect(),
+            None => self
+                .definition
+                .ipv4
+                .address
+                .iter()
+                .map(|a| a.to_string())
+                .collect(),
+        }
+    }
+}
+
+/// What happened to a network that was stopped or undefined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fate {
+    /// It still exists (inactive, or now transient).
+    Kept,
+    /// It is gone: the D-Bus object must go too.
+    Removed,
+}
+
+pub struct Paths {
+    pub config_dir: PathBuf,
+    pub runtime_dir: PathBuf,
+}
+
+struct State {
+    networks: BTreeMap<NetworkName, Network>,
+    sysctls: SysctlKeeper,
+}
+
+pub struct Networks {
+    modes: ModeRegistry,
+    kernel: Kernel,
+    definitions: DefinitionStore,
+    runtime: RuntimeStore,
+    state: Mutex<State>,
+}
+
+fn no_such(name: &str) -> ServiceError {
+    ServiceError::NoSuchNetwork(name.to_owned())
+}
+
+impl Networks {
+    pub fn new(modes: ModeRegistry, kernel: Kernel, paths: &Paths) -> Self {
+        Self {
+            modes,
+            kernel,
+            definitions: DefinitionStore::new(paths.config_dir.clone()),
+            runtime: RuntimeStore::new(paths.runtime_dir.clone()),
+            state: Mutex::new(State {
+                networks: BTreeMap::new(),
+                sysctls: SysctlKeeper::load(paths.runtime_dir.clone()),
+            }),
+        }
+    }
+
+    pub fn mode_names(&self) -> Vec<String> {
+        self.modes.names()
+    }
+
+    pub async fn names(&self) -> Vec<NetworkName> {
+        self.state.lock().await.networks.keys().cloned().collect()
+    }
+
+    pub async fn get(&self, name: &str) -> Option<Network> {
+        let key = NetworkName::new(name).ok()?;
+        self.state.lock().await.networks.get(&key).cloned()
+    }
+
+    /// Parses a definition and has its mode check it.
+    fn parse_checked(&self, text: &str) -> Result<Definition, ServiceError> {
+        let def =
+            Definition::parse(text).map_err(|e| ServiceError::InvalidConfig(e.to_string()))?;
+        let mode = self
+            .modes
+            .get(&def.mode)
+            .ok_or_else(|| ServiceError::UnknownMode {
+                mode: def.mode.clone(),
+                loaded: self.modes.names().join(", "),
+            })?;
+        mode.validate(&def)?;
+        Ok(def)
+    }
+
+    fn check_new(state: &State, def: &Definition) -> Result<(), ServiceError> {
+        if state.networks.contains_key(&def.name) {
+            return Err(ServiceError::AlreadyExists(format!(
+                "a network named {:?} already exists",
+                def.name.as_str()
+            )));
+        }
+        if let Some(other) = state
+            .networks
+            .values()
+            .find(|n| n.definition.uuid == def.uuid)
+        {
+            return Err(ServiceError::AlreadyExists(format!(
+                "network {:?} already has uuid {}",
+                other.definition.name.as_str(),
+                def.uuid
+            )));
+        }
+        Ok(())
+    }
+
+    /// Stores a new persistent definition.
+    pub async fn define(&self, text: &str) -> Result<NetworkName, ServiceError> {
+        let def = self.parse_checked(text)?;
+        let mut state = self.state.lock().await;
+        Self::check_new(&state, &def)?;
+        self.definitions
+            .save(&def)
+            .map_err(|e| ServiceError::failed("saving the definition", e))?;
+        let name = def.name.clone();
+        state.networks.insert(
+            name.clone(),
+            Network {
+                definition: def,
+                persistent: true,
+                plan: None,
+            },
+        );
+        Ok(name)
+    }
+
+    /// Starts a transient network; nothing of it remains if it fails.
+    pub async fn create(&self, text: &str) -> Result<NetworkName, ServiceError> {
+        let def = self.parse_checked(text)?;
+        let mut state = self.state.lock().await;
+        Self::check_new(&state, &def)?;
+        let plan = self.activate(&mut state, &def, false).await?;
+        let name = def.name.clone();
+        state.networks.insert(
+            name.clone(),
+            Network {
+                definition: def,
+                persistent: false,
+                plan: Some(plan),
+            },
+        );
+        Ok(name)
+    }
+
+    pub async fn start(&self, name: &str) -> Result<(), ServiceError> {
+        let mut state = self.state.lock().await;
+        let net = lookup(&state, name)?.clone();
+        if net.is_active() {
+            return Err(ServiceError::AlreadyActive(name.to_owned()));
+        }
+        let plan = self
+            .activate(&mut state, &net.definition, net.persistent)
+            .await?;
+        if let Some(n) = state.networks.get_mut(&net.definition.name) {
+            n.plan = Some(plan);
+        }
+        Ok(())
+    }
+
+    pub async fn stop(&self, name: &str) -> Result<Fate, ServiceError> {
+        let mut state = self.state.lock().await;
+        let net = lookup(&state, name)?.clone();
+        let Some(plan) = &net.plan else {
+            return Err(ServiceError::NotActive(name.to_owned()));
+        };
+        let result = self
+            .deactivate(&mut state, &net.definition.name, plan)
+            .await;
+        let fate = if net.persistent {
+            if let Some(n) = state.networks.get_mut(&net.definition.name) {
+                n.plan = None;
+            }
+            Fate::Kept
+        } else {
+            state.networks.remove(&net.definition.name);
+            Fate::Removed
+        };
+        result.map(|()| fate)
+    }
+
+    /// Removes the stored definition. An active network goes on running as
+    /// a transient one, as libvirt does; an inactive one is gone.
+    pub async fn undefine(&self, name: &str) -> Result<Fate, ServiceError> {
+        let mut state = self.state.lock().await;
+        let net = lookup(&state, name)?.clone();
+        if !net.persistent {
+            return Err(ServiceError::Failed(format!(
+                "network {name:?} is transient: it has no definition to remove; Stop removes it"
+            )));
+        }
+        self.definitions
+            .remove(&net.definition.name)
+            .map_err(|e| ServiceError::failed("removing the definition", e))?;
+        if net.is_active() {
+            let n = state
+                .networks
+                .get_mut(&net.definition.name)
+                .expect("looked up");
+            n.persistent = false;
+            let record = self.record_of(n);
+            let _ = self.runtime.save(&record);
+            Ok(Fate::Kept)
+        } else {
+            state.networks.remove(&net.definition.name);
+            Ok(Fate::Removed)
+        }
+    }
+
+    /// Replaces a definition. An active network is restarted on the new
+    /// one; if that fails it is brought back on the old one and the update
+    /// is refused.
+    pub async fn update(&self, name: &str, text: &str) -> Result<(), ServiceError> {
+        let mut new = self.parse_checked(text)?;
+        let mut state = self.state.lock().await;
+        let old = lookup(&state, name)?.clone();
+        if new.name != old.definition.name {
+            return Err(ServiceError::InvalidConfig(format!(
+                "name: an update cannot rename network {name:?}; define a new one instead"
+            )));
+        }
+        if !text_has_uuid(text) {
+            new.uuid = old.definition.uuid;
+        }
+        if new.uuid != old.definition.uuid {
+            return Err(ServiceError::InvalidConfig(
+                "uuid: an update cannot change the uuid".into(),
+            ));
+        }
+        if let Some(old_plan) = &old.plan {
+            self.deactivate(&mut state, &old.definition.name, old_plan)
+                .await?;
+            match self.activate(&mut state, &new, old.persistent).await {
+                Ok(plan) => self.set_plan(&mut state, &new.name, Some(plan)),
+                Err(e) => {
+                    let back = self
+                        .activate(&mut state, &old.definition, old.persistent)
+                        .await;
+                    self.set_plan(&mut state, &new.name, back.ok());
+                    return Err(e);
+                }
+            }
+        }
+        if old.persistent {
+            self.definitions
+                .save(&new)
+                .map_err(|e| ServiceError::failed("saving the definition", e))?;
+        }
+        let n = state.networks.get_mut(&new.name).expect("looked up");
+        n.definition = new;
+        if n.is_active() {
+            let record = self.record_of(n);
+            let _ = self.runtime.save(&record);
+        }
+        Ok(())
+    }
+
+    pub async fn set_autostart(&self, name: &str, on: bool) -> Result<(), ServiceError> {
+        let mut state = self.state.lock().await;
+        let net = lookup(&state, name)?.clone();
+        if !net.persistent {
+            return Err(ServiceError::Failed(format!(
+                "network {name:?} is transient and cannot start on its own; define it to make it persistent"
+            )));
+        }
+        let mut def = net.definition.clone();
+        def.autostart = on;
+        self.definitions
+            .save(&def)
+            .map_err(|e| ServiceError::failed("saving the definition", e))?;
+        let key = def.name.clone();
+        state.networks.get_mut(&key).expect("looked up").definition = def;
+        Ok(())
+    }
+
+    fn set_plan(&self, state: &mut State, name: &NetworkName, plan: Option<Plan>) {
+        if let Some(n) = state.networks.get_mut(name) {
+            n.plan = plan;
+        }
+    }
+
+    fn record_of(&self, n: &Network) -> AppliedRecord {
+        AppliedRecord {
+            definition: n.definition.clone(),
+            persistent: n.persistent,
+            plan: n.plan.clone().expect("only active networks have records"),
+        }
+    }
+
+    /// Plans and applies a network. On any failure everything it did is
+    /// undone before the error is returned.
+    async fn activate(
+        &self,
+        state: &mut State,
+        def: &Definition,
+        persistent: bool,
+    ) -> Result<Plan, ServiceError> {
+        let name = def.name.as_str();
+        let mode = self
+            .modes
+            .get(&def.mode)
+            .ok_or_else(|| ServiceError::UnknownMode {
+                mode: def.mode.clone(),
+                loaded: self.modes.names().join(", "),
+            })?;
+        let snapshot = self
+            .kernel
+            .snapshot()
+            .await
+            .map_err(|e| ServiceError::failed("reading the host's interfaces", e))?;
+        let plan = mode.plan(def, &host_facts::facts(&snapshot))?;
+        host_facts::conflicts(&plan, &snapshot, name).map_err(ServiceError::Conflict)?;
+        // The record goes first: a crash from here on leaves a trace that
+        // tells the next guestnetd what to clean up.
+        let record = AppliedRecord {
+            definition: def.clone(),
+            persistent,
+            plan: plan.clone(),
+        };
+        self.runtime
+            .save(&record)
+            .map_err(|e| ServiceError::failed("recording the network", e))?;
+        if let Err(e) = links::apply(&self.kernel, &plan, name).await {
+            let _ = self.runtime.remove(&def.name);
+            return Err(ServiceError::failed(
+                &format!("starting network {name:?}"),
+                e,
+            ));
+        }
+        let shared = self
+            .apply_shared(state, Some((&def.name, &plan)), None)
+            .await;
+        if let Err(e) = shared {
+            for err in links::teardown(&self.kernel, &plan, name).await {
+                tracing::warn!("rolling back {name}: {err}");
+            }
+            let _ = self.apply_shared(state, None, None).await;
+            let _ = self.runtime.remove(&def.name);
+            return Err(e);
+        }
+        Ok(plan)
+    }
+
+    /// Tears a network down; every step runs even when an earlier one fails.
+    async fn deactivate(
+        &self,
+        state: &mut State,
+        name: &NetworkName,
+        plan: &Plan,
+    ) -> Result<(), ServiceError> {
+        let mut problems: Vec<String> = links::teardown(&self.kernel, plan, name.as_str())
+            .await
+            .into_iter()
+            .map(|e| e.to_string())
+            .collect();
+        if let Err(e) = self.apply_shared(state, None, Some(name)).await {
+            problems.push(e.to_string());
+        }
+        if let Err(e) = self.runtime.remove(name) {
+            problems.push(e.to_string());
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ServiceError::Failed(format!(
+                "network {:?} stopped with errors: {}",
+                name.as_str(),
+                problems.join("; ")
+            )))
+        }
+    }
+
+    /// Reconciles what active networks share (sysctls and the firewall table)
+    /// with the active set, plus `adding`, less `removing`.
+    async fn apply_shared(
+        &self,
+        state: &mut State,
+        adding: Option<(&NetworkName, &Plan)>,
+        removing: Option<&NetworkName>,
+    ) -> Result<(), ServiceError> {
+        let mut active: Vec<(&NetworkName, &Plan)> = state
+            .networks
+            .iter()
+            .filter(|(n, _)| Some(*n) != removing && adding.is_none_or(|(a, _)| a != *n))
+            .filter_map(|(n, net)| net.plan.as_ref().map(|p| (n, p)))
+            .collect();
+        active.extend(adding);
+        let sysctls: Vec<_> = active.iter().flat_map(|(_, p)| p.sysctls.clone()).collect();
+        let rules: Vec<NetworkRules> = active
+            .iter()
+            .map(|(n, p)| NetworkRules {
+                network: n.to_string(),
+                bridge: p.bridge.name().clone(),
+                policy: p.firewall.clone(),
+            })
+            .collect();
+        firewall::apply(&rules)
+            .await
+            .map_err(|e| ServiceError::failed("updating the firewall", e))?;
+        state
+            .sysctls
+            .reconcile(&sysctls)
+            .map_err(|e| ServiceError::failed("setting sysctls", e))
+    }
+
+    /// Loads stored definitions, re-adopts networks that were active when
+    /// guestnetd last ran, and starts the autostart ones. Problems are logged;
+    /// one bad network never stops the others.
+    pub async fn recover(&self) {
+        let mut state = self.state.lock().await;
+        let (defs, bad) = self.definitions.load_all();
+        for b in bad {
+            tracing::warn!("ignoring {}: {}", b.path.display(), b.reason);
+        }
+        for def in defs {
+            state.networks.insert(
+                def.name.clone(),
+                Network {
+                    definition: def,
+                    persistent: true,
+                    plan: None,
+                },
+            );
+        }
+        self.readopt(&mut state).await;
+        if let Err(e) = self.apply_shared(&mut state, None, None).await {
+            tracing::error!("restoring the firewall and sysctls: {e}");
+        }
+        let autostart: Vec<Definition> = state
+            .networks
+            .values()
+            .filter(|n| n.persistent && n.definition.autostart && !n.is_active())
+            .map(|n| n.definition.clone())
+            .collect();
+        for def in autostart {
+            match self.activate(&mut state, &def, true).await {
+                Ok(plan) => {
+                    tracing::info!("autostarted network {}", def.name);
+                    self.set_plan(&mut state, &def.name, Some(plan));
+                }
+                Err(e) => tracing::error!("autostarting network {}: {e}", def.name),
+            }
+        }
+    }
+
+    /// Takes back networks whose bridge is still there; cleans up after
+    /// those whose bridge is gone.
+    async fn readopt(&self, state: &mut State) {
+        let (records, bad) = self.runtime.load_all();
+        for b in bad {
+            tracing::warn!("ignoring {}: {}", b.path.display(), b.reason);
+            let _ = std::fs::remove_file(&b.path);
+        }
+        let snapshot = match self.kernel.snapshot().await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!("cannot read the host's interfaces: {e}");
+                return;
+            }
+        };
+        for record in records {
+            let name = record.definition.name.clone();
+            let alive = snapshot
+                .link(record.plan.bridge.name().as_str())
+                .is_some_and(|l| {
+                    matches!(
+                        record.plan.bridge,
+                        guestnet_mode_api::BridgePlan::Existing { .. }
+                    ) || l.alias.as_deref() == Some(&host_facts::bridge_alias(name.as_str()))
+                });
+            if !alive {
+                tracing::warn!("network {name} was active but its bridge is gone; cleaning up");
+                for e in links::teardown(&self.kernel, &record.plan, name.as_str()).await {
+                    tracing::warn!("cleaning up {name}: {e}");
+                }
+                let _ = self.runtime.remove(&name);
+                continue;
+            }
+            match state.networks.get_mut(&name) {
+                Some(n) => {
+                    // The stored definition may have been updated while the
+                    // network ran: what runs is what the record says.
+                    n.plan = Some(record.plan);
+                }
+                None => {
+                    state.networks.insert(
+                        name.clone(),
+                        Network {
+                            definition: record.definition,
+                            persistent: false,
+                            plan: Some(record.plan),
+                        },
+                    );
+                }
+            }
+            tracing::info!("re-adopted active network {name}");
+        }
+    }
+}
+
+fn lookup<'a>(state: &'a State, name: &str) -> Result<&'a Network, ServiceError> {
+    let key = NetworkName::new(name).map_err(|_| no_such(name))?;
+    state.networks.get(&key).ok_or_else(|| no_such(name))
+}
+
+fn text_has_uuid(text: &str) -> bool {
+    toml::from_str::<toml::Table>(text).is_ok_and(|t| t.contains_key("uuid"))
+}
