@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 pub enum LoadError {
     #[error("{file}: cannot load: {reason}")]
     Open { file: PathBuf, reason: String },
-    #[error("{file}: built for mode ABI version {found}, but this guestnetd speaks version {expected}; rebuild the mode against guestnet-mode-api {expected}")]
+    #[error("{file}: built for mode ABI version {found}, but this guestnetd speaks version {expected}; rebuild the mode against a guestnet-mode-api of ABI version {expected}")]
     AbiMismatch {
         file: PathBuf,
         found: u32,
