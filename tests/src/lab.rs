@@ -1,0 +1,145 @@
+//! The usual world of a test: a `host` namespace running guestnetd, a `lan`
+//! machine behind the host's uplink, and guests plugged into a network's
+//! bridge.
+//!
+//! ```text
+//!   guest g1 (eth0 10.x.y.10) --veth-- vg1 [bridge] host up0 10.200.0.1/24 --veth-- eth0 10.200.0.2/24 lan
+//! ```
+//!
+//! The host's default route goes via the lan machine (10.200.0.2). The lan
+//! machine has no route to any guest subnet unless a test adds one.
+
+use crate::bus::Bus;
+use crate::guestnet::Guestnet;
+use crate::service::Service;
+use crate::world::World;
+
+/// The host's uplink interface.
+pub const UPLINK: &str = "up0";
+/// The host's address on the uplink.
+pub const HOST_UPLINK_ADDR: &str = "10.200.0.1";
+pub const HOST_UPLINK_CIDR: &str = "10.200.0.1/24";
+/// The lan machine's interface and address.
+pub const LAN_IF: &str = "eth0";
+pub const LAN_ADDR: &str = "10.200.0.2";
+pub const LAN_CIDR: &str = "10.200.0.2/24";
+/// The uplink's subnet.
+pub const LAN_SUBNET: &str = "10.200.0.0/24";
+
+/// Makes `host` and `lan` in `world`, joined by `up0` ↔ `eth0`, with the
+/// addresses above and the host's default route via the lan machine.
+/// Returns (host, lan).
+pub fn host_and_lan(world: &World) -> (String, String) {
+    let host = world.add_ns("host");
+    let lan = world.add_ns("lan");
+    world.veth(&host, UPLINK, &lan, LAN_IF);
+    world.ip(&host, &format!("addr add {HOST_UPLINK_CIDR} dev {UPLINK}"));
+    world.ip(&lan, &format!("addr add {LAN_CIDR} dev {LAN_IF}"));
+    world.ip(
+        &host,
+        &format!("route add default via {LAN_ADDR} dev {UPLINK}"),
+    );
+    (host, lan)
+}
+
+/// Makes a guest namespace `role` whose `eth0` is a veth to `host_if` in
+/// `host`, with `host_if` enslaved to `bridge`; gives the guest `cidr` and,
+/// if given, a default route via `gateway`. Returns the guest's namespace.
+pub fn add_guest(
+    world: &World,
+    host: &str,
+    role: &str,
+    host_if: &str,
+    bridge: &str,
+    cidr: &str,
+    gateway: Option<&str>,
+) -> String {
+    let guest = world.add_ns(role);
+    world.veth(host, host_if, &guest, "eth0");
+    world.ip(host, &format!("link set {host_if} master {bridge} up"));
+    world.ip(&guest, &format!("addr add {cidr} dev eth0"));
+    if let Some(gw) = gateway {
+        world.ip(&guest, &format!("route add default via {gw} dev eth0"));
+    }
+    guest
+}
+
+/// A world with host and lan, a private bus, and guestnetd in the host.
+/// Fields drop in order: the service, then the bus, then the world.
+pub struct Lab {
+    pub service: Service,
+    pub bus: Bus,
+    pub host: String,
+    pub lan: String,
+    pub world: World,
+}
+
+impl Lab {
+    /// The standard lab.
+    pub fn new() -> Lab {
+        Self::build(|_, _, _| {})
+    }
+
+    /// The standard lab, with `setup(world, host, lan)` run before guestnetd
+    /// starts.
+    pub fn build(setup: impl FnOnce(&World, &str, &str)) -> Lab {
+        Self::build_with_args(&[], setup)
+    }
+
+    /// Like [`Lab::build`], with extra arguments for guestnetd.
+    pub fn build_with_args(extra_args: &[&str], setup: impl FnOnce(&World, &str, &str)) -> Lab {
+        let world = World::new();
+        let (host, lan) = host_and_lan(&world);
+        setup(&world, &host, &lan);
+        let bus = Bus::start();
+        let service = Service::start_with(&world, &host, &bus, extra_args);
+        Lab {
+            service,
+            bus,
+            host,
+            lan,
+            world,
+        }
+    }
+
+    /// The guestnet client.
+    pub fn gn(&self) -> Guestnet {
+        self.service.client()
+    }
+
+    /// [`add_guest`] in this lab's host.
+    pub fn add_guest(
+        &self,
+        role: &str,
+        host_if: &str,
+        bridge: &str,
+        cidr: &str,
+        gateway: Option<&str>,
+    ) -> String {
+        add_guest(
+            &self.world,
+            &self.host,
+            role,
+            host_if,
+            bridge,
+            cidr,
+            gateway,
+        )
+    }
+
+    /// Whether the host's nftables table `inet guestnet` exists, and its text.
+    pub fn guestnet_table(&self) -> Option<String> {
+        let out = self
+            .world
+            .exec(&self.host, &["nft", "list", "table", "inet", "guestnet"]);
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+}
+
+impl Default for Lab {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,73 @@
+//! The world the end-to-end tests build.
+//!
+//! Every test makes its own small world of network namespaces ([`world`]),
+//! a private dbus-daemon with the project's own bus policy ([`bus`]), runs
+//! guestnetd inside the world's `host` namespace ([`service`]), and talks to it
+//! through real clients ([`busctl`], [`guestnet`]). Data-path checks (ping, who
+//! did a TCP peer see) are in [`probe`]; the usual host + lan + guests layout in
+//! [`lab`].
+//!
+//! Nothing here touches the machine's root network namespace: every link,
+//! address, route, sysctl and firewall rule is made inside a namespace the
+//! test created, and every namespace and process is removed on drop, also
+//! when the test panics.
+
+pub mod bus;
+pub mod busctl;
+pub mod cmd;
+pub mod guestnet;
+pub mod ipv4;
+pub mod lab;
+pub mod probe;
+pub mod service;
+pub mod world;
+
+pub use bus::Bus;
+pub use busctl::{BusError, Busctl};
+pub use guestnet::Guestnet;
+pub use ipv4::Cidr;
+pub use lab::Lab;
+pub use service::Service;
+pub use world::World;
+
+/// True when the tests may run: they need root for namespaces.
+///
+/// Without root: under `CI=true` this panics (a CI that skips every test
+/// proves nothing); elsewhere it prints a loud SKIPPED line and returns false,
+/// and the test returns early.
+pub fn require_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } == 0 {
+        return true;
+    }
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!(
+            "guestnet end-to-end tests need root (network namespaces), and CI=true: \
+             refusing to skip. Run the tests as uid 0."
+        );
+    }
+    // Straight to fd 2, past the test harness's output capture, so the skip
+    // is seen even when the test "passes".
+    use std::io::Write;
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("this test")
+        .to_owned();
+    let line = "*".repeat(60);
+    let _ = write!(
+        std::io::stderr(),
+        "\n{line}\n*** SKIPPED: needs root (network namespaces): {test}\n{line}\n\n"
+    );
+    false
+}
+
+/// `root_or_skip!()` at the top of a test: returns from it when
+/// [`require_root`] says the test cannot run.
+#[macro_export]
+macro_rules! root_or_skip {
+    () => {
+        if !$crate::require_root() {
+            return;
+        }
+    };
+}

@@ -1,0 +1,121 @@
+//! Data-path checks between a world's namespaces: ping, and which source
+//! address a TCP server sees (a tiny python3 server, `nc -z` as the client).
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+
+use crate::world::World;
+
+/// One ping (`ping -c1 -W1`) from `from_ns` to `addr`.
+pub fn ping_once(world: &World, from_ns: &str, addr: &str) -> bool {
+    world
+        .exec(from_ns, &["ping", "-n", "-q", "-c1", "-W1", addr])
+        .status
+        .success()
+}
+
+/// Up to `tries` pings, stopping at the first answer (ARP, bridge learning and
+/// the like may lag a moment).
+pub fn ping(world: &World, from_ns: &str, addr: &str, tries: u32) -> bool {
+    (0..tries).any(|_| ping_once(world, from_ns, addr))
+}
+
+/// Panics unless `addr` answers a ping from `from_ns` within five tries.
+#[track_caller]
+pub fn assert_ping(world: &World, from_ns: &str, addr: &str) {
+    if !ping(world, from_ns, addr, 5) {
+        panic!(
+            "{addr} does not answer ping from {from_ns}\n{}",
+            describe(world, from_ns)
+        );
+    }
+}
+
+/// Panics if `addr` answers a ping from `from_ns` (two tries).
+#[track_caller]
+pub fn assert_no_ping(world: &World, from_ns: &str, addr: &str) {
+    if ping(world, from_ns, addr, 2) {
+        panic!("{addr} answers ping from {from_ns}, and must not");
+    }
+}
+
+/// Addresses and routes of `ns`, for failure messages.
+pub fn describe(world: &World, ns: &str) -> String {
+    let addrs = world.try_ip(ns, "-br addr");
+    let routes = world.try_ip(ns, "route");
+    format!(
+        "--- {ns}: addresses ---\n{}--- {ns}: routes ---\n{}",
+        String::from_utf8_lossy(&addrs.stdout),
+        String::from_utf8_lossy(&routes.stdout)
+    )
+}
+
+fn python() -> &'static str {
+    if Path::new("/usr/bin/python3").exists() {
+        "/usr/bin/python3"
+    } else {
+        "python3"
+    }
+}
+
+const SERVER: &str = r#"
+import socket, sys
+port, wait = int(sys.argv[1]), float(sys.argv[2])
+s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", port))
+s.listen(8)
+s.settimeout(wait)
+print("ready", flush=True)
+try:
+    c, a = s.accept()
+    print("peer", a[0], flush=True)
+    c.close()
+except socket.timeout:
+    print("none", flush=True)
+"#;
+
+/// Seconds the client gets to connect (`nc -w`).
+const CONNECT_WAIT_S: u32 = 2;
+
+/// Listens on TCP `port` in `server_ns` and connects to `connect_to:port`
+/// from `client_ns`. Returns the source address the server saw, or None if
+/// no connection arrived.
+pub fn tcp_peer(
+    world: &World,
+    server_ns: &str,
+    port: u16,
+    client_ns: &str,
+    connect_to: &str,
+) -> Option<String> {
+    let port_s = port.to_string();
+    let wait = (CONNECT_WAIT_S + 3).to_string();
+    let (pid, stdout) = world.spawn_piped(server_ns, &[python(), "-c", SERVER, &port_s, &wait]);
+    let mut lines = BufReader::new(stdout).lines();
+    match lines.next() {
+        Some(Ok(l)) if l == "ready" => {}
+        other => panic!("the TCP server in {server_ns} did not start: {other:?}"),
+    }
+    let client = world.exec(
+        client_ns,
+        &[
+            "nc",
+            "-n",
+            "-z",
+            "-w",
+            &CONNECT_WAIT_S.to_string(),
+            connect_to,
+            &port_s,
+        ],
+    );
+    let seen = lines.next().and_then(Result::ok).unwrap_or_default();
+    world.wait(pid);
+    let peer = seen.strip_prefix("peer ").map(str::to_owned);
+    if client.status.success() && peer.is_none() {
+        eprintln!(
+            "note: nc from {client_ns} to {connect_to}:{port} connected, \
+             but the server in {server_ns} saw no connection"
+        );
+    }
+    peer
+}
