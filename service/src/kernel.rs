@@ -20,7 +20,7 @@ pub enum KernelError {
     Netlink {
         what: String,
         #[source]
-        source: rtnetlink::Error,
+        source: Box<rtnetlink::Error>,
     },
     #[error("no interface named {0:?}")]
     NoSuchLink(String),
@@ -30,7 +30,10 @@ type Result<T> = std::result::Result<T, KernelError>;
 
 fn ctx(what: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> KernelError {
     let what = what.into();
-    move |source| KernelError::Netlink { what, source }
+    move |source| KernelError::Netlink {
+        what,
+        source: Box::new(source),
+    }
 }
 
 /// One link as the kernel reports it.

@@ -76,6 +76,18 @@ impl Service {
 
     /// Like [`Service::start`], with extra arguments for guestnetd.
     pub fn start_with(world: &World, ns: &str, bus: &Bus, extra_args: &[&str]) -> Service {
+        Self::start_with_modes(world, ns, bus, &modes_dir(), extra_args)
+    }
+
+    /// Like [`Service::start_with`], loading modes from `modes` instead of
+    /// the built-in modes' directory.
+    pub fn start_with_modes(
+        world: &World,
+        ns: &str,
+        bus: &Bus,
+        modes: &Path,
+        extra_args: &[&str],
+    ) -> Service {
         assert!(
             world.owns(ns),
             "guestnetd must run in one of the test's own namespaces, not {ns:?}"
@@ -102,7 +114,7 @@ impl Service {
             ns: ns.to_owned(),
             bus_address: bus.address().to_owned(),
             binary,
-            modes_dir: modes_dir(),
+            modes_dir: modes.to_owned(),
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
             config_dir,
             state_dir,
