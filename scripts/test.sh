@@ -13,5 +13,6 @@ else
 fi
 # The end-to-end tests run the built guestnetd with the built mode libraries
 # and the loader's fixtures, so build them all first.
+cargo build --workspace
 cargo build --workspace --examples
 cargo test --workspace -- --test-threads="${GUESTNET_TEST_THREADS:-4}"
