@@ -15,4 +15,12 @@ fi
 # and the loader's fixtures, so build them all first.
 cargo build --workspace
 cargo build --workspace --examples
-cargo test --workspace -- --test-threads="${GUESTNET_TEST_THREADS:-4}"
+LOG=$(mktemp)
+trap 'rm -f "$LOG"' EXIT
+status=0
+cargo test --workspace -- --test-threads="${GUESTNET_TEST_THREADS:-4}" 2>&1 | tee "$LOG" || status=$?
+# One closing line for the whole suite: cargo's last "test result" line is
+# that of the last (often empty) doc-test crate.
+awk '/^test result:/ { p += $4; f += $6 }
+     END { printf "tests: %d passed, %d failed\n", p, f }' "$LOG"
+exit "$status"
