@@ -1,17 +1,7 @@
 //! guestnetd: gives virtual machines and containers their networks, driven
 //! over D-Bus as `org.guestnet1`.
 
-mod authority;
-mod dbus_api;
-mod error;
-mod files;
-mod firewall;
-mod host_facts;
-mod kernel;
-mod links;
-mod mode_registry;
-mod networks;
-mod sysctl;
+use guestnetd::{dbus_api, kernel, mode_registry, networks};
 
 use clap::Parser;
 use std::path::PathBuf;

@@ -1,0 +1,17 @@
+//! guestnetd, the guestnet service, as a library: the binary in `main.rs`
+//! wires these parts together; the fuzz targets and benchmarks reach the
+//! packet handling through here.
+
+pub mod authority;
+pub mod dbus_api;
+pub mod dhcp;
+pub mod dns;
+pub mod error;
+pub mod files;
+pub mod firewall;
+pub mod host_facts;
+pub mod kernel;
+pub mod links;
+pub mod mode_registry;
+pub mod networks;
+pub mod sysctl;
