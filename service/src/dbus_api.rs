@@ -4,9 +4,11 @@
 //! changed; they hold no state of their own.
 
 use crate::authority;
+use crate::dhcp::{Lease, LeaseChange};
 use crate::error::ServiceError;
 use crate::networks::{Fate, Networks};
 use guestnet_dbus::{network_path, MANAGER_PATH};
+use guestnet_mode_api::MacAddr;
 use std::sync::Arc;
 use zbus::message::Header;
 use zbus::object_server::SignalEmitter;
@@ -204,6 +206,88 @@ impl NetworkObject {
         Ok(result?)
     }
 
+    /// (mac, ip, hostname, client id, expiry in unix seconds) of every lease.
+    async fn list_leases(&self) -> Result<Vec<LeaseTuple>, DbusError> {
+        let leases = self.networks.leases(&self.name).await?;
+        Ok(leases.iter().map(lease_tuple).collect())
+    }
+
+    /// The lease of `mac`: at once if it exists, else when it is granted,
+    /// or org.guestnet1.Error.Timeout after `timeout_ms`.
+    async fn wait_for_lease(&self, mac: String, timeout_ms: u32) -> Result<LeaseTuple, DbusError> {
+        let mac: MacAddr = mac
+            .parse()
+            .map_err(|e: String| ServiceError::InvalidArgs(format!("mac: {e}")))?;
+        // Subscribe before looking, so a lease granted in between is seen.
+        let mut events = self.networks.subscribe_leases();
+        if let Some(lease) = self.networks.lease_of(&self.name, &mac).await? {
+            return Ok(lease_tuple(&lease));
+        }
+        let wait = async {
+            loop {
+                match events.recv().await {
+                    Ok(e)
+                        if e.network == self.name
+                            && e.event.lease.mac == mac
+                            && e.event.change != LeaseChange::Removed =>
+                    {
+                        return Some(e.event.lease);
+                    }
+                    Ok(_) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        if let Ok(Some(l)) = self.networks.lease_of(&self.name, &mac).await {
+                            return Some(l);
+                        }
+                    }
+                    Err(_) => return None,
+                }
+            }
+        };
+        match tokio::time::timeout(
+            std::time::Duration::from_millis(u64::from(timeout_ms)),
+            wait,
+        )
+        .await
+        {
+            Ok(Some(lease)) => Ok(lease_tuple(&lease)),
+            _ => Err(ServiceError::Timeout(format!(
+                "no lease for {mac} on network {:?} within {timeout_ms} ms",
+                self.name
+            ))
+            .into()),
+        }
+    }
+
+    #[zbus(signal)]
+    async fn lease_added(
+        emitter: &SignalEmitter<'_>,
+        mac: &str,
+        ip: &str,
+        hostname: &str,
+        client_id: &str,
+        expiry: u64,
+    ) -> zbus::Result<()>;
+
+    #[zbus(signal)]
+    async fn lease_renewed(
+        emitter: &SignalEmitter<'_>,
+        mac: &str,
+        ip: &str,
+        hostname: &str,
+        client_id: &str,
+        expiry: u64,
+    ) -> zbus::Result<()>;
+
+    #[zbus(signal)]
+    async fn lease_removed(
+        emitter: &SignalEmitter<'_>,
+        mac: &str,
+        ip: &str,
+        hostname: &str,
+        client_id: &str,
+        expiry: u64,
+    ) -> zbus::Result<()>;
+
     async fn get_config(&self) -> Result<String, DbusError> {
         let net = self
             .networks
@@ -282,6 +366,52 @@ impl NetworkObject {
     }
 }
 
+type LeaseTuple = (String, String, String, String, u64);
+
+fn lease_tuple(l: &Lease) -> LeaseTuple {
+    (
+        l.mac.to_string(),
+        l.ip.to_string(),
+        l.hostname.clone().unwrap_or_default(),
+        l.client_id_hex(),
+        l.expires,
+    )
+}
+
+/// Announces every lease change as a signal on its network's object.
+async fn announce_leases(conn: Connection, networks: Arc<Networks>) {
+    let mut events = networks.subscribe_leases();
+    loop {
+        let e = match events.recv().await {
+            Ok(e) => e,
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                tracing::warn!("{n} lease signals were dropped: the bus could not keep up");
+                continue;
+            }
+            Err(_) => return,
+        };
+        let path = network_path(&e.network);
+        let Ok(emitter) = SignalEmitter::new(&conn, path) else {
+            continue;
+        };
+        let (mac, ip, host, id, exp) = lease_tuple(&e.event.lease);
+        let sent = match e.event.change {
+            LeaseChange::Added => {
+                NetworkObject::lease_added(&emitter, &mac, &ip, &host, &id, exp).await
+            }
+            LeaseChange::Renewed => {
+                NetworkObject::lease_renewed(&emitter, &mac, &ip, &host, &id, exp).await
+            }
+            LeaseChange::Removed => {
+                NetworkObject::lease_removed(&emitter, &mac, &ip, &host, &id, exp).await
+            }
+        };
+        if let Err(err) = sent {
+            tracing::warn!("signalling a lease of {}: {err}", e.network);
+        }
+    }
+}
+
 /// Puts the manager and every known network on the bus.
 pub async fn export_all(conn: &Connection, networks: Arc<Networks>) -> zbus::Result<()> {
     let server = conn.object_server();
@@ -297,6 +427,7 @@ pub async fn export_all(conn: &Connection, networks: Arc<Networks>) -> zbus::Res
     for name in networks.names().await {
         export_network(conn, &networks, name.as_str()).await?;
     }
+    tokio::spawn(announce_leases(conn.clone(), networks));
     Ok(())
 }
 

@@ -20,14 +20,15 @@ pub enum ServiceError {
     AlreadyActive(String),
     #[error("no mode named {mode:?} is loaded (loaded: {loaded})")]
     UnknownMode { mode: String, loaded: String },
-    /// For calls that wait (WaitForLease, with the DHCP server).
-    #[allow(dead_code)]
     #[error("{0}")]
     Timeout(String),
     #[error("{0}")]
     Failed(String),
     #[error("{0}")]
     AccessDenied(String),
+    /// A method argument that makes no sense (a malformed MAC, say).
+    #[error("{0}")]
+    InvalidArgs(String),
 }
 
 impl ServiceError {
@@ -44,6 +45,7 @@ impl ServiceError {
             ServiceError::Timeout(_) => "org.guestnet1.Error.Timeout",
             ServiceError::Failed(_) => "org.guestnet1.Error.Failed",
             ServiceError::AccessDenied(_) => "org.freedesktop.DBus.Error.AccessDenied",
+            ServiceError::InvalidArgs(_) => "org.freedesktop.DBus.Error.InvalidArgs",
         }
     }
 

@@ -28,6 +28,10 @@ struct Args {
     /// What is applied now; must not outlive a reboot
     #[arg(long, value_name = "DIR", default_value = "/run/guestnet")]
     runtime_dir: PathBuf,
+    /// Upstream DNS servers for networks whose definition names no
+    /// forwarders; re-read when it changes
+    #[arg(long, value_name = "FILE", default_value = "/etc/resolv.conf")]
+    resolv_conf: PathBuf,
     /// Mode libraries (*.so) [default: /usr/lib/guestnet/modes when it
     /// exists, else the directory of this executable]
     #[arg(long, value_name = "DIR")]
@@ -88,7 +92,9 @@ async fn run(args: Args) -> Result<(), String> {
     let kernel = kernel::Kernel::connect().map_err(|e| e.to_string())?;
     let paths = networks::Paths {
         config_dir: args.config_dir.clone(),
+        state_dir: args.state_dir.clone(),
         runtime_dir: args.runtime_dir.clone(),
+        resolv_conf: args.resolv_conf.clone(),
     };
     let networks = Arc::new(networks::Networks::new(modes, kernel, &paths));
     networks.recover().await;

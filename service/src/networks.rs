@@ -3,6 +3,9 @@
 //! they were; the kernel, the firewall, the sysctls and the files on disk
 //! change together.
 
+use crate::dhcp::server::{DhcpServer, EventSink};
+use crate::dhcp::{Lease, LeaseChange, LeaseEvent};
+use crate::dns::{DnsServer, SharedZone, Upstreams, Zone};
 use crate::error::ServiceError;
 use crate::files::{AppliedRecord, DefinitionStore, RuntimeStore};
 use crate::firewall::{self, NetworkRules};
@@ -11,10 +14,16 @@ use crate::kernel::Kernel;
 use crate::links;
 use crate::mode_registry::ModeRegistry;
 use crate::sysctl::SysctlKeeper;
-use guestnet_mode_api::{Definition, NetworkName, Plan};
-use std::collections::BTreeMap;
+use guestnet_mode_api::{Definition, MacAddr, NetworkName, Plan};
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use tokio::sync::Mutex;
+use std::sync::{Arc, RwLock};
+use tokio::sync::{broadcast, Mutex};
+
+/// DNS is served on the standard port; the DNS module's tests use others.
+const DNS_PORT: u16 = 53;
+/// Lease events buffered for slow listeners (the D-Bus signal task).
+const LEASE_EVENT_BACKLOG: usize = 65_536;
 
 /// One network as guestnetd holds it.
 #[derive(Debug, Clone)]
@@ -66,11 +75,41 @@ pub enum Fate {
 
 pub struct Paths {
     pub config_dir: PathBuf,
+    pub state_dir: PathBuf,
     pub runtime_dir: PathBuf,
+    /// Upstream DNS servers for networks whose definition names none.
+    pub resolv_conf: PathBuf,
+}
+
+/// A lease change on a network.
+#[derive(Debug, Clone)]
+pub struct NetworkLeaseEvent {
+    pub network: String,
+    pub event: LeaseEvent,
+}
+
+/// The servers an active network runs; dropping them stops them.
+struct Services {
+    dhcp: Option<DhcpServer>,
+    dns: Option<DnsServer>,
+}
+
+impl Services {
+    /// Stops both servers and waits until their sockets are closed, so that
+    /// a restart on the same address finds it free.
+    async fn stop(self) {
+        if let Some(d) = self.dhcp {
+            d.stop().await;
+        }
+        if let Some(d) = self.dns {
+            d.stop().await;
+        }
+    }
 }
 
 struct State {
     networks: BTreeMap<NetworkName, Network>,
+    services: HashMap<NetworkName, Services>,
     sysctls: SysctlKeeper,
 }
 
@@ -79,6 +118,9 @@ pub struct Networks {
     kernel: Kernel,
     definitions: DefinitionStore,
     runtime: RuntimeStore,
+    leases_dir: PathBuf,
+    resolv_conf: PathBuf,
+    lease_events: broadcast::Sender<NetworkLeaseEvent>,
     state: Mutex<State>,
 }
 
@@ -93,8 +135,12 @@ impl Networks {
             kernel,
             definitions: DefinitionStore::new(paths.config_dir.clone()),
             runtime: RuntimeStore::new(paths.runtime_dir.clone()),
+            leases_dir: paths.state_dir.join("leases"),
+            resolv_conf: paths.resolv_conf.clone(),
+            lease_events: broadcast::channel(LEASE_EVENT_BACKLOG).0,
             state: Mutex::new(State {
                 networks: BTreeMap::new(),
+                services: HashMap::new(),
                 sysctls: SysctlKeeper::load(paths.runtime_dir.clone()),
             }),
         }
@@ -218,6 +264,7 @@ impl Networks {
             Fate::Kept
         } else {
             state.networks.remove(&net.definition.name);
+            self.forget_leases(&net.definition.name);
             Fate::Removed
         };
         result.map(|()| fate)
@@ -247,7 +294,15 @@ impl Networks {
             Ok(Fate::Kept)
         } else {
             state.networks.remove(&net.definition.name);
+            self.forget_leases(&net.definition.name);
             Ok(Fate::Removed)
+        }
+    }
+
+    /// Removes the lease journal of a network that is gone for good.
+    fn forget_leases(&self, name: &NetworkName) {
+        if let Err(e) = crate::files::remove(&self.journal_path(name)) {
+            tracing::warn!("removing the leases of {name}: {e}");
         }
     }
 
@@ -374,15 +429,132 @@ impl Networks {
         let shared = self
             .apply_shared(state, Some((&def.name, &plan)), None)
             .await;
-        if let Err(e) = shared {
-            for err in links::teardown(&self.kernel, &plan, name).await {
-                tracing::warn!("rolling back {name}: {err}");
+        let services = match shared {
+            Ok(()) => self.start_services(&def.name, &plan).await,
+            Err(e) => Err(e),
+        };
+        match services {
+            Ok(services) => {
+                state.services.insert(def.name.clone(), services);
+                Ok(plan)
             }
-            let _ = self.apply_shared(state, None, None).await;
-            let _ = self.runtime.remove(&def.name);
-            return Err(e);
+            Err(e) => {
+                for err in links::teardown(&self.kernel, &plan, name).await {
+                    tracing::warn!("rolling back {name}: {err}");
+                }
+                let _ = self.apply_shared(state, None, Some(&def.name)).await;
+                let _ = self.runtime.remove(&def.name);
+                if !persistent {
+                    self.forget_leases(&def.name);
+                }
+                Err(e)
+            }
         }
-        Ok(plan)
+    }
+
+    fn journal_path(&self, name: &NetworkName) -> PathBuf {
+        self.leases_dir.join(format!("{name}.journal"))
+    }
+
+    /// Starts the DHCP and DNS servers the plan asks for.
+    async fn start_services(
+        &self,
+        name: &NetworkName,
+        plan: &Plan,
+    ) -> Result<Services, ServiceError> {
+        let bridge = plan.bridge.name().as_str();
+        let zone: SharedZone = Arc::new(RwLock::new(match &plan.dns {
+            Some(d) => Zone::new(d.domain.clone(), &d.records),
+            None => Zone::new(None, &[]),
+        }));
+        let dhcp = match &plan.dhcp {
+            None => None,
+            Some(d) => {
+                let sink = self.lease_sink(name, zone.clone());
+                let server = DhcpServer::start(bridge, d.clone(), &self.journal_path(name), sink)
+                    .await
+                    .map_err(|e| ServiceError::failed(&format!("starting DHCP on {bridge}"), e))?;
+                let mut z = zone.write().expect("zone lock");
+                for lease in server.leases() {
+                    if let Some(h) = &lease.hostname {
+                        z.add_lease(h, lease.ip);
+                    }
+                }
+                drop(z);
+                Some(server)
+            }
+        };
+        let dns = match &plan.dns {
+            None => None,
+            Some(d) => {
+                let upstreams = if d.forwarders.is_empty() {
+                    Upstreams::resolv_conf(self.resolv_conf.clone())
+                } else {
+                    Upstreams::fixed(d.forwarders.clone())
+                };
+                let server = DnsServer::start(bridge, d.listen, DNS_PORT, zone, upstreams)
+                    .await
+                    .map_err(|e| {
+                        ServiceError::failed(&format!("starting DNS on {}", d.listen), e)
+                    })?;
+                Some(server)
+            }
+        };
+        Ok(Services { dhcp, dns })
+    }
+
+    /// Where a network's DHCP server reports durable lease changes: its DNS
+    /// zone and the lease event channel.
+    fn lease_sink(&self, name: &NetworkName, zone: SharedZone) -> EventSink {
+        let tx = self.lease_events.clone();
+        let network = name.to_string();
+        Arc::new(move |events: &[LeaseEvent]| {
+            {
+                let mut z = zone.write().expect("zone lock");
+                for e in events {
+                    let Some(host) = &e.lease.hostname else {
+                        continue;
+                    };
+                    match e.change {
+                        LeaseChange::Added | LeaseChange::Renewed => z.add_lease(host, e.lease.ip),
+                        LeaseChange::Removed => z.remove_lease(host, e.lease.ip),
+                    }
+                }
+            }
+            for e in events {
+                let _ = tx.send(NetworkLeaseEvent {
+                    network: network.clone(),
+                    event: e.clone(),
+                });
+            }
+        })
+    }
+
+    /// Every lease change of every network, from now on.
+    pub fn subscribe_leases(&self) -> broadcast::Receiver<NetworkLeaseEvent> {
+        self.lease_events.subscribe()
+    }
+
+    /// The leases of a network (none while it is inactive).
+    pub async fn leases(&self, name: &str) -> Result<Vec<Lease>, ServiceError> {
+        let state = self.state.lock().await;
+        let net = lookup(&state, name)?;
+        Ok(state
+            .services
+            .get(&net.definition.name)
+            .and_then(|s| s.dhcp.as_ref())
+            .map(|d| d.leases())
+            .unwrap_or_default())
+    }
+
+    pub async fn lease_of(&self, name: &str, mac: &MacAddr) -> Result<Option<Lease>, ServiceError> {
+        let state = self.state.lock().await;
+        let net = lookup(&state, name)?;
+        Ok(state
+            .services
+            .get(&net.definition.name)
+            .and_then(|s| s.dhcp.as_ref())
+            .and_then(|d| d.lease_of(mac)))
     }
 
     /// Tears a network down; every step runs even when an earlier one fails.
@@ -392,6 +564,9 @@ impl Networks {
         name: &NetworkName,
         plan: &Plan,
     ) -> Result<(), ServiceError> {
+        if let Some(services) = state.services.remove(name) {
+            services.stop().await;
+        }
         let mut problems: Vec<String> = links::teardown(&self.kernel, plan, name.as_str())
             .await
             .into_iter()
@@ -519,6 +694,12 @@ impl Networks {
                 }
                 let _ = self.runtime.remove(&name);
                 continue;
+            }
+            match self.start_services(&name, &record.plan).await {
+                Ok(services) => {
+                    state.services.insert(name.clone(), services);
+                }
+                Err(e) => tracing::error!("restarting the servers of network {name}: {e}"),
             }
             match state.networks.get_mut(&name) {
                 Some(n) => {

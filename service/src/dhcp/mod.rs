@@ -1,1 +1,8 @@
-//! DHCPv4: the server of each network, its pure packet logic and its lease store.
+//! DHCPv4: each network's server, its pure packet logic and its lease store.
+
+pub mod lease;
+pub mod lease_store;
+pub mod protocol;
+pub mod server;
+
+pub use lease::{Lease, LeaseChange, LeaseEvent};

@@ -1,1 +1,23 @@
-//! DNS: the server of each network, its local zone and its upstream forwarding.
+//! DNS: the server of each network, its local zone and its upstream
+//! forwarding.
+//!
+//! A network's server answers the names of its zone itself (A and PTR for
+//! the definition's records and the guests' lease hostnames, under the
+//! network's domain and bare), never forwards a name under that domain,
+//! and forwards everything else to the upstream servers. The decision is
+//! pure ([`answer::handle_query`]), so it can be fuzzed and benchmarked
+//! without sockets; [`server`] adds the sockets and tasks.
+
+pub mod answer;
+pub mod framing;
+pub mod query;
+pub mod reply;
+pub mod resolv_conf;
+pub mod server;
+pub mod upstream;
+pub mod zone;
+
+pub use answer::{handle_query, Action, Transport};
+pub use server::DnsServer;
+pub use upstream::Upstreams;
+pub use zone::{SharedZone, Zone};

@@ -1,0 +1,610 @@
+//! The DHCPv4 server's decisions (RFC 2131), as a pure state machine: bytes
+//! of a request in, a reply and the lease change out. No sockets, no clock,
+//! no disk, so the fuzz target and the unit tests drive it directly.
+
+use super::lease::{sanitize_hostname, Lease, LeaseChange, LeaseEvent};
+use super::lease_store::Record;
+use dhcproto::v4::{DhcpOption, Flags, HType, Message, MessageType, Opcode, OptionCode};
+use dhcproto::{Decodable, Decoder, Encodable, Encoder};
+use guestnet_mode_api::{DhcpPlan, MacAddr};
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::net::Ipv4Addr;
+
+/// How long an offered address stays reserved for the client it was offered to.
+const OFFER_SECS: u64 = 30;
+/// How long a declined address (in use by someone unknown) stays out of the pool.
+const DECLINE_SECS: u64 = 600;
+/// How many departed clients' addresses are remembered for their return.
+const REMEMBERED_MAX: usize = 65_536;
+/// Requests larger than this are not DHCP (the largest an Ethernet frame carries).
+pub const MAX_PACKET: usize = 1500;
+
+/// Where a reply goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Destination {
+    /// To 255.255.255.255:68 on the network's bridge: the client has no
+    /// address yet.
+    Broadcast,
+    /// To the client's own address, port 68 (renewals, INFORM).
+    Client(Ipv4Addr),
+    /// To the relay agent, port 67.
+    Relay(Ipv4Addr),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub bytes: Vec<u8>,
+    pub to: Destination,
+}
+
+/// What handling one packet decided.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub reply: Option<Reply>,
+    /// Journal records that must be durable before the reply goes out.
+    pub records: Vec<Record>,
+    pub events: Vec<LeaseEvent>,
+}
+
+impl Outcome {
+    fn reply(bytes: Vec<u8>, to: Destination) -> Self {
+        Outcome {
+            reply: Some(Reply { bytes, to }),
+            ..Default::default()
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Offer {
+    ip: Ipv4Addr,
+    until: u64,
+}
+
+/// One network's addresses and leases.
+pub struct Pool {
+    plan: DhcpPlan,
+    first: u32,
+    last: u32,
+    leases: HashMap<MacAddr, Lease>,
+    by_ip: HashMap<Ipv4Addr, MacAddr>,
+    by_expiry: BTreeSet<(u64, MacAddr)>,
+    offers: HashMap<MacAddr, Offer>,
+    offered: HashMap<Ipv4Addr, MacAddr>,
+    declined: HashMap<Ipv4Addr, u64>,
+    remembered: HashMap<MacAddr, Ipv4Addr>,
+    static_by_mac: HashMap<MacAddr, (Ipv4Addr, Option<String>)>,
+    static_ips: HashSet<Ipv4Addr>,
+    cursor: u32,
+    /// When a scan last found the pool full.
+    full_since: Option<u64>,
+}
+
+impl Pool {
+    /// A pool for `plan`, holding the `leases` a journal replayed (those
+    /// that no longer fit the network are dropped).
+    pub fn new(plan: DhcpPlan, leases: impl IntoIterator<Item = Lease>) -> Pool {
+        let first = u32::from(plan.range_start);
+        let last = u32::from(plan.range_end);
+        let static_by_mac = plan
+            .hosts
+            .iter()
+            .map(|h| (h.mac, (h.ip, h.name.clone())))
+            .collect();
+        let static_ips = plan.hosts.iter().map(|h| h.ip).collect();
+        let mut pool = Pool {
+            plan,
+            first,
+            last,
+            leases: HashMap::new(),
+            by_ip: HashMap::new(),
+            by_expiry: BTreeSet::new(),
+            offers: HashMap::new(),
+            offered: HashMap::new(),
+            declined: HashMap::new(),
+            remembered: HashMap::new(),
+            static_by_mac,
+            static_ips,
+            cursor: first,
+            full_since: None,
+        };
+        for lease in leases {
+            let fits = pool.plan.subnet.contains(&lease.ip)
+                && lease.ip != pool.plan.server
+                && pool.static_owner_ok(lease.mac, lease.ip)
+                && !pool.by_ip.contains_key(&lease.ip);
+            if fits {
+                pool.insert_lease(lease);
+            }
+        }
+        pool
+    }
+
+    pub fn leases(&self) -> impl Iterator<Item = &Lease> {
+        self.leases.values()
+    }
+
+    pub fn lease_count(&self) -> usize {
+        self.leases.len()
+    }
+
+    pub fn lease_of(&self, mac: &MacAddr) -> Option<&Lease> {
+        self.leases.get(mac)
+    }
+
+    /// Handles one datagram that arrived at the server at `now` (unix seconds).
+    pub fn handle(&mut self, bytes: &[u8], now: u64) -> Outcome {
+        if bytes.len() > MAX_PACKET {
+            return Outcome::default();
+        }
+        let Ok(msg) = Message::decode(&mut Decoder::new(bytes)) else {
+            return Outcome::default();
+        };
+        let Some(request) = Request::read(&msg) else {
+            return Outcome::default();
+        };
+        // A relay speaks for one subnet: answer only for ours.
+        if !request.giaddr.is_unspecified() && !self.plan.subnet.contains(&request.giaddr) {
+            return Outcome::default();
+        }
+        match request.kind {
+            MessageType::Discover => self.discover(&msg, &request, now),
+            MessageType::Request => self.request(&msg, &request, now),
+            MessageType::Decline => self.decline(&request, now),
+            MessageType::Release => self.release(&request),
+            MessageType::Inform => self.inform(&msg, &request),
+            _ => Outcome::default(),
+        }
+    }
+
+    /// Removes leases, offers and declines whose time has come.
+    pub fn expire(&mut self, now: u64) -> Outcome {
+        let mut out = Outcome::default();
+        while let Some(&(at, mac)) = self.by_expiry.first() {
+            if at > now {
+                break;
+            }
+            self.by_expiry.pop_first();
+            let current = self.leases.get(&mac).is_some_and(|l| l.expires == at);
+            if current {
+                let lease = self.remove_lease(&mac).expect("checked above");
+                out.records.push(Record::Remove { mac });
+                out.events.push(LeaseEvent {
+                    change: LeaseChange::Removed,
+                    lease,
+                });
+            }
+        }
+        let stale: Vec<MacAddr> = self
+            .offers
+            .iter()
+            .filter(|(_, o)| o.until <= now)
+            .map(|(m, _)| *m)
+            .collect();
+        for mac in stale {
+            self.drop_offer(&mac);
+        }
+        let declined = self.declined.len();
+        self.declined.retain(|_, until| *until > now);
+        if self.declined.len() != declined {
+            self.full_since = None;
+        }
+        out
+    }
+
+    fn discover(&mut self, msg: &Message, req: &Request, now: u64) -> Outcome {
+        let Some(ip) = self.choose(req.mac, req.requested_ip, now) else {
+            tracing::warn!("DHCP: no free address for {}", req.mac);
+            return Outcome::default();
+        };
+        self.drop_offer(&req.mac);
+        self.offers.insert(
+            req.mac,
+            Offer {
+                ip,
+                until: now + OFFER_SECS,
+            },
+        );
+        self.offered.insert(ip, req.mac);
+        let reply = self.answer(msg, MessageType::Offer, ip, true);
+        Outcome::reply(reply, self.destination(req, false))
+    }
+
+    fn request(&mut self, msg: &Message, req: &Request, now: u64) -> Outcome {
+        if let Some(server) = req.server_id {
+            // SELECTING: the client picked one server's offer.
+            if server != self.plan.server {
+                self.drop_offer(&req.mac);
+                return Outcome::default();
+            }
+            let ip = req.requested_ip.unwrap_or(req.ciaddr);
+            return self.grant_or_nak(msg, req, ip, now);
+        }
+        if let Some(ip) = req.requested_ip {
+            // INIT-REBOOT: a client that remembers its address.
+            return self.grant_or_nak(msg, req, ip, now);
+        }
+        if !req.ciaddr.is_unspecified() {
+            // RENEWING (unicast to us) or REBINDING (broadcast).
+            return self.grant_or_nak(msg, req, req.ciaddr, now);
+        }
+        Outcome::default()
+    }
+
+    fn grant_or_nak(&mut self, msg: &Message, req: &Request, ip: Ipv4Addr, now: u64) -> Outcome {
+        if ip.is_unspecified() {
+            return Outcome::default();
+        }
+        if !self.may_hold(req.mac, ip, now) {
+            let nak = self.nak(msg);
+            return Outcome::reply(nak, self.destination(req, true));
+        }
+        let hostname = self.hostname_for(req);
+        let lease = Lease {
+            mac: req.mac,
+            ip,
+            hostname,
+            client_id: req.client_id.clone(),
+            expires: now + u64::from(self.plan.lease_time_secs),
+        };
+        let mut out = Outcome::default();
+        let change = match self.leases.get(&req.mac) {
+            Some(old) if old.ip == ip => LeaseChange::Renewed,
+            Some(_) => {
+                let old = self.remove_lease(&req.mac).expect("present");
+                out.events.push(LeaseEvent {
+                    change: LeaseChange::Removed,
+                    lease: old,
+                });
+                LeaseChange::Added
+            }
+            None => LeaseChange::Added,
+        };
+        self.drop_offer(&req.mac);
+        self.insert_lease(lease.clone());
+        out.records.push(Record::Grant(lease.clone()));
+        out.events.push(LeaseEvent { change, lease });
+        let ack = self.answer(msg, MessageType::Ack, ip, true);
+        out.reply = Some(Reply {
+            bytes: ack,
+            to: self.destination(req, false),
+        });
+        out
+    }
+
+    fn decline(&mut self, req: &Request, now: u64) -> Outcome {
+        let Some(ip) = req.requested_ip else {
+            return Outcome::default();
+        };
+        self.declined.insert(ip, now + DECLINE_SECS);
+        self.drop_offer(&req.mac);
+        self.remove_if_held(req.mac, ip)
+    }
+
+    fn release(&mut self, req: &Request) -> Outcome {
+        let out = self.remove_if_held(req.mac, req.ciaddr);
+        if !out.events.is_empty() {
+            self.remember(req.mac, req.ciaddr);
+        }
+        out
+    }
+
+    fn inform(&mut self, msg: &Message, req: &Request) -> Outcome {
+        if req.ciaddr.is_unspecified() || !self.plan.subnet.contains(&req.ciaddr) {
+            return Outcome::default();
+        }
+        let ack = self.answer(msg, MessageType::Ack, Ipv4Addr::UNSPECIFIED, false);
+        Outcome::reply(ack, self.destination(req, false))
+    }
+
+    fn remove_if_held(&mut self, mac: MacAddr, ip: Ipv4Addr) -> Outcome {
+        let held = self.leases.get(&mac).is_some_and(|l| l.ip == ip);
+        if !held {
+            return Outcome::default();
+        }
+        let lease = self.remove_lease(&mac).expect("held");
+        Outcome {
+            reply: None,
+            records: vec![Record::Remove { mac }],
+            events: vec![LeaseEvent {
+                change: LeaseChange::Removed,
+                lease,
+            }],
+        }
+    }
+
+    /// The address to offer `mac`, in order of preference: its static one,
+    /// the one it holds or was offered, the one it asks for, the one it had
+    /// before, then the next free one in the pool.
+    fn choose(&mut self, mac: MacAddr, requested: Option<Ipv4Addr>, now: u64) -> Option<Ipv4Addr> {
+        if let Some((ip, _)) = self.static_by_mac.get(&mac) {
+            return Some(*ip);
+        }
+        if let Some(l) = self.leases.get(&mac) {
+            return Some(l.ip);
+        }
+        if let Some(o) = self.offers.get(&mac) {
+            if o.until > now {
+                return Some(o.ip);
+            }
+        }
+        for candidate in [requested, self.remembered.get(&mac).copied()]
+            .into_iter()
+            .flatten()
+        {
+            if self.in_range(candidate) && self.is_free(candidate, mac, now) {
+                return Some(candidate);
+            }
+        }
+        self.next_free(mac, now)
+    }
+
+    fn next_free(&mut self, mac: MacAddr, now: u64) -> Option<Ipv4Addr> {
+        // A flood of DISCOVERs into a full pool must not become a flood of
+        // full scans: after a scan finds nothing, the next one waits until
+        // an address is freed or a second has passed.
+        if self.full_since == Some(now) {
+            return None;
+        }
+        let size = u64::from(self.last - self.first) + 1;
+        for _ in 0..size {
+            let ip = Ipv4Addr::from(self.cursor);
+            self.cursor = if self.cursor >= self.last {
+                self.first
+            } else {
+                self.cursor + 1
+            };
+            if self.is_free(ip, mac, now) {
+                return Some(ip);
+            }
+        }
+        self.full_since = Some(now);
+        None
+    }
+
+    fn in_range(&self, ip: Ipv4Addr) -> bool {
+        (self.first..=self.last).contains(&u32::from(ip))
+    }
+
+    /// Whether `ip` is free for `mac`: not the server's, not a static
+    /// host's, not declined, not leased or offered to another client.
+    fn is_free(&self, ip: Ipv4Addr, mac: MacAddr, now: u64) -> bool {
+        if ip == self.plan.server || self.static_ips.contains(&ip) {
+            return false;
+        }
+        if ip == self.plan.subnet.network() || ip == self.plan.subnet.broadcast() {
+            return false;
+        }
+        if self.declined.get(&ip).is_some_and(|until| *until > now) {
+            return false;
+        }
+        if self.by_ip.get(&ip).is_some_and(|holder| *holder != mac) {
+            return false;
+        }
+        let offered_to_other = self
+            .offered
+            .get(&ip)
+            .is_some_and(|m| *m != mac && self.offers.get(m).is_some_and(|o| o.until > now));
+        !offered_to_other
+    }
+
+    /// Whether `mac` may hold `ip` now (for an ACK).
+    fn may_hold(&self, mac: MacAddr, ip: Ipv4Addr, now: u64) -> bool {
+        if let Some((fixed, _)) = self.static_by_mac.get(&mac) {
+            return *fixed == ip;
+        }
+        if self.leases.get(&mac).is_some_and(|l| l.ip == ip) {
+            return true;
+        }
+        self.in_range(ip) && self.is_free(ip, mac, now)
+    }
+
+    fn static_owner_ok(&self, mac: MacAddr, ip: Ipv4Addr) -> bool {
+        match self.static_by_mac.get(&mac) {
+            Some((fixed, _)) => *fixed == ip,
+            None => !self.static_ips.contains(&ip),
+        }
+    }
+
+    fn hostname_for(&self, req: &Request) -> Option<String> {
+        if let Some((_, Some(name))) = self.static_by_mac.get(&req.mac) {
+            return Some(name.clone());
+        }
+        req.hostname
+            .as_deref()
+            .and_then(sanitize_hostname)
+            .or_else(|| self.leases.get(&req.mac).and_then(|l| l.hostname.clone()))
+    }
+
+    fn insert_lease(&mut self, lease: Lease) {
+        self.by_ip.insert(lease.ip, lease.mac);
+        self.by_expiry.insert((lease.expires, lease.mac));
+        self.leases.insert(lease.mac, lease);
+    }
+
+    fn remove_lease(&mut self, mac: &MacAddr) -> Option<Lease> {
+        let lease = self.leases.remove(mac)?;
+        self.full_since = None;
+        self.by_ip.remove(&lease.ip);
+        self.by_expiry.remove(&(lease.expires, lease.mac));
+        Some(lease)
+    }
+
+    fn drop_offer(&mut self, mac: &MacAddr) {
+        if let Some(o) = self.offers.remove(mac) {
+            self.full_since = None;
+            if self.offered.get(&o.ip) == Some(mac) {
+                self.offered.remove(&o.ip);
+            }
+        }
+    }
+
+    fn remember(&mut self, mac: MacAddr, ip: Ipv4Addr) {
+        if self.remembered.len() >= REMEMBERED_MAX {
+            self.remembered.clear();
+        }
+        self.remembered.insert(mac, ip);
+    }
+
+    fn destination(&self, req: &Request, nak: bool) -> Destination {
+        if !req.giaddr.is_unspecified() {
+            Destination::Relay(req.giaddr)
+        } else if !nak && !req.ciaddr.is_unspecified() {
+            Destination::Client(req.ciaddr)
+        } else {
+            Destination::Broadcast
+        }
+    }
+
+    /// An OFFER or ACK for `yiaddr` (unspecified for INFORM), with the
+    /// network's options; `with_lease` adds the lease times.
+    fn answer(
+        &self,
+        msg: &Message,
+        kind: MessageType,
+        yiaddr: Ipv4Addr,
+        with_lease: bool,
+    ) -> Vec<u8> {
+        let mut reply = self.reply_to(msg, yiaddr);
+        let p = &self.plan;
+        let opts = reply.opts_mut();
+        opts.insert(DhcpOption::MessageType(kind));
+        opts.insert(DhcpOption::ServerIdentifier(p.server));
+        opts.insert(DhcpOption::SubnetMask(p.subnet.netmask()));
+        if let Some(router) = p.router {
+            opts.insert(DhcpOption::Router(vec![router]));
+        }
+        if let Some(dns) = p.dns_server {
+            opts.insert(DhcpOption::DomainNameServer(vec![dns]));
+        }
+        if let Some(domain) = &p.domain {
+            opts.insert(DhcpOption::DomainName(domain.to_string()));
+        }
+        if let Some(mtu) = p.mtu {
+            opts.insert(DhcpOption::InterfaceMtu(mtu.min(u32::from(u16::MAX)) as u16));
+        }
+        if with_lease {
+            let t = p.lease_time_secs;
+            opts.insert(DhcpOption::AddressLeaseTime(t));
+            opts.insert(DhcpOption::Renewal(t / 2));
+            opts.insert(DhcpOption::Rebinding(t / 8 * 7));
+        }
+        encode(&reply)
+    }
+
+    fn nak(&self, msg: &Message) -> Vec<u8> {
+        let mut reply = self.reply_to(msg, Ipv4Addr::UNSPECIFIED);
+        reply.set_ciaddr(Ipv4Addr::UNSPECIFIED);
+        let opts = reply.opts_mut();
+        opts.insert(DhcpOption::MessageType(MessageType::Nak));
+        opts.insert(DhcpOption::ServerIdentifier(self.plan.server));
+        opts.insert(DhcpOption::Message("address not available".into()));
+        encode(&reply)
+    }
+
+    fn reply_to(&self, msg: &Message, yiaddr: Ipv4Addr) -> Message {
+        let mut reply = Message::new_with_id(
+            msg.xid(),
+            msg.ciaddr(),
+            yiaddr,
+            Ipv4Addr::UNSPECIFIED,
+            msg.giaddr(),
+            &msg.chaddr()[..6],
+        );
+        reply.set_opcode(Opcode::BootReply);
+        reply.set_htype(HType::Eth);
+        reply.set_flags(msg.flags());
+        reply
+    }
+}
+
+fn encode(msg: &Message) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(320);
+    // Encoding our own well-formed message into a Vec cannot fail.
+    let _ = msg.encode(&mut Encoder::new(&mut buf));
+    // Some clients drop replies shorter than a BOOTP packet (300 bytes).
+    if buf.len() < 300 {
+        buf.resize(300, 0);
+    }
+    buf
+}
+
+/// The parts of a client message the server decides on.
+struct Request {
+    kind: MessageType,
+    mac: MacAddr,
+    ciaddr: Ipv4Addr,
+    giaddr: Ipv4Addr,
+    requested_ip: Option<Ipv4Addr>,
+    server_id: Option<Ipv4Addr>,
+    hostname: Option<String>,
+    client_id: Option<Vec<u8>>,
+}
+
+impl Request {
+    /// `None` for anything that is not a client's Ethernet DHCP message.
+    fn read(msg: &Message) -> Option<Request> {
+        if msg.opcode() != Opcode::BootRequest || msg.htype() != HType::Eth || msg.hlen() != 6 {
+            return None;
+        }
+        let chaddr = msg.chaddr();
+        let mac = MacAddr(chaddr.get(..6)?.try_into().ok()?);
+        if mac.0[0] & 1 == 1 || mac.0 == [0; 6] {
+            return None;
+        }
+        let opts = msg.opts();
+        let kind = opts.msg_type()?;
+        let ip_opt = |code| match opts.get(code) {
+            Some(DhcpOption::RequestedIpAddress(ip)) | Some(DhcpOption::ServerIdentifier(ip)) => {
+                Some(*ip)
+            }
+            _ => None,
+        };
+        let hostname = match opts.get(OptionCode::Hostname) {
+            Some(DhcpOption::Hostname(h)) => Some(h.clone()),
+            _ => None,
+        };
+        let client_id = match opts.get(OptionCode::ClientIdentifier) {
+            Some(DhcpOption::ClientIdentifier(id)) if !id.is_empty() && id.len() <= 64 => {
+                Some(id.clone())
+            }
+            _ => None,
+        };
+        Some(Request {
+            kind,
+            mac,
+            ciaddr: msg.ciaddr(),
+            giaddr: msg.giaddr(),
+            requested_ip: ip_opt(OptionCode::RequestedIpAddress),
+            server_id: ip_opt(OptionCode::ServerIdentifier),
+            hostname,
+            client_id,
+        })
+    }
+}
+
+/// Builds a client message; for tests, fuzz seeds and benchmarks.
+pub fn client_message(kind: MessageType, mac: MacAddr, xid: u32, opts: Vec<DhcpOption>) -> Message {
+    let mut msg = Message::new_with_id(
+        xid,
+        Ipv4Addr::UNSPECIFIED,
+        Ipv4Addr::UNSPECIFIED,
+        Ipv4Addr::UNSPECIFIED,
+        Ipv4Addr::UNSPECIFIED,
+        &mac.0,
+    );
+    msg.set_flags(Flags::default().set_broadcast());
+    msg.opts_mut().insert(DhcpOption::MessageType(kind));
+    for o in opts {
+        msg.opts_mut().insert(o);
+    }
+    msg
+}
+
+/// Encodes a message built by [`client_message`].
+pub fn to_bytes(msg: &Message) -> Vec<u8> {
+    encode(msg)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,339 @@
+use super::*;
+use guestnet_mode_api::StaticHost;
+
+const NOW: u64 = 1_000_000;
+
+fn plan(start: u8, end: u8) -> DhcpPlan {
+    DhcpPlan {
+        server: Ipv4Addr::new(10, 0, 0, 1),
+        subnet: "10.0.0.0/24".parse().unwrap(),
+        range_start: Ipv4Addr::new(10, 0, 0, start),
+        range_end: Ipv4Addr::new(10, 0, 0, end),
+        lease_time_secs: 3600,
+        router: Some(Ipv4Addr::new(10, 0, 0, 1)),
+        dns_server: Some(Ipv4Addr::new(10, 0, 0, 1)),
+        domain: Some(guestnet_mode_api::DnsName::new("guest.lan").unwrap()),
+        mtu: Some(1400),
+        hosts: vec![StaticHost {
+            mac: "52:54:00:00:00:99".parse().unwrap(),
+            ip: Ipv4Addr::new(10, 0, 0, 5),
+            name: Some("web".into()),
+        }],
+    }
+}
+
+fn mac(n: u8) -> MacAddr {
+    MacAddr([0x52, 0x54, 0, 0, 0, n])
+}
+
+fn send(pool: &mut Pool, msg: &Message) -> Outcome {
+    pool.handle(&to_bytes(msg), NOW)
+}
+
+fn decode(reply: &Reply) -> Message {
+    Message::decode(&mut Decoder::new(&reply.bytes)).unwrap()
+}
+
+fn discover(n: u8) -> Message {
+    client_message(MessageType::Discover, mac(n), u32::from(n), vec![])
+}
+
+fn select(n: u8, ip: Ipv4Addr) -> Message {
+    client_message(
+        MessageType::Request,
+        mac(n),
+        u32::from(n),
+        vec![
+            DhcpOption::ServerIdentifier(Ipv4Addr::new(10, 0, 0, 1)),
+            DhcpOption::RequestedIpAddress(ip),
+            DhcpOption::Hostname(format!("Guest_{n}")),
+        ],
+    )
+}
+
+/// DISCOVER then REQUEST; returns the address granted.
+fn dora(pool: &mut Pool, n: u8) -> Ipv4Addr {
+    let offer = send(pool, &discover(n)).reply.expect("an offer");
+    let ip = decode(&offer).yiaddr();
+    let ack = send(pool, &select(n, ip));
+    let reply = decode(ack.reply.as_ref().expect("an ack"));
+    assert_eq!(reply.opts().msg_type(), Some(MessageType::Ack));
+    ip
+}
+
+#[test]
+fn a_full_exchange_grants_a_lease_with_the_networks_options() {
+    let mut pool = Pool::new(plan(10, 20), []);
+    let out = send(&mut pool, &discover(1));
+    let offer = decode(out.reply.as_ref().unwrap());
+    assert_eq!(out.reply.as_ref().unwrap().to, Destination::Broadcast);
+    assert_eq!(offer.opcode(), Opcode::BootReply);
+    assert_eq!(offer.opts().msg_type(), Some(MessageType::Offer));
+    assert_eq!(offer.yiaddr(), Ipv4Addr::new(10, 0, 0, 10));
+    assert!(out.records.is_empty(), "an offer needs no durability");
+
+    let out = send(&mut pool, &select(1, offer.yiaddr()));
+    let ack = decode(out.reply.as_ref().unwrap());
+    let o = ack.opts();
+    assert_eq!(
+        o.get(OptionCode::SubnetMask),
+        Some(&DhcpOption::SubnetMask(Ipv4Addr::new(255, 255, 255, 0)))
+    );
+    assert_eq!(
+        o.get(OptionCode::Router),
+        Some(&DhcpOption::Router(vec![Ipv4Addr::new(10, 0, 0, 1)]))
+    );
+    assert_eq!(
+        o.get(OptionCode::DomainNameServer),
+        Some(&DhcpOption::DomainNameServer(vec![Ipv4Addr::new(
+            10, 0, 0, 1
+        )]))
+    );
+    assert_eq!(
+        o.get(OptionCode::DomainName),
+        Some(&DhcpOption::DomainName("guest.lan".into()))
+    );
+    assert_eq!(
+        o.get(OptionCode::AddressLeaseTime),
+        Some(&DhcpOption::AddressLeaseTime(3600))
+    );
+    assert_eq!(
+        o.get(OptionCode::InterfaceMtu),
+        Some(&DhcpOption::InterfaceMtu(1400))
+    );
+    assert_eq!(out.events.len(), 1);
+    assert_eq!(out.events[0].change, LeaseChange::Added);
+    assert_eq!(out.events[0].lease.hostname.as_deref(), Some("guest-1"));
+    assert_eq!(
+        out.records,
+        vec![Record::Grant(out.events[0].lease.clone())]
+    );
+    assert_eq!(pool.lease_count(), 1);
+}
+
+#[test]
+fn isolated_networks_offer_no_router() {
+    let mut p = plan(10, 20);
+    p.router = None;
+    let mut pool = Pool::new(p, []);
+    let offer = decode(send(&mut pool, &discover(1)).reply.as_ref().unwrap());
+    assert!(offer.opts().get(OptionCode::Router).is_none());
+}
+
+#[test]
+fn two_clients_never_share_an_address() {
+    let mut pool = Pool::new(plan(10, 200), []);
+    let mut seen = HashSet::new();
+    for n in 1..=50 {
+        assert!(seen.insert(dora(&mut pool, n)));
+    }
+    // Interleaved discovers are offered distinct addresses too.
+    let a = decode(send(&mut pool, &discover(100)).reply.as_ref().unwrap()).yiaddr();
+    let b = decode(send(&mut pool, &discover(101)).reply.as_ref().unwrap()).yiaddr();
+    assert_ne!(a, b);
+}
+
+#[test]
+fn static_hosts_get_their_address_and_the_pool_never_hands_it_out() {
+    let mut pool = Pool::new(plan(4, 6), []);
+    let ips: Vec<_> = (1..=2).map(|n| dora(&mut pool, n)).collect();
+    assert!(!ips.contains(&Ipv4Addr::new(10, 0, 0, 5)), "{ips:?}");
+    let web = 0x99;
+    let offer = decode(send(&mut pool, &discover(web)).reply.as_ref().unwrap());
+    assert_eq!(offer.yiaddr(), Ipv4Addr::new(10, 0, 0, 5));
+    let out = send(&mut pool, &select(web, offer.yiaddr()));
+    assert_eq!(out.events[0].lease.hostname.as_deref(), Some("web"));
+}
+
+#[test]
+fn an_exhausted_pool_offers_nothing_and_keeps_serving_its_clients() {
+    let mut pool = Pool::new(plan(10, 11), []);
+    let a = dora(&mut pool, 1);
+    dora(&mut pool, 2);
+    assert!(send(&mut pool, &discover(3)).reply.is_none());
+    for n in 0..200 {
+        assert!(send(&mut pool, &discover(160 + (n % 80) as u8))
+            .reply
+            .is_none());
+    }
+    // The first client renews as before.
+    let mut renew = client_message(MessageType::Request, mac(1), 9, vec![]);
+    renew.set_ciaddr(a);
+    let out = send(&mut pool, &renew);
+    assert_eq!(out.reply.as_ref().unwrap().to, Destination::Client(a));
+    assert_eq!(out.events[0].change, LeaseChange::Renewed);
+}
+
+#[test]
+fn a_returning_client_gets_its_old_address() {
+    let mut pool = Pool::new(plan(10, 100), []);
+    let first = dora(&mut pool, 1);
+    let mut release = client_message(MessageType::Release, mac(1), 2, vec![]);
+    release.set_ciaddr(first);
+    let out = send(&mut pool, &release);
+    assert_eq!(out.events[0].change, LeaseChange::Removed);
+    assert_eq!(out.records, vec![Record::Remove { mac: mac(1) }]);
+    assert!(out.reply.is_none());
+    dora(&mut pool, 2);
+    assert_eq!(dora(&mut pool, 1), first);
+}
+
+#[test]
+fn requests_for_wrong_or_foreign_addresses_are_naked() {
+    let mut pool = Pool::new(plan(10, 100), []);
+    let held = dora(&mut pool, 1);
+    // INIT-REBOOT with an address outside the subnet.
+    let foreign = client_message(
+        MessageType::Request,
+        mac(2),
+        3,
+        vec![DhcpOption::RequestedIpAddress(Ipv4Addr::new(
+            192, 168, 1, 7,
+        ))],
+    );
+    let nak = decode(send(&mut pool, &foreign).reply.as_ref().unwrap());
+    assert_eq!(nak.opts().msg_type(), Some(MessageType::Nak));
+    // Someone else's address.
+    let theft = client_message(
+        MessageType::Request,
+        mac(2),
+        4,
+        vec![DhcpOption::RequestedIpAddress(held)],
+    );
+    let out = send(&mut pool, &theft);
+    assert_eq!(
+        decode(out.reply.as_ref().unwrap()).opts().msg_type(),
+        Some(MessageType::Nak)
+    );
+    assert!(out.events.is_empty());
+    // A REQUEST for another server's offer is silently dropped.
+    let other = client_message(
+        MessageType::Request,
+        mac(3),
+        5,
+        vec![
+            DhcpOption::ServerIdentifier(Ipv4Addr::new(10, 0, 0, 2)),
+            DhcpOption::RequestedIpAddress(Ipv4Addr::new(10, 0, 0, 50)),
+        ],
+    );
+    assert_eq!(send(&mut pool, &other), Outcome::default());
+}
+
+#[test]
+fn declined_addresses_leave_the_pool_for_a_while() {
+    let mut pool = Pool::new(plan(10, 11), []);
+    let ip = dora(&mut pool, 1);
+    let decline = client_message(
+        MessageType::Decline,
+        mac(1),
+        6,
+        vec![DhcpOption::RequestedIpAddress(ip)],
+    );
+    let out = send(&mut pool, &decline);
+    assert_eq!(out.events[0].change, LeaseChange::Removed);
+    let other = dora(&mut pool, 2);
+    assert_ne!(other, ip);
+    assert!(send(&mut pool, &discover(3)).reply.is_none());
+    pool.expire(NOW + DECLINE_SECS + 1);
+    assert!(pool
+        .handle(&to_bytes(&discover(3)), NOW + DECLINE_SECS + 2)
+        .reply
+        .is_some());
+}
+
+#[test]
+fn leases_expire_with_an_event_and_a_record() {
+    let mut pool = Pool::new(plan(10, 20), []);
+    dora(&mut pool, 1);
+    assert!(pool.expire(NOW + 3599).events.is_empty());
+    let out = pool.expire(NOW + 3600);
+    assert_eq!(out.events.len(), 1);
+    assert_eq!(out.events[0].change, LeaseChange::Removed);
+    assert_eq!(out.records, vec![Record::Remove { mac: mac(1) }]);
+    assert_eq!(pool.lease_count(), 0);
+}
+
+#[test]
+fn relayed_requests_are_answered_to_the_relay_for_our_subnet_only() {
+    let mut pool = Pool::new(plan(10, 20), []);
+    let mut msg = discover(1);
+    msg.set_giaddr(Ipv4Addr::new(10, 0, 0, 250));
+    let out = send(&mut pool, &msg);
+    assert_eq!(
+        out.reply.as_ref().unwrap().to,
+        Destination::Relay(Ipv4Addr::new(10, 0, 0, 250))
+    );
+    assert_eq!(
+        decode(out.reply.as_ref().unwrap()).giaddr(),
+        Ipv4Addr::new(10, 0, 0, 250)
+    );
+    let mut foreign = discover(2);
+    foreign.set_giaddr(Ipv4Addr::new(172, 16, 0, 1));
+    assert!(send(&mut pool, &foreign).reply.is_none());
+}
+
+#[test]
+fn inform_gets_options_without_a_lease() {
+    let mut pool = Pool::new(plan(10, 20), []);
+    let mut inform = client_message(MessageType::Inform, mac(1), 7, vec![]);
+    inform.set_ciaddr(Ipv4Addr::new(10, 0, 0, 30));
+    let out = send(&mut pool, &inform);
+    let ack = decode(out.reply.as_ref().unwrap());
+    assert_eq!(ack.opts().msg_type(), Some(MessageType::Ack));
+    assert!(ack.opts().get(OptionCode::AddressLeaseTime).is_none());
+    assert_eq!(
+        out.reply.as_ref().unwrap().to,
+        Destination::Client(Ipv4Addr::new(10, 0, 0, 30))
+    );
+    assert!(out.events.is_empty());
+}
+
+#[test]
+fn replayed_leases_are_kept_when_they_fit() {
+    let lease = |n: u8, ip: Ipv4Addr| Lease {
+        mac: mac(n),
+        ip,
+        hostname: None,
+        client_id: None,
+        expires: NOW + 100,
+    };
+    let pool = Pool::new(
+        plan(10, 20),
+        [
+            lease(1, Ipv4Addr::new(10, 0, 0, 12)),
+            lease(2, Ipv4Addr::new(192, 168, 9, 9)), // another subnet now
+            lease(3, Ipv4Addr::new(10, 0, 0, 5)),    // a static host's address
+        ],
+    );
+    assert_eq!(pool.lease_count(), 1);
+    assert!(pool.lease_of(&mac(1)).is_some());
+}
+
+#[test]
+fn hostile_packets_are_dropped() {
+    let mut pool = Pool::new(plan(10, 20), []);
+    let good = to_bytes(&discover(1));
+    // Truncations of a good packet.
+    for len in 0..good.len() {
+        let _ = pool.handle(&good[..len], NOW);
+    }
+    // A reply sent to the server, a wrong hardware type, a multicast MAC.
+    let mut reply = discover(2);
+    reply.set_opcode(Opcode::BootReply);
+    assert!(send(&mut pool, &reply).reply.is_none());
+    let mut token_ring = discover(3);
+    token_ring.set_htype(HType::from(6u8));
+    assert!(send(&mut pool, &token_ring).reply.is_none());
+    let mut mcast = discover(4);
+    mcast.set_chaddr(&[1, 0, 0x5e, 0, 0, 1]);
+    assert!(send(&mut pool, &mcast).reply.is_none());
+    // Oversized.
+    assert!(pool.handle(&vec![0u8; MAX_PACKET + 1], NOW).reply.is_none());
+    // An option whose length runs past the packet's end.
+    let mut lying = good.clone();
+    lying.truncate(240);
+    lying.extend_from_slice(&[53, 1, 1, 12, 200, b'x']);
+    let _ = pool.handle(&lying, NOW);
+    // Still serving.
+    assert!(send(&mut pool, &discover(5)).reply.is_some());
+}

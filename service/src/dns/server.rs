@@ -1,0 +1,602 @@
+//! The sockets and tasks of one network's DNS server.
+//!
+//! Both sockets are bound to the bridge address and, with SO_BINDTODEVICE,
+//! to the bridge itself: on Linux's weak-host model a query for the bridge
+//! address arriving on any other interface would otherwise be delivered,
+//! making the server an open resolver for whoever can route to the host.
+//!
+//! UDP: several receive tasks share one socket so that every core answers;
+//! local answers are sent from the receive loop itself, forwarded queries
+//! run in tasks of their own (at most `MAX_FORWARDS` at once, further ones
+//! are dropped and the client retries). TCP: at most
+//! `MAX_TCP_CONNECTIONS`, each with an idle and a read deadline and at
+//! most `MAX_PIPELINED` queries in flight.
+//!
+//! Every task hangs off a task the server holds (through `JoinSet`s), so
+//! stopping the server aborts all of them.
+
+use super::answer::{handle_query_over, Action, Transport, MAX_UDP_QUERY};
+use super::framing::{self, Frame};
+use super::upstream::Upstreams;
+use super::zone::{SharedZone, Zone};
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::sync::{Arc, PoisonError, RwLockReadGuard, Weak};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::task::{JoinHandle, JoinSet};
+use tokio::time::{timeout, timeout_at, Instant};
+
+/// Forwarded queries in flight at once, over UDP, for one server.
+pub const MAX_FORWARDS: usize = 256;
+/// TCP clients served at once; further connections wait in the backlog.
+pub const MAX_TCP_CONNECTIONS: usize = 64;
+/// Queries of one TCP connection in flight at once.
+pub const MAX_PIPELINED: usize = 16;
+/// A TCP connection without a query for this long is closed.
+pub const TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+/// A query begun over TCP must be complete within this.
+pub const TCP_READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// A reply must be taken by the TCP client within this.
+pub const TCP_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Room for bursts of queries (a benchmark, a boot storm of guests).
+const UDP_RECEIVE_BUFFER: usize = 1 << 20;
+const TCP_BACKLOG: i32 = 128;
+
+/// One network's DNS server. Dropping it stops it too.
+#[derive(Debug)]
+pub struct DnsServer {
+    local_addr: SocketAddr,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// What every task of a server needs.
+struct Shared {
+    zone: SharedZone,
+    upstreams: Upstreams,
+    /// The server's own address, never used as an upstream.
+    own: SocketAddr,
+}
+
+impl Shared {
+    fn zone(&self) -> RwLockReadGuard<'_, Zone> {
+        // A writer that panicked left a zone that is still consistent
+        // enough to answer from.
+        self.zone.read().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl DnsServer {
+    /// Serves `zone` on `listen`:`port` (port 53 in production; tests may
+    /// pass another, or 0 for any free one), UDP and TCP, both sockets bound
+    /// to the address and to `interface` (SO_BINDTODEVICE), so that queries
+    /// arriving on any other interface are never answered. Forwards the
+    /// rest to `upstreams`. Returns once the sockets are bound (bind errors
+    /// are returned, e.g. address in use), serving on spawned tokio tasks.
+    pub async fn start(
+        interface: &str,
+        listen: Ipv4Addr,
+        port: u16,
+        zone: SharedZone,
+        upstreams: Upstreams,
+    ) -> io::Result<DnsServer> {
+        if interface.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a DNS server must be bound to an interface",
+            ));
+        }
+        let (udp, tcp) = bind_both(interface, listen, port)?;
+        let udp = UdpSocket::from_std(udp.into())?;
+        let local_addr = udp.local_addr()?;
+        let tcp = TcpListener::from_std(tcp.into())?;
+
+        let shared = Arc::new(Shared {
+            zone,
+            upstreams,
+            own: local_addr,
+        });
+        let udp = Arc::new(udp);
+        let receivers = std::thread::available_parallelism()
+            .map_or(2, |n| n.get())
+            .clamp(2, 8);
+        let forwards = Arc::new(Semaphore::new(MAX_FORWARDS));
+        let mut tasks: Vec<JoinHandle<()>> = (0..receivers)
+            .map(|_| tokio::spawn(serve_udp(udp.clone(), shared.clone(), forwards.clone())))
+            .collect();
+        tasks.push(tokio::spawn(serve_tcp(tcp, shared)));
+        tracing::debug!(%local_addr, interface, "DNS server started");
+        Ok(DnsServer { local_addr, tasks })
+    }
+
+    /// Where the server listens (UDP and TCP).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Stops every task and closes the sockets (also on Drop). The tasks
+    /// end on the runtime's next turn; to be sure the address is free again
+    /// before binding it anew, use [`DnsServer::stop`].
+    pub fn shutdown(self) {
+        drop(self);
+    }
+
+    /// Stops every task and returns once the sockets are closed.
+    pub async fn stop(mut self) {
+        let tasks = std::mem::take(&mut self.tasks);
+        for task in &tasks {
+            task.abort();
+        }
+        for task in tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for DnsServer {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// The UDP and TCP sockets on one port. With port 0 TCP takes the port UDP
+/// was given, which may be taken for TCP: then another is tried.
+fn bind_both(interface: &str, listen: Ipv4Addr, port: u16) -> io::Result<(Socket, Socket)> {
+    let mut attempts = if port == 0 { 16 } else { 1 };
+    loop {
+        let udp = bind_udp(interface, SocketAddrV4::new(listen, port))?;
+        let bound = udp.local_addr()?.as_socket().map_or(port, |a| a.port());
+        match bind_tcp(interface, SocketAddrV4::new(listen, bound)) {
+            Ok(tcp) => return Ok((udp, tcp)),
+            Err(e) if e.kind() == io::ErrorKind::AddrInUse && attempts > 1 => attempts -= 1,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn bind_udp(interface: &str, addr: SocketAddrV4) -> io::Result<Socket> {
+    let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+    socket.bind_device(Some(interface.as_bytes()))?;
+    // Best effort: the kernel caps it at net.core.rmem_max.
+    let _ = socket.set_recv_buffer_size(UDP_RECEIVE_BUFFER);
+    socket.set_nonblocking(true)?;
+    socket.bind(&SockAddr::from(addr))?;
+    Ok(socket)
+}
+
+fn bind_tcp(interface: &str, addr: SocketAddrV4) -> io::Result<Socket> {
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
+    socket.bind_device(Some(interface.as_bytes()))?;
+    // A restarted network rebinds at once despite connections in TIME_WAIT.
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&SockAddr::from(addr))?;
+    socket.listen(TCP_BACKLOG)?;
+    Ok(socket)
+}
+
+/// One UDP receive loop; the forwards it starts live in its `JoinSet`.
+async fn serve_udp(socket: Arc<UdpSocket>, shared: Arc<Shared>, forwards: Arc<Semaphore>) {
+    // One byte more than the largest query taken, to see oversized ones.
+    let mut buf = vec![0u8; MAX_UDP_QUERY + 1];
+    let mut in_flight = JoinSet::new();
+    loop {
+        let (len, peer) = match socket.recv_from(&mut buf).await {
+            Ok(received) => received,
+            Err(e) => {
+                tracing::debug!("DNS receive error: {e}");
+                // Do not spin if the error persists.
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        // The zone lock is released before anything is awaited.
+        let action = handle_query_over(&buf[..len], &shared.zone(), Transport::Udp);
+        match action {
+            Action::Drop => {}
+            Action::Reply(reply) | Action::Reject(reply) => {
+                if let Err(e) = socket.send_to(&reply, peer).await {
+                    tracing::debug!(%peer, "DNS reply not sent: {e}");
+                }
+            }
+            Action::Forward(fwd) => {
+                while in_flight.try_join_next().is_some() {}
+                let Ok(permit) = forwards.clone().try_acquire_owned() else {
+                    tracing::debug!(%peer, "too many DNS queries in flight; query dropped");
+                    continue;
+                };
+                // Weak: a forward still running must not keep the socket
+                // (and so the address) bound after the server stopped.
+                let socket = Arc::downgrade(&socket);
+                let shared = shared.clone();
+                in_flight.spawn(async move {
+                    let reply = shared
+                        .upstreams
+                        .forward(&fwd, Transport::Udp, shared.own)
+                        .await;
+                    drop(permit);
+                    send_weak(&socket, &reply, peer);
+                });
+            }
+        }
+    }
+}
+
+fn send_weak(socket: &Weak<UdpSocket>, reply: &[u8], peer: SocketAddr) {
+    if let Some(socket) = socket.upgrade() {
+        if let Err(e) = socket.try_send_to(reply, peer) {
+            tracing::debug!(%peer, "DNS reply not sent: {e}");
+        }
+    }
+}
+
+/// Accepts TCP clients, at most `MAX_TCP_CONNECTIONS` at once.
+async fn serve_tcp(listener: TcpListener, shared: Arc<Shared>) {
+    let slots = Arc::new(Semaphore::new(MAX_TCP_CONNECTIONS));
+    let mut connections = JoinSet::new();
+    loop {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        while connections.try_join_next().is_some() {}
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                connections.spawn(serve_connection(stream, shared.clone(), slot));
+            }
+            Err(e) => {
+                // Out of descriptors, most likely: wait for some to free up.
+                tracing::debug!("DNS TCP accept error: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+async fn serve_connection(stream: TcpStream, shared: Arc<Shared>, _slot: OwnedSemaphorePermit) {
+    let _ = stream.set_nodelay(true);
+    let (reader, writer) = stream.into_split();
+    let (replies, outbox) = mpsc::channel(MAX_PIPELINED);
+    let reading = read_queries(reader, shared, replies);
+    let writing = write_replies(writer, outbox);
+    tokio::pin!(reading, writing);
+    tokio::select! {
+        // The writer ends first only when the client stopped taking
+        // replies: drop everything (and the forwards in flight with it).
+        () = &mut writing => {}
+        () = &mut reading => writing.await,
+    }
+}
+
+/// Reads framed queries until the client is done, idle, too slow or sends
+/// garbage; then waits for the forwards in flight.
+async fn read_queries(
+    mut reader: OwnedReadHalf,
+    shared: Arc<Shared>,
+    replies: mpsc::Sender<Vec<u8>>,
+) {
+    let mut buf = vec![0u8; 512];
+    let (mut start, mut filled) = (0, 0);
+    // When the partial query at the start of the buffer began arriving.
+    let mut partial_since: Option<Instant> = None;
+    let mut in_flight = JoinSet::new();
+    loop {
+        match framing::next_frame(&buf[start..filled]) {
+            Frame::Message { message, consumed } => {
+                let action = handle_query_over(message, &shared.zone(), Transport::Tcp);
+                start += consumed;
+                partial_since = None;
+                match action {
+                    Action::Reply(reply) => {
+                        if !send_framed(&replies, &reply).await {
+                            break;
+                        }
+                    }
+                    Action::Reject(reply) => {
+                        send_framed(&replies, &reply).await;
+                        break;
+                    }
+                    Action::Drop => break,
+                    Action::Forward(fwd) => {
+                        while in_flight.len() >= MAX_PIPELINED {
+                            in_flight.join_next().await;
+                        }
+                        let replies = replies.clone();
+                        let shared = shared.clone();
+                        in_flight.spawn(async move {
+                            let reply = shared
+                                .upstreams
+                                .forward(&fwd, Transport::Tcp, shared.own)
+                                .await;
+                            send_framed(&replies, &reply).await;
+                        });
+                    }
+                }
+            }
+            Frame::Empty => break,
+            Frame::Incomplete { needed } => {
+                buf.copy_within(start..filled, 0);
+                filled -= start;
+                start = 0;
+                if buf.len() < needed {
+                    buf.resize(needed, 0);
+                }
+                let deadline = match (filled, partial_since) {
+                    (0, _) => Instant::now() + TCP_IDLE_TIMEOUT,
+                    (_, Some(since)) => since + TCP_READ_TIMEOUT,
+                    (_, None) => *partial_since.insert(Instant::now()) + TCP_READ_TIMEOUT,
+                };
+                match timeout_at(deadline, reader.read(&mut buf[filled..])).await {
+                    Ok(Ok(n)) if n > 0 => filled += n,
+                    // End of stream, error or timeout.
+                    _ => break,
+                }
+            }
+        }
+    }
+    while in_flight.join_next().await.is_some() {}
+}
+
+async fn send_framed(replies: &mpsc::Sender<Vec<u8>>, reply: &[u8]) -> bool {
+    match framing::frame(reply) {
+        Some(framed) => replies.send(framed).await.is_ok(),
+        None => false,
+    }
+}
+
+async fn write_replies(mut writer: OwnedWriteHalf, mut outbox: mpsc::Receiver<Vec<u8>>) {
+    while let Some(framed) = outbox.recv().await {
+        match timeout(TCP_WRITE_TIMEOUT, writer.write_all(&framed)).await {
+            Ok(Ok(())) => {}
+            _ => return,
+        }
+    }
+    let _ = timeout(TCP_WRITE_TIMEOUT, writer.shutdown()).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dns::query::tests::query_bytes;
+    use guestnet_mode_api::{DnsName, DnsRecord};
+    use hickory_proto::op::{Message, ResponseCode};
+    use std::sync::RwLock;
+
+    const LOOPBACK: Ipv4Addr = Ipv4Addr::LOCALHOST;
+
+    fn zone() -> SharedZone {
+        let mut z = Zone::new(
+            Some(DnsName::new("guest.lan").unwrap()),
+            &[DnsRecord {
+                name: "web".into(),
+                ip: Ipv4Addr::new(192, 168, 122, 5),
+            }],
+        );
+        z.add_lease("vm1", Ipv4Addr::new(192, 168, 122, 50));
+        Arc::new(RwLock::new(z))
+    }
+
+    /// An upstream on 127.0.0.1 answering every UDP query with 10.9.9.9.
+    async fn upstream() -> SocketAddr {
+        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = socket.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 4096];
+            loop {
+                let (n, peer) = socket.recv_from(&mut buf).await.unwrap();
+                let question = crate::dns::query::parse(&buf[..n])
+                    .unwrap()
+                    .question_bytes
+                    .len();
+                let mut out = buf[..12 + question].to_vec();
+                out[2] |= 0x80;
+                out[3] = 0x80;
+                out[7] = 1;
+                out[11] = 0;
+                out.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 10, 9, 9, 9]);
+                socket.send_to(&out, peer).await.unwrap();
+            }
+        });
+        addr
+    }
+
+    async fn start() -> DnsServer {
+        let up = Upstreams::fixed_addrs(vec![upstream().await]);
+        DnsServer::start("lo", LOOPBACK, 0, zone(), up)
+            .await
+            .unwrap()
+    }
+
+    async fn ask_udp(server: SocketAddr, query: &[u8]) -> Option<Message> {
+        ask_udp_within(server, query, Duration::from_secs(3)).await
+    }
+
+    async fn ask_udp_within(server: SocketAddr, query: &[u8], wait: Duration) -> Option<Message> {
+        let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        client.send_to(query, server).await.unwrap();
+        let mut buf = [0u8; 4096];
+        let n = timeout(wait, client.recv(&mut buf)).await.ok()?.unwrap();
+        Some(Message::from_vec(&buf[..n]).unwrap())
+    }
+
+    async fn read_framed(stream: &mut TcpStream) -> Option<Message> {
+        let mut len = [0u8; 2];
+        timeout(Duration::from_secs(3), stream.read_exact(&mut len))
+            .await
+            .ok()?
+            .ok()?;
+        let mut body = vec![0u8; usize::from(u16::from_be_bytes(len))];
+        stream.read_exact(&mut body).await.ok()?;
+        Some(Message::from_vec(&body).unwrap())
+    }
+
+    fn first_a(m: &Message) -> Ipv4Addr {
+        match &m.answers[0].data {
+            hickory_proto::rr::RData::A(a) => a.0,
+            other => panic!("not an A record: {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn answers_and_forwards_over_udp() {
+        let server = start().await;
+        let addr = server.local_addr();
+        let m = ask_udp(addr, &query_bytes(1, "web.guest.lan", 1, None))
+            .await
+            .unwrap();
+        assert_eq!(first_a(&m), Ipv4Addr::new(192, 168, 122, 5));
+        let m = ask_udp(addr, &query_bytes(2, "nope.guest.lan", 1, None))
+            .await
+            .unwrap();
+        assert_eq!(m.response_code, ResponseCode::NXDomain);
+        let m = ask_udp(addr, &query_bytes(3, "example.com", 1, Some(1232)))
+            .await
+            .unwrap();
+        assert_eq!(m.id, 3);
+        assert_eq!(first_a(&m), Ipv4Addr::new(10, 9, 9, 9));
+        // Garbage gets nothing or an error, and the server still serves.
+        let short = Duration::from_millis(300);
+        assert!(ask_udp_within(addr, &[0xff; 5], short).await.is_none());
+        let mut response = query_bytes(4, "web", 1, None);
+        response[2] |= 0x80;
+        assert!(ask_udp_within(addr, &response, short).await.is_none());
+        let m = ask_udp(addr, &[0; 40]).await.unwrap();
+        assert_eq!(m.response_code, ResponseCode::FormErr);
+        let m = ask_udp(addr, &query_bytes(4, "vm1", 1, None))
+            .await
+            .unwrap();
+        assert_eq!(first_a(&m), Ipv4Addr::new(192, 168, 122, 50));
+        server.stop().await;
+    }
+
+    #[tokio::test]
+    async fn the_zone_changes_take_effect_at_once() {
+        let z = zone();
+        let up = Upstreams::fixed(vec![]);
+        let server = DnsServer::start("lo", LOOPBACK, 0, z.clone(), up)
+            .await
+            .unwrap();
+        let q = query_bytes(1, "vm2.guest.lan", 1, None);
+        let m = ask_udp(server.local_addr(), &q).await.unwrap();
+        assert_eq!(m.response_code, ResponseCode::NXDomain);
+        z.write()
+            .unwrap()
+            .add_lease("vm2", Ipv4Addr::new(192, 168, 122, 51));
+        let m = ask_udp(server.local_addr(), &q).await.unwrap();
+        assert_eq!(first_a(&m), Ipv4Addr::new(192, 168, 122, 51));
+    }
+
+    #[tokio::test]
+    async fn tcp_pipelines_and_closes_on_garbage() {
+        let server = start().await;
+        let addr = server.local_addr();
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let mut pipelined = Vec::new();
+        pipelined.extend(framing::frame(&query_bytes(1, "example.com", 1, None)).unwrap());
+        pipelined.extend(framing::frame(&query_bytes(2, "web", 1, None)).unwrap());
+        stream.write_all(&pipelined).await.unwrap();
+        let mut ids = vec![
+            read_framed(&mut stream).await.unwrap().id,
+            read_framed(&mut stream).await.unwrap().id,
+        ];
+        ids.sort();
+        assert_eq!(ids, [1, 2]);
+
+        // A query split across writes is put together.
+        let q = framing::frame(&query_bytes(3, "vm1.guest.lan", 1, None)).unwrap();
+        stream.write_all(&q[..5]).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        stream.write_all(&q[5..]).await.unwrap();
+        assert_eq!(read_framed(&mut stream).await.unwrap().id, 3);
+
+        // Garbage: a FORMERR, then the connection is closed...
+        let mut bad = TcpStream::connect(addr).await.unwrap();
+        bad.write_all(&framing::frame(&[0; 30]).unwrap())
+            .await
+            .unwrap();
+        let m = read_framed(&mut bad).await.unwrap();
+        assert_eq!(m.response_code, ResponseCode::FormErr);
+        assert!(read_framed(&mut bad).await.is_none());
+        // ...and a zero length closes it at once.
+        let mut zero = TcpStream::connect(addr).await.unwrap();
+        zero.write_all(&[0, 0]).await.unwrap();
+        assert!(read_framed(&mut zero).await.is_none());
+
+        // The well-behaved client is still served.
+        stream
+            .write_all(&framing::frame(&query_bytes(4, "web", 1, None)).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(read_framed(&mut stream).await.unwrap().id, 4);
+        server.stop().await;
+    }
+
+    #[tokio::test]
+    async fn stop_frees_the_address() {
+        let server = start().await;
+        let addr = server.local_addr();
+        let mut idle = TcpStream::connect(addr).await.unwrap();
+        server.stop().await;
+        // Its connections are closed too, not left to their idle timeout.
+        let started = std::time::Instant::now();
+        assert!(read_framed(&mut idle).await.is_none());
+        assert!(started.elapsed() < Duration::from_secs(1));
+        let again = DnsServer::start(
+            "lo",
+            LOOPBACK,
+            addr.port(),
+            zone(),
+            Upstreams::fixed(vec![]),
+        )
+        .await
+        .unwrap();
+        assert_eq!(again.local_addr(), addr);
+        // A second server on the same address is refused.
+        let err = DnsServer::start(
+            "lo",
+            LOOPBACK,
+            addr.port(),
+            zone(),
+            Upstreams::fixed(vec![]),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
+    }
+
+    #[tokio::test]
+    async fn sockets_are_bound_to_the_interface() {
+        let socket = bind_udp("lo", SocketAddrV4::new(LOOPBACK, 0)).unwrap();
+        assert_eq!(socket.device().unwrap().as_deref(), Some(&b"lo"[..]));
+        let socket = bind_tcp("lo", SocketAddrV4::new(LOOPBACK, 0)).unwrap();
+        assert_eq!(socket.device().unwrap().as_deref(), Some(&b"lo"[..]));
+        let err = DnsServer::start("no-such-if0", LOOPBACK, 0, zone(), Upstreams::fixed(vec![]))
+            .await
+            .unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::ENODEV));
+        assert!(
+            DnsServer::start("", LOOPBACK, 0, zone(), Upstreams::fixed(vec![]))
+                .await
+                .is_err()
+        );
+    }
+
+    #[tokio::test]
+    async fn an_idle_tcp_client_does_not_block_udp() {
+        let server = start().await;
+        let addr = server.local_addr();
+        let mut idle = Vec::new();
+        for _ in 0..MAX_TCP_CONNECTIONS + 4 {
+            idle.push(TcpStream::connect(addr).await.unwrap());
+        }
+        let m = ask_udp(addr, &query_bytes(9, "web", 1, None))
+            .await
+            .unwrap();
+        assert_eq!(m.id, 9);
+    }
+}

@@ -1,0 +1,530 @@
+//! The names a network's DNS server answers itself: the static records of
+//! the definition and the hostnames of the guests that hold a lease, under
+//! the network's domain (and bare).
+//!
+//! Lookups run on every query, so names are kept lowercase in their final
+//! form and resolving a query name builds its key on the stack.
+
+use guestnet_mode_api::names::check_label;
+use guestnet_mode_api::{DnsName, DnsRecord};
+use hickory_proto::rr::Name;
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::sync::{Arc, RwLock};
+
+/// The zone as the server and the lease keeper share it: the server only
+/// reads (never across an await), the lease keeper writes on each change.
+pub type SharedZone = Arc<RwLock<Zone>>;
+
+/// TTL of names from the definition: they change only when it is updated.
+pub const STATIC_TTL: u32 = 60;
+/// TTL of lease names: a guest may come back with another address at any
+/// time, so resolvers should not keep them.
+pub const LEASE_TTL: u32 = 5;
+
+/// The longest name in text form (without the final dot), RFC 1035 3.1.
+const MAX_NAME_TEXT: usize = 253;
+
+#[derive(Debug, Clone, Default)]
+struct Entry {
+    /// Addresses from the definition; they win over `leases`.
+    statics: Vec<Ipv4Addr>,
+    /// Addresses of the guests whose lease carries this name.
+    leases: Vec<Ipv4Addr>,
+    /// `name.domain.` (or `name.`) in wire form, the target of PTR answers.
+    wire: Box<[u8]>,
+}
+
+impl Entry {
+    fn is_empty(&self) -> bool {
+        self.statics.is_empty() && self.leases.is_empty()
+    }
+}
+
+/// What the zone says about a query name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resolution<'z> {
+    /// A name the zone knows: its addresses.
+    Host { addrs: &'z [Ipv4Addr], ttl: u32 },
+    /// `d.c.b.a.in-addr.arpa.` of an address the zone knows: the name,
+    /// in wire form.
+    Reverse { target: &'z [u8], ttl: u32 },
+    /// The network's domain itself: it exists but holds no data.
+    Apex,
+    /// Under the network's domain, but unknown: never forwarded.
+    NxDomain,
+    /// Not the zone's business: forward it.
+    Elsewhere,
+}
+
+/// The local names of one network.
+#[derive(Debug, Clone, Default)]
+pub struct Zone {
+    domain: Option<DnsName>,
+    /// The domain's labels, lowercase, for suffix matching.
+    domain_labels: Vec<Box<[u8]>>,
+    /// Keyed by the lowercase name relative to the domain (`web`).
+    names: HashMap<Box<[u8]>, Entry>,
+    /// For PTR: the first static name of each address...
+    static_by_ip: HashMap<Ipv4Addr, Box<[u8]>>,
+    /// ...else its lease name; one per address, the newest lease's.
+    lease_by_ip: HashMap<Ipv4Addr, Box<[u8]>>,
+}
+
+impl Zone {
+    /// `records`: static names from the definition (`DnsPlan.records`,
+    /// single labels like `web`); they win over lease names. A record whose
+    /// name is not a valid DNS name is skipped with a warning.
+    pub fn new(domain: Option<DnsName>, records: &[DnsRecord]) -> Zone {
+        let mut zone = Zone::default();
+        zone.set_definition(domain, records);
+        zone
+    }
+
+    /// Replaces the domain and the static records (an updated definition)
+    /// and keeps the lease names.
+    pub fn set_definition(&mut self, domain: Option<DnsName>, records: &[DnsRecord]) {
+        let leases: Vec<(Box<[u8]>, Ipv4Addr)> = self
+            .lease_by_ip
+            .iter()
+            .map(|(ip, name)| (name.clone(), *ip))
+            .collect();
+        self.domain_labels = domain
+            .as_ref()
+            .map(|d| d.as_str().split('.').map(|l| l.as_bytes().into()).collect())
+            .unwrap_or_default();
+        self.domain = domain;
+        self.names.clear();
+        self.static_by_ip.clear();
+        self.lease_by_ip.clear();
+        for record in records {
+            match self.key_for(&record.name) {
+                Some(key) => self.add_static(key, record.ip),
+                None => tracing::warn!(
+                    name = %record.name,
+                    "DNS record skipped: not a valid name under the network's domain"
+                ),
+            }
+        }
+        for (old_key, ip) in leases {
+            // Re-derived: the new domain may leave less room for the name.
+            let key = std::str::from_utf8(&old_key)
+                .ok()
+                .and_then(|name| self.key_for(name));
+            if let Some(key) = key {
+                self.insert_lease(key, ip);
+            }
+        }
+    }
+
+    pub fn domain(&self) -> Option<&DnsName> {
+        self.domain.as_ref()
+    }
+
+    /// A guest's lease with a (sanitized, single-label) hostname; replaces
+    /// an older lease name for the same ip. A hostname that is not a valid
+    /// label is ignored.
+    pub fn add_lease(&mut self, hostname: &str, ip: Ipv4Addr) {
+        if check_label(hostname).is_err() {
+            tracing::debug!(hostname, "lease hostname is not a DNS label; not published");
+            return;
+        }
+        match self.key_for(hostname) {
+            Some(key) => self.insert_lease(key, ip),
+            None => tracing::debug!(hostname, "lease hostname too long under the domain"),
+        }
+    }
+
+    /// Forgets the lease name of `ip`, if it is still `hostname` (a newer
+    /// lease of the address may have brought another name).
+    pub fn remove_lease(&mut self, hostname: &str, ip: Ipv4Addr) {
+        let key = hostname
+            .to_ascii_lowercase()
+            .into_bytes()
+            .into_boxed_slice();
+        if self.lease_by_ip.get(&ip) == Some(&key) {
+            self.drop_lease(ip);
+        }
+    }
+
+    /// The addresses a name relative to the domain (`web`) resolves to.
+    pub fn addresses(&self, name: &str) -> &[Ipv4Addr] {
+        let key = name.to_ascii_lowercase();
+        match self.names.get(key.as_bytes()) {
+            Some(e) if !e.statics.is_empty() => &e.statics,
+            Some(e) => &e.leases,
+            None => &[],
+        }
+    }
+
+    /// What the zone says about `name` (any case, as it came in a query).
+    pub fn resolve(&self, name: &Name) -> Resolution<'_> {
+        if let Some(ip) = reverse_v4(name) {
+            let key = self.static_by_ip.get(&ip).or(self.lease_by_ip.get(&ip));
+            if let Some(entry) = key.and_then(|k| self.names.get(k)) {
+                let ttl = if entry.statics.is_empty() {
+                    LEASE_TTL
+                } else {
+                    STATIC_TTL
+                };
+                return Resolution::Reverse {
+                    target: &entry.wire,
+                    ttl,
+                };
+            }
+        }
+        let total = name.iter().len();
+        let under_domain = !self.domain_labels.is_empty()
+            && total >= self.domain_labels.len()
+            && name
+                .iter()
+                .skip(total - self.domain_labels.len())
+                .zip(&self.domain_labels)
+                .all(|(a, b)| a.eq_ignore_ascii_case(b));
+        let relative = if under_domain {
+            total - self.domain_labels.len()
+        } else {
+            total
+        };
+        if under_domain && relative == 0 {
+            return Resolution::Apex;
+        }
+        let not_found = if under_domain {
+            Resolution::NxDomain
+        } else {
+            Resolution::Elsewhere
+        };
+        if relative == 0 {
+            return not_found;
+        }
+        // The key is built on the stack: a name is at most 255 bytes.
+        let mut buf = [0u8; 256];
+        let mut len = 0;
+        for (i, label) in name.iter().take(relative).enumerate() {
+            if i > 0 {
+                buf[len] = b'.';
+                len += 1;
+            }
+            if len + label.len() > MAX_NAME_TEXT {
+                return not_found;
+            }
+            for &c in label {
+                // Zone names hold only these; anything else (a dot inside a
+                // label, above all) could only make a false match.
+                if !(c.is_ascii_alphanumeric() || c == b'-') {
+                    return not_found;
+                }
+                buf[len] = c.to_ascii_lowercase();
+                len += 1;
+            }
+        }
+        match self.names.get(&buf[..len]) {
+            Some(e) if !e.statics.is_empty() => Resolution::Host {
+                addrs: &e.statics,
+                ttl: STATIC_TTL,
+            },
+            Some(e) => Resolution::Host {
+                addrs: &e.leases,
+                ttl: LEASE_TTL,
+            },
+            None => not_found,
+        }
+    }
+
+    /// The lookup key of a name from the definition or a lease: lowercase,
+    /// relative to the domain, every label valid, and short enough that the
+    /// full name still fits in a DNS name.
+    fn key_for(&self, name: &str) -> Option<Box<[u8]>> {
+        let mut name = name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase();
+        if let Some(domain) = &self.domain {
+            if let Some(rel) = name.strip_suffix(domain.as_str()) {
+                if let Some(rel) = rel.strip_suffix('.') {
+                    name = rel.to_string();
+                }
+            }
+        }
+        if name.is_empty() || !name.split('.').all(|l| check_label(l).is_ok()) {
+            return None;
+        }
+        let full = name.len() + self.domain.as_ref().map_or(0, |d| d.as_str().len() + 1);
+        (full <= MAX_NAME_TEXT).then(|| name.into_bytes().into_boxed_slice())
+    }
+
+    fn entry(&mut self, key: &[u8]) -> &mut Entry {
+        if !self.names.contains_key(key) {
+            let wire = wire_name(key, &self.domain_labels);
+            let entry = Entry {
+                wire,
+                ..Entry::default()
+            };
+            self.names.insert(key.into(), entry);
+        }
+        self.names.get_mut(key).expect("inserted above")
+    }
+
+    fn add_static(&mut self, key: Box<[u8]>, ip: Ipv4Addr) {
+        let entry = self.entry(&key);
+        if !entry.statics.contains(&ip) {
+            entry.statics.push(ip);
+        }
+        self.static_by_ip.entry(ip).or_insert(key);
+    }
+
+    fn insert_lease(&mut self, key: Box<[u8]>, ip: Ipv4Addr) {
+        if self.lease_by_ip.get(&ip) == Some(&key) {
+            return;
+        }
+        self.drop_lease(ip);
+        let entry = self.entry(&key);
+        entry.leases.push(ip);
+        self.lease_by_ip.insert(ip, key);
+    }
+
+    fn drop_lease(&mut self, ip: Ipv4Addr) {
+        let Some(key) = self.lease_by_ip.remove(&ip) else {
+            return;
+        };
+        if let Some(entry) = self.names.get_mut(&key) {
+            entry.leases.retain(|a| *a != ip);
+            if entry.is_empty() {
+                self.names.remove(&key);
+            }
+        }
+    }
+}
+
+/// `key` (dotted, relative) followed by the domain, in wire form.
+fn wire_name(key: &[u8], domain: &[Box<[u8]>]) -> Box<[u8]> {
+    let mut wire =
+        Vec::with_capacity(key.len() + 2 + domain.iter().map(|l| l.len() + 1).sum::<usize>());
+    for label in key
+        .split(|c| *c == b'.')
+        .chain(domain.iter().map(|l| &l[..]))
+    {
+        wire.push(label.len() as u8);
+        wire.extend_from_slice(label);
+    }
+    wire.push(0);
+    wire.into_boxed_slice()
+}
+
+/// The address of `d.c.b.a.in-addr.arpa.`, if `name` is one.
+fn reverse_v4(name: &Name) -> Option<Ipv4Addr> {
+    let mut labels = name.iter();
+    if labels.len() != 6 {
+        return None;
+    }
+    let mut octets = [0u8; 4];
+    for slot in octets.iter_mut().rev() {
+        *slot = decimal_octet(labels.next()?)?;
+    }
+    let in_addr = labels.next()?;
+    let arpa = labels.next()?;
+    (in_addr.eq_ignore_ascii_case(b"in-addr") && arpa.eq_ignore_ascii_case(b"arpa"))
+        .then(|| Ipv4Addr::from(octets))
+}
+
+/// A reverse-name label: 0 to 255 in decimal, without leading zeros.
+fn decimal_octet(label: &[u8]) -> Option<u8> {
+    if label.is_empty() || label.len() > 3 || (label.len() > 1 && label[0] == b'0') {
+        return None;
+    }
+    let mut value: u16 = 0;
+    for &c in label {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        value = value * 10 + u16::from(c - b'0');
+    }
+    u8::try_from(value).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::str::FromStr;
+
+    fn ip(s: &str) -> Ipv4Addr {
+        s.parse().unwrap()
+    }
+
+    fn name(s: &str) -> Name {
+        Name::from_str(s).unwrap()
+    }
+
+    fn zone() -> Zone {
+        Zone::new(
+            Some(DnsName::new("guest.lan").unwrap()),
+            &[
+                DnsRecord {
+                    name: "web".into(),
+                    ip: ip("192.168.122.5"),
+                },
+                DnsRecord {
+                    name: "Db".into(),
+                    ip: ip("192.168.122.6"),
+                },
+                DnsRecord {
+                    name: "bad name".into(),
+                    ip: ip("192.168.122.7"),
+                },
+            ],
+        )
+    }
+
+    #[test]
+    fn static_names_under_the_domain_and_bare() {
+        let z = zone();
+        let web = [ip("192.168.122.5")];
+        let host = Resolution::Host {
+            addrs: &web,
+            ttl: STATIC_TTL,
+        };
+        assert_eq!(z.resolve(&name("web.guest.lan.")), host);
+        assert_eq!(z.resolve(&name("WEB.Guest.LAN.")), host);
+        assert_eq!(z.resolve(&name("web.")), host);
+        assert_eq!(z.addresses("DB"), &[ip("192.168.122.6")]);
+        assert!(z.addresses("bad name").is_empty());
+    }
+
+    #[test]
+    fn unknown_names_in_the_domain_are_nxdomain_elsewhere_forwarded() {
+        let z = zone();
+        assert_eq!(z.resolve(&name("nope.guest.lan.")), Resolution::NxDomain);
+        assert_eq!(z.resolve(&name("a.web.guest.lan.")), Resolution::NxDomain);
+        assert_eq!(z.resolve(&name("guest.lan.")), Resolution::Apex);
+        assert_eq!(z.resolve(&name("nope.")), Resolution::Elsewhere);
+        assert_eq!(z.resolve(&name("example.com.")), Resolution::Elsewhere);
+        assert_eq!(z.resolve(&name("lan.")), Resolution::Elsewhere);
+        assert_eq!(z.resolve(&Name::root()), Resolution::Elsewhere);
+        assert_eq!(
+            z.resolve(&name("web.guest.lan.evil.")),
+            Resolution::Elsewhere
+        );
+    }
+
+    #[test]
+    fn a_dot_inside_a_label_matches_nothing() {
+        let mut z = Zone::new(
+            None,
+            &[DnsRecord {
+                name: "a.b".into(),
+                ip: ip("10.0.0.1"),
+            }],
+        );
+        z.add_lease("c", ip("10.0.0.2"));
+        assert!(matches!(z.resolve(&name("a.b.")), Resolution::Host { .. }));
+        let raw = Name::from_labels(vec![&b"a.b"[..]]).unwrap();
+        assert_eq!(z.resolve(&raw), Resolution::Elsewhere);
+    }
+
+    #[test]
+    fn leases_come_and_go_and_statics_win() {
+        let mut z = zone();
+        z.add_lease("vm1", ip("192.168.122.50"));
+        z.add_lease("web", ip("192.168.122.51"));
+        assert_eq!(z.addresses("vm1"), &[ip("192.168.122.50")]);
+        assert_eq!(z.addresses("web"), &[ip("192.168.122.5")]);
+        // The same address renamed: the old name goes.
+        z.add_lease("vm1b", ip("192.168.122.50"));
+        assert!(z.addresses("vm1").is_empty());
+        assert_eq!(z.resolve(&name("vm1.guest.lan.")), Resolution::NxDomain);
+        // A stale removal (old name) leaves the new one.
+        z.remove_lease("vm1", ip("192.168.122.50"));
+        assert_eq!(z.addresses("vm1b"), &[ip("192.168.122.50")]);
+        z.remove_lease("VM1B", ip("192.168.122.50"));
+        assert!(z.addresses("vm1b").is_empty());
+        assert!(z.names.keys().all(|k| &k[..] != b"vm1b"));
+        // Not a label: ignored.
+        z.add_lease("a.b", ip("192.168.122.52"));
+        z.add_lease("", ip("192.168.122.53"));
+        assert!(!z.lease_by_ip.contains_key(&ip("192.168.122.52")));
+        assert!(!z.lease_by_ip.contains_key(&ip("192.168.122.53")));
+        assert_eq!(z.resolve(&name("vm2.guest.lan.")), Resolution::NxDomain);
+        z.add_lease("vm2", ip("192.168.122.53"));
+        assert_eq!(
+            z.resolve(&name("vm2.guest.lan.")),
+            Resolution::Host {
+                addrs: &[ip("192.168.122.53")],
+                ttl: LEASE_TTL
+            }
+        );
+    }
+
+    #[test]
+    fn two_guests_with_one_name_both_answer() {
+        let mut z = zone();
+        z.add_lease("twin", ip("192.168.122.60"));
+        z.add_lease("twin", ip("192.168.122.61"));
+        assert_eq!(
+            z.addresses("twin"),
+            &[ip("192.168.122.60"), ip("192.168.122.61")]
+        );
+        z.remove_lease("twin", ip("192.168.122.60"));
+        assert_eq!(z.addresses("twin"), &[ip("192.168.122.61")]);
+    }
+
+    #[test]
+    fn reverse_names() {
+        let mut z = zone();
+        z.add_lease("vm1", ip("192.168.122.50"));
+        let Resolution::Reverse { target, ttl } = z.resolve(&name("50.122.168.192.in-addr.arpa."))
+        else {
+            panic!("no PTR for a lease");
+        };
+        assert_eq!(target, b"\x03vm1\x05guest\x03lan\x00");
+        assert_eq!(ttl, LEASE_TTL);
+        let Resolution::Reverse { target, ttl } = z.resolve(&name("5.122.168.192.IN-ADDR.ARPA."))
+        else {
+            panic!("no PTR for a static record");
+        };
+        assert_eq!(target, b"\x03web\x05guest\x03lan\x00");
+        assert_eq!(ttl, STATIC_TTL);
+        for other in [
+            "9.122.168.192.in-addr.arpa.",
+            "05.122.168.192.in-addr.arpa.",
+            "256.122.168.192.in-addr.arpa.",
+            "122.168.192.in-addr.arpa.",
+            "x.122.168.192.in-addr.arpa.",
+        ] {
+            assert_eq!(z.resolve(&name(other)), Resolution::Elsewhere, "{other}");
+        }
+    }
+
+    #[test]
+    fn without_a_domain_bare_names_only() {
+        let mut z = Zone::new(None, &[]);
+        z.add_lease("vm1", ip("10.1.1.5"));
+        assert!(matches!(z.resolve(&name("vm1.")), Resolution::Host { .. }));
+        assert_eq!(z.resolve(&name("vm2.")), Resolution::Elsewhere);
+        let Resolution::Reverse { target, .. } = z.resolve(&name("5.1.1.10.in-addr.arpa.")) else {
+            panic!("no PTR");
+        };
+        assert_eq!(target, b"\x03vm1\x00");
+    }
+
+    #[test]
+    fn a_new_definition_keeps_the_leases() {
+        let mut z = zone();
+        z.add_lease("vm1", ip("192.168.122.50"));
+        z.set_definition(Some(DnsName::new("other.test").unwrap()), &[]);
+        assert!(matches!(
+            z.resolve(&name("vm1.other.test.")),
+            Resolution::Host { .. }
+        ));
+        assert_eq!(z.resolve(&name("web.other.test.")), Resolution::NxDomain);
+        assert_eq!(z.resolve(&name("vm1.guest.lan.")), Resolution::Elsewhere);
+    }
+
+    #[test]
+    fn record_names_may_carry_the_domain() {
+        let z = Zone::new(
+            Some(DnsName::new("guest.lan").unwrap()),
+            &[DnsRecord {
+                name: "api.guest.lan.".into(),
+                ip: ip("10.0.0.9"),
+            }],
+        );
+        assert_eq!(z.addresses("api"), &[ip("10.0.0.9")]);
+    }
+}
