@@ -1,7 +1,11 @@
 #!/bin/sh
 # Installs the Debian packages guestnet's service, sandbox and tests need.
 set -eu
-PACKAGES="iproute2 nftables dbus dbus-daemon busybox dnsutils iputils-ping netcat-openbsd python3 procps"
+# isc-dhcp-client: dhclient, a DHCP client of the tests. dnsmasq-base: the
+# dnsmasq binary alone (the tests' upstream DNS server, run in a namespace);
+# not the "dnsmasq" package, which would start a system-wide dnsmasq service.
+# libglib2.0-bin: gdbus.
+PACKAGES="iproute2 nftables dbus dbus-daemon busybox dnsutils iputils-ping netcat-openbsd python3 procps isc-dhcp-client dnsmasq-base libglib2.0-bin"
 missing=""
 for p in $PACKAGES; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"

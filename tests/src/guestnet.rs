@@ -265,6 +265,102 @@ impl Guestnet {
     }
 }
 
+/// One lease as ListLeases, WaitForLease and the Lease* signals give it:
+/// `(sssst)`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Lease {
+    /// Lower-case, colon-separated: `52:54:00:aa:bb:cc`.
+    pub mac: String,
+    pub ip: String,
+    /// "" when the client gave none.
+    pub hostname: String,
+    /// The client identifier as colon-separated hex bytes, "" when none.
+    pub client_id: String,
+    /// When it expires, unix seconds.
+    pub expiry: u64,
+}
+
+impl Lease {
+    /// From busctl's JSON for `(sssst)`: an array of the five values.
+    pub fn from_json(v: &serde_json::Value) -> Option<Lease> {
+        let a = v.as_array()?;
+        if a.len() != 5 {
+            return None;
+        }
+        Some(Lease {
+            mac: a[0].as_str()?.to_owned(),
+            ip: a[1].as_str()?.to_owned(),
+            hostname: a[2].as_str()?.to_owned(),
+            client_id: a[3].as_str()?.to_owned(),
+            expiry: a[4].as_u64()?,
+        })
+    }
+
+    /// Seconds from now until it expires (negative when past).
+    pub fn expires_in(&self) -> i64 {
+        self.expiry as i64 - unix_now() as i64
+    }
+}
+
+/// Now, unix seconds.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs()
+}
+
+impl Guestnet {
+    /// ListLeases() → the leases of a network.
+    #[track_caller]
+    pub fn list_leases(&self, path: &str) -> Vec<Lease> {
+        let v = self.network_call(path, "ListLeases", "", &[]);
+        let items = match &v {
+            serde_json::Value::Null => Vec::new(),
+            serde_json::Value::Array(items) => items.clone(),
+            _ => self.fail("ListLeases", &format!("replied {v}, not a(sssst)")),
+        };
+        items
+            .iter()
+            .map(|i| {
+                Lease::from_json(i).unwrap_or_else(|| {
+                    self.fail("ListLeases", &format!("an entry {i} is not (sssst)"))
+                })
+            })
+            .collect()
+    }
+
+    /// The lease of `mac` in ListLeases, if any.
+    #[track_caller]
+    pub fn lease_of(&self, path: &str, mac: &str) -> Option<Lease> {
+        self.list_leases(path)
+            .into_iter()
+            .find(|l| l.mac.eq_ignore_ascii_case(mac))
+    }
+
+    /// WaitForLease(mac, timeout_ms) through busctl; panics on any error.
+    /// The reply may be one `(sssst)` struct or the five values.
+    #[track_caller]
+    pub fn wait_for_lease(&self, path: &str, mac: &str, timeout_ms: u32) -> Lease {
+        let ms = timeout_ms.to_string();
+        let v = self.network_call(path, "WaitForLease", "su", &[mac, &ms]);
+        Lease::from_json(&v)
+            .unwrap_or_else(|| self.fail("WaitForLease", &format!("replied {v}, not (sssst)")))
+    }
+
+    /// WaitForLease through dbus-send, keeping the error's name (for the
+    /// Timeout error). Ok: dbus-send's literal print of the reply.
+    pub fn try_wait_for_lease(
+        &self,
+        path: &str,
+        mac: &str,
+        timeout_ms: u32,
+    ) -> Result<String, BusError> {
+        let ms = timeout_ms.to_string();
+        self.try_call(path, NETWORK_IFACE, "WaitForLease", "su", &[mac, &ms])
+    }
+}
+
 /// A JSON array of strings, as a Vec.
 pub fn strings(v: &serde_json::Value) -> Option<Vec<String>> {
     v.as_array()?

@@ -72,6 +72,9 @@ pub struct Lab {
     pub host: String,
     pub lan: String,
     pub world: World,
+    /// A temporary directory for the test's own files (a resolv.conf for
+    /// guestnetd, ...); it goes after everything else.
+    pub scratch: tempfile::TempDir,
 }
 
 impl Lab {
@@ -88,6 +91,15 @@ impl Lab {
 
     /// Like [`Lab::build`], with extra arguments for guestnetd.
     pub fn build_with_args(extra_args: &[&str], setup: impl FnOnce(&World, &str, &str)) -> Lab {
+        let scratch = scratch_dir();
+        Self::build_in(scratch, extra_args, setup)
+    }
+
+    fn build_in(
+        scratch: tempfile::TempDir,
+        extra_args: &[&str],
+        setup: impl FnOnce(&World, &str, &str),
+    ) -> Lab {
         let world = World::new();
         let (host, lan) = host_and_lan(&world);
         setup(&world, &host, &lan);
@@ -99,7 +111,30 @@ impl Lab {
             host,
             lan,
             world,
+            scratch,
         }
+    }
+
+    /// A lab whose guestnetd takes its upstream DNS servers (for networks
+    /// without `forwarders`) from a resolv.conf of the test's own naming
+    /// the lan machine ([`LAN_ADDR`]), never the machine's /etc/resolv.conf:
+    /// `--resolv-conf SCRATCH/resolv.conf`.
+    pub fn with_resolv_conf(setup: impl FnOnce(&World, &str, &str)) -> Lab {
+        let scratch = scratch_dir();
+        let resolv = scratch.path().join("resolv.conf");
+        std::fs::write(
+            &resolv,
+            format!("# guestnet test: the lan machine is the upstream\nnameserver {LAN_ADDR}\n"),
+        )
+        .expect("write the test's resolv.conf");
+        let resolv = resolv.display().to_string();
+        Self::build_in(scratch, &["--resolv-conf", &resolv], setup)
+    }
+
+    /// [`crate::dhcp_client::add_dhcp_guest`] in this lab's host: a guest
+    /// with MAC `mac` and no address, plugged into `bridge`.
+    pub fn add_dhcp_guest(&self, role: &str, host_if: &str, bridge: &str, mac: &str) -> String {
+        crate::dhcp_client::add_dhcp_guest(&self.world, &self.host, role, host_if, bridge, mac)
     }
 
     /// The guestnet client.
@@ -136,6 +171,13 @@ impl Lab {
             .success()
             .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
     }
+}
+
+fn scratch_dir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("gnt-lab-")
+        .tempdir()
+        .expect("temp dir for the lab")
 }
 
 impl Default for Lab {

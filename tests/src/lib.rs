@@ -5,7 +5,11 @@
 //! guestnetd inside the world's `host` namespace ([`service`]), and talks to it
 //! through real clients ([`busctl`], [`guestnet`]). Data-path checks (ping, who
 //! did a TCP peer see) are in [`probe`]; the usual host + lan + guests layout in
-//! [`lab`].
+//! [`lab`]. DHCP clients (udhcpc, dhclient) with scripts of the harness's own
+//! are in [`dhcp_client`], DHCP exchanges no stock client makes (INFORM, a
+//! relay) in [`dhcp_probe`], DNS queries in [`dig`], an upstream DNS server
+//! (dnsmasq) in [`upstream`], and a `busctl monitor` of guestnet's signals in
+//! [`monitor`].
 //!
 //! Nothing here touches the machine's root network namespace: every link,
 //! address, route, sysctl and firewall rule is made inside a namespace the
@@ -15,11 +19,16 @@
 pub mod bus;
 pub mod busctl;
 pub mod cmd;
+pub mod dhcp_client;
+pub mod dhcp_probe;
+pub mod dig;
 pub mod guestnet;
 pub mod ipv4;
 pub mod lab;
+pub mod monitor;
 pub mod probe;
 pub mod service;
+pub mod upstream;
 pub mod world;
 
 pub use bus::Bus;

@@ -146,6 +146,16 @@ impl Service {
             "--modes-dir".to_owned(),
             self.modes_dir.display().to_string(),
         ];
+        // Never the machine's /etc/resolv.conf: unless the test names its
+        // own, upstream DNS is the lab's lan machine.
+        if !self.extra_args.iter().any(|a| a == "--resolv-conf") {
+            let resolv = self.dir.path().join("resolv.conf");
+            if !resolv.exists() {
+                fs::write(&resolv, "nameserver 10.200.0.2\n").expect("write resolv.conf");
+            }
+            v.push("--resolv-conf".to_owned());
+            v.push(resolv.display().to_string());
+        }
         v.extend(self.extra_args.iter().cloned());
         v
     }
@@ -174,8 +184,11 @@ impl Service {
             .process_group(0);
         // The log is a file: no colour codes in it.
         command.env("NO_COLOR", "1");
-        if std::env::var_os("RUST_LOG").is_none() {
-            command.env("RUST_LOG", "info,guestnetd=debug");
+        if std::env::var_os("GUESTNET_LOG").is_none() {
+            command.env(
+                "GUESTNET_LOG",
+                "info,guestnetd=debug,netlink_packet_route=error",
+            );
         }
         let child = command
             .spawn()

@@ -51,8 +51,15 @@ fn namespaces_veths_and_processes_are_made_and_cleaned_up() {
 
     let pid = world.spawn(&b, &["sleep", "300"]);
     assert!(Path::new(&format!("/proc/{pid}")).exists());
-    let pids = world.exec_ok(&b, &["ip", "netns", "identify", &pid.to_string()]);
-    assert_eq!(pids.trim(), b, "the process runs in its namespace");
+    // `ip netns exec` enters the namespace a moment after the spawn returns.
+    let identify = || world.exec_ok(&b, &["ip", "netns", "identify", &pid.to_string()]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let mut ns = identify();
+    while ns.trim() != b && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        ns = identify();
+    }
+    assert_eq!(ns.trim(), b, "the process runs in its namespace");
 
     drop(world);
     let list = netns_list();
