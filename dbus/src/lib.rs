@@ -1,6 +1,27 @@
 //! guestnet's D-Bus contract: the bus name, object paths, interface and
-//! error names that the service and its clients share. The files a
-//! distribution installs (bus policy, ...) are in `data/`.
+//! error names that the service and its clients share, and zbus proxies for
+//! clients ([`ManagerProxy`], [`NetworkProxy`]). The files a distribution
+//! installs (bus policy, ...) are in `data/`.
+//!
+//! ```no_run
+//! # async fn demo() -> zbus::Result<()> {
+//! let conn = guestnet_dbus::connect(None).await?; // the system bus
+//! let manager = guestnet_dbus::manager(&conn).await?;
+//! for path in manager.list_networks().await? {
+//!     let net = guestnet_dbus::network_at(&conn, path).await?;
+//!     println!("{} active={}", net.name().await?, net.active().await?);
+//! }
+//! # Ok(())
+//! # }
+//! ```
+
+mod proxy;
+
+pub use proxy::{
+    connect, manager, network, network_at, Guest, Lease, ManagerProxy, NetworkProxy,
+};
+
+pub mod error;
 
 /// The well-known name guestnetd owns on the system bus.
 pub const BUS_NAME: &str = "org.guestnet1";

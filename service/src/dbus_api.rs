@@ -3,7 +3,7 @@
 //! Methods check the caller, call into [`Networks`] and announce what
 //! changed; they hold no state of their own.
 
-use crate::authority;
+use crate::authority::{self, Action};
 use crate::dhcp::{Lease, LeaseChange};
 use crate::error::ServiceError;
 use crate::networks::{Fate, Networks};
@@ -86,7 +86,7 @@ impl Manager {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<OwnedObjectPath, DbusError> {
-        authority::check(conn, &header).await?;
+        authority::check(conn, &header, Action::ManageNetworks).await?;
         let name = self.networks.define(&toml).await?;
         export_network(conn, &self.networks, name.as_str()).await?;
         Ok(object_path(name.as_str()))
@@ -99,7 +99,7 @@ impl Manager {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<OwnedObjectPath, DbusError> {
-        authority::check(conn, &header).await?;
+        authority::check(conn, &header, Action::ManageNetworks).await?;
         let name = self.networks.create(&toml).await?;
         export_network(conn, &self.networks, name.as_str()).await?;
         Ok(object_path(name.as_str()))
@@ -155,7 +155,7 @@ impl NetworkObject {
         #[zbus(connection)] conn: &Connection,
         #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
     ) -> Result<(), DbusError> {
-        authority::check(conn, &header).await?;
+        authority::check(conn, &header, Action::ManageNetworks).await?;
         self.networks.start(&self.name).await?;
         self.announce(&emitter).await;
         Ok(())
@@ -167,7 +167,7 @@ impl NetworkObject {
         #[zbus(connection)] conn: &Connection,
         #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
     ) -> Result<(), DbusError> {
-        authority::check(conn, &header).await?;
+        authority::check(conn, &header, Action::ManageNetworks).await?;
         let result = self.networks.stop(&self.name).await;
         // A transient network is gone even when its teardown met errors.
         if self.networks.get(&self.name).await.is_none() {
@@ -185,7 +185,7 @@ impl NetworkObject {
         #[zbus(connection)] conn: &Connection,
         #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
     ) -> Result<(), DbusError> {
-        authority::check(conn, &header).await?;
+        authority::check(conn, &header, Action::ManageNetworks).await?;
         match self.networks.undefine(&self.name).await? {
             Fate::Removed => unexport_network(conn, &self.name).await,
             Fate::Kept => self.announce(&emitter).await,
@@ -200,7 +200,7 @@ impl NetworkObject {
         #[zbus(connection)] conn: &Connection,
         #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
     ) -> Result<(), DbusError> {
-        authority::check(conn, &header).await?;
+        authority::check(conn, &header, Action::ManageNetworks).await?;
         let result = self.networks.update(&self.name, &toml).await;
         self.announce(&emitter).await;
         Ok(result?)
@@ -351,7 +351,7 @@ impl NetworkObject {
         #[zbus(connection)] conn: &Connection,
     ) -> zbus::fdo::Result<()> {
         let header = header.ok_or_else(|| zbus::fdo::Error::AccessDenied("no caller".into()))?;
-        authority::check(conn, &header)
+        authority::check(conn, &header, Action::ManageNetworks)
             .await
             .map_err(|e| zbus::fdo::Error::AccessDenied(e.to_string()))?;
         self.networks
