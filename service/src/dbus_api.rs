@@ -6,13 +6,16 @@
 use crate::authority::{self, Action};
 use crate::dhcp::{Lease, LeaseChange};
 use crate::error::ServiceError;
+use crate::guests::AttachRequest;
 use crate::networks::{Fate, Networks};
 use guestnet_dbus::{network_path, MANAGER_PATH};
 use guestnet_mode_api::MacAddr;
+use std::collections::HashMap;
 use std::sync::Arc;
 use zbus::message::Header;
 use zbus::object_server::SignalEmitter;
 use zbus::zvariant::OwnedObjectPath;
+use zbus::zvariant::OwnedValue;
 use zbus::{interface, Connection};
 
 /// A [`ServiceError`] on the wire.
@@ -258,6 +261,61 @@ impl NetworkObject {
         }
     }
 
+    /// (interface, mac, guest name) of every port on the network's bridge.
+    async fn list_guests(&self) -> Result<Vec<(String, String, String)>, DbusError> {
+        let guests = self.networks.list_guests(&self.name).await?;
+        Ok(guests
+            .into_iter()
+            .map(|g| (g.ifname, g.mac, g.guest))
+            .collect())
+    }
+
+    /// Makes a port for `guest`: options `kind` "tap" (with `owner`, a
+    /// uid) or "veth" (with `netns`, a namespace path, and `ifname`), and
+    /// `mac`. Returns the port's interface name.
+    async fn attach_guest(
+        &self,
+        guest: String,
+        options: HashMap<String, OwnedValue>,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<String, DbusError> {
+        authority::check(conn, &header, Action::AttachGuests).await?;
+        let request = AttachRequest::from_options(&options)?;
+        Ok(self
+            .networks
+            .attach_guest(&self.name, &guest, request)
+            .await?)
+    }
+
+    /// Removes a port guestnetd made, or releases one someone else put on
+    /// the bridge.
+    async fn detach_guest(
+        &self,
+        ifname: String,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<(), DbusError> {
+        authority::check(conn, &header, Action::AttachGuests).await?;
+        Ok(self.networks.detach_guest(&self.name, &ifname).await?)
+    }
+
+    #[zbus(signal)]
+    async fn guest_attached(
+        emitter: &SignalEmitter<'_>,
+        ifname: &str,
+        mac: &str,
+        guest: &str,
+    ) -> zbus::Result<()>;
+
+    #[zbus(signal)]
+    async fn guest_detached(
+        emitter: &SignalEmitter<'_>,
+        ifname: &str,
+        mac: &str,
+        guest: &str,
+    ) -> zbus::Result<()>;
+
     #[zbus(signal)]
     async fn lease_added(
         emitter: &SignalEmitter<'_>,
@@ -412,6 +470,32 @@ async fn announce_leases(conn: Connection, networks: Arc<Networks>) {
     }
 }
 
+/// Announces every guest arriving or leaving as a signal on its network.
+async fn announce_guests(conn: Connection, networks: Arc<Networks>) {
+    let mut events = networks.subscribe_guests();
+    loop {
+        let e = match events.recv().await {
+            Ok(e) => e,
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                tracing::warn!("{n} guest signals were dropped: the bus could not keep up");
+                continue;
+            }
+            Err(_) => return,
+        };
+        let Ok(emitter) = SignalEmitter::new(&conn, network_path(&e.network)) else {
+            continue;
+        };
+        let sent = if e.attached {
+            NetworkObject::guest_attached(&emitter, &e.ifname, &e.mac, &e.guest).await
+        } else {
+            NetworkObject::guest_detached(&emitter, &e.ifname, &e.mac, &e.guest).await
+        };
+        if let Err(err) = sent {
+            tracing::warn!("signalling a guest of {}: {err}", e.network);
+        }
+    }
+}
+
 /// Puts the manager and every known network on the bus.
 pub async fn export_all(conn: &Connection, networks: Arc<Networks>) -> zbus::Result<()> {
     let server = conn.object_server();
@@ -427,7 +511,8 @@ pub async fn export_all(conn: &Connection, networks: Arc<Networks>) -> zbus::Res
     for name in networks.names().await {
         export_network(conn, &networks, name.as_str()).await?;
     }
-    tokio::spawn(announce_leases(conn.clone(), networks));
+    tokio::spawn(announce_leases(conn.clone(), networks.clone()));
+    tokio::spawn(announce_guests(conn.clone(), networks));
     Ok(())
 }
 

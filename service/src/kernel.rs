@@ -4,13 +4,18 @@
 
 use futures::TryStreamExt;
 use ipnet::Ipv4Net;
+use netlink_packet_core::{NetlinkMessage, NetlinkPayload};
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
-use netlink_packet_route::link::{InfoKind, LinkAttribute, LinkInfo, LinkMessage};
+use netlink_packet_route::link::{
+    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkInfo, LinkMessage,
+};
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteMessage, RouteProtocol, RouteScope, RouteType,
 };
+use netlink_packet_route::RouteNetlinkMessage;
 use rtnetlink::{Handle, IpVersion};
 use std::net::{IpAddr, Ipv4Addr};
+use std::os::fd::RawFd;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KernelError {
@@ -183,6 +188,58 @@ impl Kernel {
             return Err(ctx(format!("marking bridge {name} as guestnet's"))(e));
         }
         Ok(link.index)
+    }
+
+    /// Creates a veth pair: `host` here, `peer` (with `peer_mac`) made
+    /// directly inside the network namespace open at `peer_netns`, so the
+    /// peer never exists under a temporary name.
+    pub async fn create_veth(
+        &self,
+        host: &str,
+        peer: &str,
+        peer_netns: RawFd,
+        peer_mac: [u8; 6],
+        mtu: Option<u32>,
+    ) -> Result<u32> {
+        let mut peer_msg = LinkMessage::default();
+        peer_msg
+            .attributes
+            .push(LinkAttribute::IfName(peer.to_owned()));
+        peer_msg.attributes.push(LinkAttribute::NetNsFd(peer_netns));
+        peer_msg
+            .attributes
+            .push(LinkAttribute::Address(peer_mac.to_vec()));
+        if let Some(mtu) = mtu {
+            peer_msg.attributes.push(LinkAttribute::Mtu(mtu));
+        }
+        let mut req = self.handle.link().add();
+        let msg = req.message_mut();
+        msg.attributes.push(LinkAttribute::IfName(host.to_owned()));
+        if let Some(mtu) = mtu {
+            msg.attributes.push(LinkAttribute::Mtu(mtu));
+        }
+        msg.attributes.push(LinkAttribute::LinkInfo(vec![
+            LinkInfo::Kind(InfoKind::Veth),
+            LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer_msg))),
+        ]));
+        req.execute()
+            .await
+            .map_err(ctx(format!("creating veth {host} with peer {peer}")))?;
+        let link = self
+            .link_by_name(host)
+            .await?
+            .ok_or_else(|| KernelError::NoSuchLink(host.to_owned()))?;
+        Ok(link.index)
+    }
+
+    pub async fn set_mtu(&self, index: u32, name: &str, mtu: u32) -> Result<()> {
+        self.handle
+            .link()
+            .set(index)
+            .mtu(mtu)
+            .execute()
+            .await
+            .map_err(ctx(format!("setting the MTU of {name}")))
     }
 
     pub async fn delete_link(&self, index: u32, name: &str) -> Result<()> {
@@ -395,4 +452,45 @@ fn parse_route(msg: &RouteMessage) -> Option<Route> {
     }
     route.destination = Ipv4Net::new(dest, msg.header.destination_prefix_length).ok()?;
     Some(route)
+}
+
+/// A change of one link, as the kernel announces it.
+#[derive(Debug, Clone)]
+pub enum LinkEvent {
+    /// Created or changed: its state now.
+    Changed(Link),
+    Removed(Link),
+}
+
+/// Subscribes to the kernel's link announcements (RTNLGRP_LINK): every
+/// link created, changed or deleted, pushed by the kernel, never polled.
+pub fn watch_links() -> Result<tokio::sync::mpsc::UnboundedReceiver<LinkEvent>> {
+    let (mut connection, _handle, mut messages) = rtnetlink::new_connection()?;
+    let groups = netlink_sys::SocketAddr::new(0, rtnetlink::constants::RTMGRP_LINK);
+    {
+        use netlink_sys::AsyncSocket;
+        connection.socket_mut().socket_mut().bind(&groups)?;
+    }
+    tokio::spawn(connection);
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        use futures::StreamExt;
+        while let Some((msg, _)) = messages.next().await {
+            let event = match msg {
+                NetlinkMessage {
+                    payload: NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(l)),
+                    ..
+                } => LinkEvent::Changed(parse_link(&l)),
+                NetlinkMessage {
+                    payload: NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelLink(l)),
+                    ..
+                } => LinkEvent::Removed(parse_link(&l)),
+                _ => continue,
+            };
+            if tx.send(event).is_err() {
+                return;
+            }
+        }
+    });
+    Ok(rx)
 }

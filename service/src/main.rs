@@ -98,6 +98,7 @@ async fn run(args: Args) -> Result<(), String> {
     };
     let networks = Arc::new(networks::Networks::new(modes, kernel, &paths));
     networks.recover().await;
+    networks.watch_guests().await.map_err(|e| e.to_string())?;
 
     let conn = connect(args.bus_address.as_deref()).await?;
     dbus_api::export_all(&conn, networks.clone())

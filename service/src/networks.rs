@@ -9,6 +9,10 @@ use crate::dns::{DnsServer, SharedZone, Upstreams, Zone};
 use crate::error::ServiceError;
 use crate::files::{AppliedRecord, DefinitionStore, RuntimeStore};
 use crate::firewall::{self, NetworkRules};
+use crate::guest_watch::{Registry, SharedRegistry, WatchedBridge};
+use crate::guests::{
+    self, AttachKind, AttachRequest, GuestEvent, GuestRecord, GuestStore, PortKind,
+};
 use crate::host_facts;
 use crate::kernel::Kernel;
 use crate::links;
@@ -121,7 +125,18 @@ pub struct Networks {
     leases_dir: PathBuf,
     resolv_conf: PathBuf,
     lease_events: broadcast::Sender<NetworkLeaseEvent>,
+    guest_events: broadcast::Sender<GuestEvent>,
+    guest_store: GuestStore,
+    registry: SharedRegistry,
     state: Mutex<State>,
+}
+
+/// One port of a network's bridge, as ListGuests reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Guest {
+    pub ifname: String,
+    pub mac: String,
+    pub guest: String,
 }
 
 fn no_such(name: &str) -> ServiceError {
@@ -138,6 +153,9 @@ impl Networks {
             leases_dir: paths.state_dir.join("leases"),
             resolv_conf: paths.resolv_conf.clone(),
             lease_events: broadcast::channel(LEASE_EVENT_BACKLOG).0,
+            guest_events: broadcast::channel(LEASE_EVENT_BACKLOG).0,
+            guest_store: GuestStore::new(paths.runtime_dir.clone()),
+            registry: Arc::new(std::sync::RwLock::new(Registry::default())),
             state: Mutex::new(State {
                 networks: BTreeMap::new(),
                 services: HashMap::new(),
@@ -436,6 +454,7 @@ impl Networks {
         match services {
             Ok(services) => {
                 state.services.insert(def.name.clone(), services);
+                self.watch_bridge(&def.name, &plan).await;
                 Ok(plan)
             }
             Err(e) => {
@@ -567,6 +586,7 @@ impl Networks {
         if let Some(services) = state.services.remove(name) {
             services.stop().await;
         }
+        self.unplug_guests(name, plan).await;
         let mut problems: Vec<String> = links::teardown(&self.kernel, plan, name.as_str())
             .await
             .into_iter()
@@ -695,6 +715,7 @@ impl Networks {
                 let _ = self.runtime.remove(&name);
                 continue;
             }
+            self.watch_bridge(&name, &record.plan).await;
             match self.start_services(&name, &record.plan).await {
                 Ok(services) => {
                     state.services.insert(name.clone(), services);
@@ -720,6 +741,307 @@ impl Networks {
             }
             tracing::info!("re-adopted active network {name}");
         }
+    }
+}
+
+impl Networks {
+    /// Announces guests joining and leaving guestnet bridges from the
+    /// kernel's link events; call once, after `recover`.
+    pub async fn watch_guests(&self) -> Result<(), ServiceError> {
+        let links = crate::kernel::watch_links()
+            .map_err(|e| ServiceError::failed("subscribing to link events", e))?;
+        let initial = self
+            .kernel
+            .snapshot()
+            .await
+            .map_err(|e| ServiceError::failed("reading the host's interfaces", e))?;
+        tokio::spawn(crate::guest_watch::run(
+            links,
+            initial,
+            self.registry.clone(),
+            self.guest_events.clone(),
+        ));
+        Ok(())
+    }
+
+    /// Every guest arriving or leaving, from now on.
+    pub fn subscribe_guests(&self) -> broadcast::Receiver<GuestEvent> {
+        self.guest_events.subscribe()
+    }
+
+    /// Tells the watcher about an active network's bridge and loads the
+    /// records of the ports made for it.
+    async fn watch_bridge(&self, name: &NetworkName, plan: &Plan) {
+        let Ok(Some(bridge)) = self.kernel.link_by_name(plan.bridge.name().as_str()).await else {
+            return;
+        };
+        let uplink = match &plan.bridge {
+            guestnet_mode_api::BridgePlan::EnslaveUplink { uplink, .. } => Some(uplink.to_string()),
+            _ => None,
+        };
+        let records = self.guest_store.load(name);
+        let mut reg = self.registry.write().expect("registry lock");
+        reg.bridges.insert(
+            bridge.index,
+            WatchedBridge {
+                network: name.to_string(),
+                uplink,
+            },
+        );
+        reg.records.extend(records);
+    }
+
+    /// Before a network stops: announces each guest leaving, forgets the
+    /// bridge, and deletes the ports guestnetd made for it.
+    async fn unplug_guests(&self, name: &NetworkName, plan: &Plan) {
+        let guests = self.ports_of(plan).await;
+        let records = self.guest_store.load(name);
+        {
+            let mut reg = self.registry.write().expect("registry lock");
+            reg.bridges.retain(|_, b| b.network != name.as_str());
+            for ifname in records.keys() {
+                reg.records.remove(ifname);
+            }
+        }
+        for g in guests {
+            let _ = self.guest_events.send(GuestEvent {
+                network: name.to_string(),
+                ifname: g.ifname,
+                mac: g.mac,
+                guest: g.guest,
+                attached: false,
+            });
+        }
+        for r in records.values() {
+            if let Ok(Some(link)) = self.kernel.link_by_name(&r.ifname).await {
+                if let Err(e) = self.kernel.delete_link(link.index, &link.name).await {
+                    tracing::warn!("removing guest port {}: {e}", r.ifname);
+                }
+            }
+        }
+        if let Err(e) = self.guest_store.save(name, &BTreeMap::new()) {
+            tracing::warn!("forgetting the guests of {name}: {e}");
+        }
+    }
+
+    /// The ports of a plan's bridge, less a bridged network's uplink.
+    async fn ports_of(&self, plan: &Plan) -> Vec<Guest> {
+        let Ok(snapshot) = self.kernel.snapshot().await else {
+            return Vec::new();
+        };
+        let Some(bridge) = snapshot.link(plan.bridge.name().as_str()) else {
+            return Vec::new();
+        };
+        let reg = self.registry.read().expect("registry lock");
+        snapshot
+            .links
+            .iter()
+            .filter(|l| l.master == Some(bridge.index))
+            .filter_map(|l| {
+                reg.event(bridge.index, l, true).map(|e| Guest {
+                    ifname: e.ifname,
+                    mac: e.mac,
+                    guest: e.guest,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn list_guests(&self, name: &str) -> Result<Vec<Guest>, ServiceError> {
+        let plan = {
+            let state = self.state.lock().await;
+            lookup(&state, name)?.plan.clone()
+        };
+        Ok(match plan {
+            Some(plan) => self.ports_of(&plan).await,
+            None => Vec::new(),
+        })
+    }
+
+    /// Makes a port for a guest on an active network and returns its name.
+    /// Nothing is left behind when a step fails.
+    pub async fn attach_guest(
+        &self,
+        name: &str,
+        guest: &str,
+        request: AttachRequest,
+    ) -> Result<String, ServiceError> {
+        guests::check_guest_name(guest)?;
+        let state = self.state.lock().await;
+        let net = lookup(&state, name)?;
+        let plan = net
+            .plan
+            .clone()
+            .ok_or_else(|| ServiceError::NotActive(name.to_owned()))?;
+        let network = net.definition.name.clone();
+        let uuid = net.definition.uuid;
+        let snapshot = self
+            .kernel
+            .snapshot()
+            .await
+            .map_err(|e| ServiceError::failed("reading the host's interfaces", e))?;
+        let bridge = snapshot
+            .link(plan.bridge.name().as_str())
+            .cloned()
+            .ok_or_else(|| ServiceError::Failed(format!("the bridge of {name:?} is gone")))?;
+        let prefix = match request.kind {
+            AttachKind::Tap { .. } => "gntap",
+            AttachKind::Veth { .. } => "gnveth",
+        };
+        let ifname = (0..10_000)
+            .map(|i| format!("{prefix}{i}"))
+            .find(|n| {
+                snapshot.link(n).is_none()
+                    && !self
+                        .registry
+                        .read()
+                        .expect("registry lock")
+                        .records
+                        .contains_key(n)
+            })
+            .ok_or_else(|| ServiceError::Failed("no free interface name".into()))?;
+        let mac = request
+            .mac
+            .unwrap_or_else(|| guests::stable_mac(&uuid, guest));
+        let record = GuestRecord {
+            ifname: ifname.clone(),
+            mac,
+            guest: guest.to_owned(),
+            port: match request.kind {
+                AttachKind::Tap { owner } => PortKind::Tap { owner },
+                AttachKind::Veth { .. } => PortKind::Veth,
+            },
+        };
+        // Known before the port joins the bridge, so its event carries the name.
+        self.registry
+            .write()
+            .expect("registry lock")
+            .records
+            .insert(ifname.clone(), record.clone());
+        let made = self.make_port(&ifname, &request, mac, &bridge).await;
+        if let Err(e) = made {
+            self.registry
+                .write()
+                .expect("registry lock")
+                .records
+                .remove(&ifname);
+            if let Ok(Some(l)) = self.kernel.link_by_name(&ifname).await {
+                let _ = self.kernel.delete_link(l.index, &l.name).await;
+            }
+            return Err(e);
+        }
+        let mut records = self.guest_store.load(&network);
+        records.insert(ifname.clone(), record);
+        if let Err(e) = self.guest_store.save(&network, &records) {
+            tracing::warn!("recording guest {guest} of {network}: {e}");
+        }
+        drop(state);
+        Ok(ifname)
+    }
+
+    async fn make_port(
+        &self,
+        ifname: &str,
+        request: &AttachRequest,
+        mac: MacAddr,
+        bridge: &crate::kernel::Link,
+    ) -> Result<(), ServiceError> {
+        let failed =
+            |e: &dyn std::fmt::Display| ServiceError::Failed(format!("attaching {ifname}: {e}"));
+        let index = match &request.kind {
+            AttachKind::Tap { owner } => {
+                crate::tap::create(ifname, *owner).map_err(|e| failed(&e))?;
+                let link = self
+                    .kernel
+                    .link_by_name(ifname)
+                    .await
+                    .map_err(|e| failed(&e))?
+                    .ok_or_else(|| failed(&"the tap vanished"))?;
+                self.kernel
+                    .set_mtu(link.index, ifname, bridge.mtu)
+                    .await
+                    .map_err(|e| failed(&e))?;
+                link.index
+            }
+            AttachKind::Veth {
+                netns,
+                ifname: peer,
+            } => {
+                let ns = std::fs::File::open(netns).map_err(|e| {
+                    ServiceError::InvalidArgs(format!("netns: {}: {e}", netns.display()))
+                })?;
+                use std::os::fd::AsRawFd;
+                self.kernel
+                    .create_veth(
+                        ifname,
+                        peer.as_str(),
+                        ns.as_raw_fd(),
+                        mac.0,
+                        Some(bridge.mtu),
+                    )
+                    .await
+                    .map_err(|e| failed(&e))?
+            }
+        };
+        self.kernel
+            .set_master(index, ifname, Some(bridge.index))
+            .await
+            .map_err(|e| failed(&e))?;
+        self.kernel
+            .set_up(index, ifname)
+            .await
+            .map_err(|e| failed(&e))
+    }
+
+    /// Removes a port guestnetd made, or releases one someone else put on
+    /// the bridge (leaving it otherwise alone).
+    pub async fn detach_guest(&self, name: &str, ifname: &str) -> Result<(), ServiceError> {
+        let state = self.state.lock().await;
+        let net = lookup(&state, name)?;
+        let plan = net
+            .plan
+            .clone()
+            .ok_or_else(|| ServiceError::NotActive(name.to_owned()))?;
+        let network = net.definition.name.clone();
+        let snapshot = self
+            .kernel
+            .snapshot()
+            .await
+            .map_err(|e| ServiceError::failed("reading the host's interfaces", e))?;
+        let bridge = snapshot.link(plan.bridge.name().as_str()).map(|b| b.index);
+        let port = snapshot
+            .link(ifname)
+            .filter(|l| l.master.is_some() && l.master == bridge)
+            .cloned()
+            .ok_or_else(|| {
+                ServiceError::InvalidArgs(format!("{ifname:?} is not a port of network {name:?}"))
+            })?;
+        let mut records = self.guest_store.load(&network);
+        let result = if records.remove(ifname).is_some() {
+            let r = self.kernel.delete_link(port.index, ifname).await;
+            if r.is_ok() {
+                if let Err(e) = self.guest_store.save(&network, &records) {
+                    tracing::warn!("forgetting guest port {ifname}: {e}");
+                }
+            }
+            r
+        } else {
+            self.kernel.set_master(port.index, ifname, None).await
+        };
+        drop(state);
+        result.map_err(|e| ServiceError::failed(&format!("detaching {ifname}"), e))?;
+        // The record goes once the kernel has announced the departure.
+        let registry = self.registry.clone();
+        let ifname = ifname.to_owned();
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            registry
+                .write()
+                .expect("registry lock")
+                .records
+                .remove(&ifname);
+        });
+        Ok(())
     }
 }
 

@@ -1,0 +1,262 @@
+//! Guests: the ports of a network's bridge. What an AttachGuest call asks
+//! for, the records of the ports guestnetd made (kept in the runtime
+//! directory so a restart keeps their names), and the events announced as
+//! guests come and go, whoever plugged them in.
+
+use crate::error::ServiceError;
+use crate::files::{write_atomic, FileError};
+use guestnet_mode_api::{IfName, MacAddr, NetworkName};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use zbus::zvariant::OwnedValue;
+
+/// A guest's name: 1 to 64 bytes of `[A-Za-z0-9_.-]`, starting with a
+/// letter, a digit or `_`.
+pub fn check_guest_name(name: &str) -> Result<(), ServiceError> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+        && !name.starts_with(['.', '-']);
+    if ok {
+        Ok(())
+    } else {
+        Err(ServiceError::InvalidArgs(format!(
+            "guest name {name:?}: use 1 to 64 letters, digits, '_', '.' or '-', not starting with '.' or '-'"
+        )))
+    }
+}
+
+/// How a port was made.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum PortKind {
+    /// A persistent tap for a VM, owned by `owner`.
+    Tap { owner: u32 },
+    /// The host end of a veth pair whose peer is in a container.
+    Veth,
+}
+
+/// A port guestnetd made for a guest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GuestRecord {
+    pub ifname: String,
+    /// The guest's MAC: the veth peer's, or the one the VM is to use.
+    pub mac: MacAddr,
+    pub guest: String,
+    pub port: PortKind,
+}
+
+/// What AttachGuest asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttachKind {
+    Tap { owner: u32 },
+    Veth { netns: PathBuf, ifname: IfName },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttachRequest {
+    pub kind: AttachKind,
+    pub mac: Option<MacAddr>,
+}
+
+fn arg(what: &str, why: impl std::fmt::Display) -> ServiceError {
+    ServiceError::InvalidArgs(format!("{what}: {why}"))
+}
+
+fn string_option(
+    options: &HashMap<String, OwnedValue>,
+    key: &str,
+) -> Result<Option<String>, ServiceError> {
+    match options.get(key) {
+        None => Ok(None),
+        Some(v) => String::try_from(v.clone())
+            .map(Some)
+            .map_err(|_| arg(key, "must be a string")),
+    }
+}
+
+impl AttachRequest {
+    /// Reads AttachGuest's options: `kind` ("tap" with `owner` uid, or
+    /// "veth" with `netns` and optional `ifname`), optional `mac`.
+    pub fn from_options(options: &HashMap<String, OwnedValue>) -> Result<Self, ServiceError> {
+        const KNOWN: &[&str] = &["kind", "owner", "netns", "ifname", "mac"];
+        if let Some(k) = options.keys().find(|k| !KNOWN.contains(&k.as_str())) {
+            return Err(arg(
+                k,
+                "unknown option (known: kind, owner, netns, ifname, mac)",
+            ));
+        }
+        let mac = string_option(options, "mac")?
+            .map(|m| m.parse::<MacAddr>().map_err(|e| arg("mac", e)))
+            .transpose()?;
+        let kind = match string_option(options, "kind")?.as_deref() {
+            Some("tap") => {
+                let owner = match options.get("owner") {
+                    None => 0,
+                    Some(v) => u32::try_from(v.clone())
+                        .or_else(|_| u64::try_from(v.clone()).map(|u| u as u32))
+                        .or_else(|_| i32::try_from(v.clone()).map(|i| i as u32))
+                        .map_err(|_| arg("owner", "must be a uid (u)"))?,
+                };
+                if !crate::tap::uid_exists(owner) {
+                    return Err(arg("owner", format!("uid {owner} does not exist")));
+                }
+                AttachKind::Tap { owner }
+            }
+            Some("veth") => {
+                let netns = string_option(options, "netns")?.ok_or_else(|| {
+                    arg(
+                        "netns",
+                        "a veth guest needs the path of its network namespace",
+                    )
+                })?;
+                let netns = PathBuf::from(netns);
+                if !netns.is_absolute() {
+                    return Err(arg(
+                        "netns",
+                        "must be an absolute path like /run/netns/NAME or /proc/PID/ns/net",
+                    ));
+                }
+                let ifname = string_option(options, "ifname")?.unwrap_or_else(|| "eth0".into());
+                let ifname = IfName::new(&ifname).map_err(|e| arg("ifname", e))?;
+                AttachKind::Veth { netns, ifname }
+            }
+            Some(other) => {
+                return Err(arg("kind", format!("{other:?} is not \"tap\" or \"veth\"")))
+            }
+            None => return Err(arg("kind", "missing: \"tap\" or \"veth\"")),
+        };
+        Ok(AttachRequest { kind, mac })
+    }
+}
+
+/// A MAC in QEMU's range that stays the same for the same guest on the
+/// same network.
+pub fn stable_mac(network: &uuid::Uuid, guest: &str) -> MacAddr {
+    // FNV-1a: small and stable across releases, unlike std's hasher.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in network.as_bytes().iter().chain(guest.as_bytes()) {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    let b = h.to_be_bytes();
+    MacAddr([0x52, 0x54, 0x00, b[0], b[1], b[2]])
+}
+
+/// A guest arriving on or leaving a network's bridge.
+#[derive(Debug, Clone)]
+pub struct GuestEvent {
+    pub network: String,
+    pub ifname: String,
+    pub mac: String,
+    pub guest: String,
+    pub attached: bool,
+}
+
+/// The records of the ports guestnetd made, per network, in
+/// `RUNTIME_DIR/guests/NETWORK.json`.
+pub struct GuestStore {
+    dir: PathBuf,
+}
+
+impl GuestStore {
+    pub fn new(runtime_dir: PathBuf) -> Self {
+        Self {
+            dir: runtime_dir.join("guests"),
+        }
+    }
+
+    fn path(&self, network: &NetworkName) -> PathBuf {
+        self.dir.join(format!("{network}.json"))
+    }
+
+    pub fn load(&self, network: &NetworkName) -> BTreeMap<String, GuestRecord> {
+        std::fs::read(self.path(network))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Vec<GuestRecord>>(&b).ok())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|r| (r.ifname.clone(), r))
+            .collect()
+    }
+
+    pub fn save(
+        &self,
+        network: &NetworkName,
+        records: &BTreeMap<String, GuestRecord>,
+    ) -> Result<(), FileError> {
+        if records.is_empty() {
+            return crate::files::remove(&self.path(network));
+        }
+        let list: Vec<&GuestRecord> = records.values().collect();
+        write_atomic(
+            &self.path(network),
+            &serde_json::to_vec_pretty(&list).expect("records serialize"),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zbus::zvariant::Value;
+
+    fn opts(pairs: &[(&str, Value<'_>)]) -> HashMap<String, OwnedValue> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), OwnedValue::try_from(v.clone()).unwrap()))
+            .collect()
+    }
+
+    #[test]
+    fn attach_options_are_checked() {
+        let tap =
+            AttachRequest::from_options(&opts(&[("kind", "tap".into()), ("owner", 0u32.into())]))
+                .unwrap();
+        assert_eq!(tap.kind, AttachKind::Tap { owner: 0 });
+        let veth = AttachRequest::from_options(&opts(&[
+            ("kind", "veth".into()),
+            ("netns", "/run/netns/c1".into()),
+            ("mac", "52:54:00:01:02:03".into()),
+        ]))
+        .unwrap();
+        assert_eq!(
+            veth.kind,
+            AttachKind::Veth {
+                netns: "/run/netns/c1".into(),
+                ifname: IfName::new("eth0").unwrap()
+            }
+        );
+        for bad in [
+            opts(&[]),
+            opts(&[("kind", "macvtap".into())]),
+            opts(&[("kind", "veth".into())]),
+            opts(&[("kind", "veth".into()), ("netns", "relative".into())]),
+            opts(&[
+                ("kind", "veth".into()),
+                ("netns", "/x".into()),
+                ("ifname", "a-very-long-ifname".into()),
+            ]),
+            opts(&[("kind", "tap".into()), ("owner", 4_000_000_000u32.into())]),
+            opts(&[("kind", "tap".into()), ("mac", "nope".into())]),
+            opts(&[("kind", "tap".into()), ("colour", "red".into())]),
+        ] {
+            assert!(AttachRequest::from_options(&bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn guest_names_and_macs() {
+        assert!(check_guest_name("vm-1.web_a").is_ok());
+        for bad in ["", "../x", "a/b", ".x", "-x", &"a".repeat(65)] {
+            assert!(check_guest_name(bad).is_err(), "{bad:?}");
+        }
+        let u = uuid::Uuid::nil();
+        assert_eq!(stable_mac(&u, "vm1"), stable_mac(&u, "vm1"));
+        assert_ne!(stable_mac(&u, "vm1"), stable_mac(&u, "vm2"));
+        assert_eq!(stable_mac(&u, "vm1").0[..3], [0x52, 0x54, 0x00]);
+    }
+}
