@@ -10,12 +10,13 @@ use crate::guests::AttachRequest;
 use crate::networks::{Fate, Networks};
 use guestnet_dbus::{network_path, MANAGER_PATH};
 use guestnet_mode_api::MacAddr;
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 use zbus::message::Header;
 use zbus::object_server::SignalEmitter;
 use zbus::zvariant::OwnedObjectPath;
-use zbus::zvariant::OwnedValue;
+use zbus::zvariant::{OwnedValue, Value};
 use zbus::{interface, Connection};
 
 /// A [`ServiceError`] on the wire.
@@ -131,21 +132,50 @@ impl NetworkObject {
         })
     }
 
-    /// Announces every property that a life-cycle change can move.
-    async fn announce(&self, emitter: &SignalEmitter<'_>) {
-        let results = [
-            self.active_changed(emitter).await,
-            self.persistent_changed(emitter).await,
-            self.bridge_changed(emitter).await,
-            self.addresses_changed(emitter).await,
-            self.autostart_changed(emitter).await,
-            self.mode_changed(emitter).await,
-            self.domain_changed(emitter).await,
-        ];
-        for r in results {
-            if let Err(e) = r {
-                tracing::warn!("announcing changes of {}: {e}", self.name);
-            }
+    /// The properties a life-cycle change can move, as they are now.
+    async fn props(&self) -> Vec<(&'static str, OwnedValue)> {
+        let Some(n) = self.networks.get(&self.name).await else {
+            return Vec::new();
+        };
+        let v = |x: Value<'_>| OwnedValue::try_from(x).expect("plain values own");
+        vec![
+            ("Active", v(n.is_active().into())),
+            ("Persistent", v(n.persistent.into())),
+            ("Autostart", v(n.definition.autostart.into())),
+            ("Bridge", v(n.bridge().into())),
+            ("Addresses", v(n.addresses().into())),
+            ("Mode", v(n.definition.mode.clone().into())),
+            (
+                "Domain",
+                v(n.definition
+                    .dns
+                    .domain
+                    .as_ref()
+                    .map(|d| d.to_string())
+                    .unwrap_or_default()
+                    .into()),
+            ),
+        ]
+    }
+
+    /// Emits one PropertiesChanged with the properties that differ from
+    /// `before`, if any.
+    async fn announce(&self, emitter: &SignalEmitter<'_>, before: Vec<(&'static str, OwnedValue)>) {
+        let after = self.props().await;
+        let changed: HashMap<&str, Value<'_>> = after
+            .iter()
+            .filter(|(k, v)| !before.iter().any(|(bk, bv)| bk == k && bv == v))
+            .map(|(k, v)| (*k, Value::from(v.clone())))
+            .collect();
+        if changed.is_empty() {
+            return;
+        }
+        let iface = zbus::names::InterfaceName::from_static_str_unchecked("org.guestnet1.Network");
+        let sent =
+            zbus::fdo::Properties::properties_changed(emitter, iface, changed, Cow::Borrowed(&[]))
+                .await;
+        if let Err(e) = sent {
+            tracing::warn!("announcing changes of {}: {e}", self.name);
         }
     }
 }
@@ -159,8 +189,9 @@ impl NetworkObject {
         #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
     ) -> Result<(), DbusError> {
         authority::check(conn, &header, Action::ManageNetworks).await?;
+        let before = self.props().await;
         self.networks.start(&self.name).await?;
-        self.announce(&emitter).await;
+        self.announce(&emitter, before).await;
         Ok(())
     }
 
@@ -171,12 +202,13 @@ impl NetworkObject {
         #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
     ) -> Result<(), DbusError> {
         authority::check(conn, &header, Action::ManageNetworks).await?;
+        let before = self.props().await;
         let result = self.networks.stop(&self.name).await;
         // A transient network is gone even when its teardown met errors.
         if self.networks.get(&self.name).await.is_none() {
             unexport_network(conn, &self.name).await;
         } else {
-            self.announce(&emitter).await;
+            self.announce(&emitter, before).await;
         }
         result?;
         Ok(())
@@ -189,9 +221,10 @@ impl NetworkObject {
         #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
     ) -> Result<(), DbusError> {
         authority::check(conn, &header, Action::ManageNetworks).await?;
+        let before = self.props().await;
         match self.networks.undefine(&self.name).await? {
             Fate::Removed => unexport_network(conn, &self.name).await,
-            Fate::Kept => self.announce(&emitter).await,
+            Fate::Kept => self.announce(&emitter, before).await,
         }
         Ok(())
     }
@@ -204,8 +237,9 @@ impl NetworkObject {
         #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
     ) -> Result<(), DbusError> {
         authority::check(conn, &header, Action::ManageNetworks).await?;
+        let before = self.props().await;
         let result = self.networks.update(&self.name, &toml).await;
-        self.announce(&emitter).await;
+        self.announce(&emitter, before).await;
         Ok(result?)
     }
 

@@ -37,7 +37,25 @@ fn xml_escape(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
-fn config(socket: &Path, policy: &Path) -> String {
+/// What a test's bus has beyond the standard config.
+#[derive(Clone, Debug, Default)]
+pub struct BusOptions {
+    /// More policy files, `<include>`d after the project's own (e.g. polkit's
+    /// `/usr/share/dbus-1/system.d/org.freedesktop.PolicyKit1.conf`, so a
+    /// polkitd on the test's bus may own its name and be called).
+    pub includes: Vec<PathBuf>,
+}
+
+fn config(socket: &Path, policy: &Path, includes: &[PathBuf]) -> String {
+    let extra: String = includes
+        .iter()
+        .map(|p| {
+            format!(
+                "  <include>{}</include>\n",
+                xml_escape(&p.to_string_lossy())
+            )
+        })
+        .collect();
     format!(
         r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
  "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
@@ -82,7 +100,7 @@ fn config(socket: &Path, policy: &Path) -> String {
 
   <!-- The project's shipped policy, as installed into system.d. -->
   <include>{policy}</include>
-</busconfig>
+{extra}</busconfig>
 "#,
         socket = xml_escape(&socket.to_string_lossy()),
         policy = xml_escape(&policy.to_string_lossy()),
@@ -93,6 +111,18 @@ impl Bus {
     /// Starts the daemon and waits (up to 10 s) until its socket accepts
     /// connections.
     pub fn start() -> Bus {
+        Self::start_with(&BusOptions::default())
+    }
+
+    /// Like [`Bus::start`], with `options`.
+    pub fn start_with(options: &BusOptions) -> Bus {
+        for p in &options.includes {
+            assert!(
+                p.is_file(),
+                "bus policy to include is missing: {}",
+                p.display()
+            );
+        }
         let policy = policy_file();
         assert!(
             policy.is_file(),
@@ -108,7 +138,7 @@ impl Bus {
         fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).expect("chmod bus dir");
         let socket = dir.path().join("bus");
         let conf = dir.path().join("bus.conf");
-        fs::write(&conf, config(&socket, &policy)).expect("write bus.conf");
+        fs::write(&conf, config(&socket, &policy, &options.includes)).expect("write bus.conf");
         let log = dir.path().join("dbus-daemon.log");
         let logf = fs::File::create(&log).expect("create bus log");
         let args = [

@@ -25,7 +25,8 @@ impl fmt::Display for BusError {
 pub struct Busctl {
     address: String,
     destination: String,
-    uid: Option<u32>,
+    /// (uid, gid) to run as.
+    uid: Option<(u32, u32)>,
 }
 
 /// Reply timeout for every call, seconds.
@@ -42,8 +43,14 @@ impl Busctl {
 
     /// The same client, run as `uid` (gid the same, no supplementary groups).
     pub fn as_uid(&self, uid: u32) -> Busctl {
+        self.as_user(uid, uid)
+    }
+
+    /// The same client, run as `uid` with primary group `gid` (no
+    /// supplementary groups).
+    pub fn as_user(&self, uid: u32, gid: u32) -> Busctl {
         Busctl {
-            uid: Some(uid),
+            uid: Some((uid, gid)),
             ..self.clone()
         }
     }
@@ -66,11 +73,11 @@ impl Busctl {
 
     fn command(&self, program: &str) -> Vec<String> {
         let mut v = Vec::new();
-        if let Some(uid) = self.uid {
+        if let Some((uid, gid)) = self.uid {
             v.extend([
                 "setpriv".to_owned(),
                 format!("--reuid={uid}"),
-                format!("--regid={uid}"),
+                format!("--regid={gid}"),
                 "--clear-groups".to_owned(),
                 "--".to_owned(),
             ]);
@@ -175,6 +182,16 @@ impl Busctl {
         signature: &str,
         args: &[&str],
     ) -> Result<String, BusError> {
+        self.dbus_send(
+            path,
+            &format!("{interface}.{method}"),
+            &dbus_send_args(signature, args),
+        )
+    }
+
+    /// `dbus-send` of `member` (`interface.method`) with arguments in its
+    /// own `type:value` syntax.
+    fn dbus_send(&self, path: &str, member: &str, args: &[String]) -> Result<String, BusError> {
         let mut argv = self.command("dbus-send");
         argv.extend([
             format!("--bus={}", self.address),
@@ -182,9 +199,9 @@ impl Busctl {
             format!("--reply-timeout={}", TIMEOUT_S * 1000),
             format!("--dest={}", self.destination),
             path.to_owned(),
-            format!("{interface}.{method}"),
+            member.to_owned(),
         ]);
-        argv.extend(dbus_send_args(signature, args));
+        argv.extend(args.iter().cloned());
         let out = cmd::run(&argv);
         if out.status.success() {
             return Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned());
@@ -204,6 +221,35 @@ impl Busctl {
                 message: format!("{}\n{stderr}", cmd::failure(&argv, &out)),
             }),
         }
+    }
+
+    /// Sets a property like [`Busctl::set_property`] but through `dbus-send`,
+    /// which reports an error's name (busctl prints only a generic text for
+    /// the standard errors). `signature` is one basic type.
+    pub fn try_set_property(
+        &self,
+        path: &str,
+        interface: &str,
+        property: &str,
+        signature: &str,
+        value: &str,
+    ) -> Result<(), BusError> {
+        assert!(
+            signature.len() == 1,
+            "try_set_property: one basic type, not {signature:?}"
+        );
+        let ty = dbus_send_type(signature.chars().next().unwrap_or('?'));
+        let variant = format!("variant:{ty}:{value}");
+        self.dbus_send(
+            path,
+            "org.freedesktop.DBus.Properties.Set",
+            &[
+                format!("string:{interface}"),
+                format!("string:{property}"),
+                variant,
+            ],
+        )
+        .map(|_| ())
     }
 
     /// Whether `name` has an owner on this bus (asks org.freedesktop.DBus).

@@ -57,6 +57,14 @@ impl Guestnet {
         }
     }
 
+    /// The same client, run as `uid` with primary group `gid`.
+    pub fn as_user(&self, uid: u32, gid: u32) -> Guestnet {
+        Guestnet {
+            busctl: self.busctl.as_user(uid, gid),
+            log: self.log.clone(),
+        }
+    }
+
     #[track_caller]
     fn fail(&self, what: &str, err: &dyn std::fmt::Display) -> ! {
         let tail = match &self.log {

@@ -9,7 +9,7 @@
 //! The host's default route goes via the lan machine (10.200.0.2). The lan
 //! machine has no route to any guest subnet unless a test adds one.
 
-use crate::bus::Bus;
+use crate::bus::{Bus, BusOptions};
 use crate::guestnet::Guestnet;
 use crate::service::Service;
 use crate::world::World;
@@ -92,18 +92,25 @@ impl Lab {
     /// Like [`Lab::build`], with extra arguments for guestnetd.
     pub fn build_with_args(extra_args: &[&str], setup: impl FnOnce(&World, &str, &str)) -> Lab {
         let scratch = scratch_dir();
-        Self::build_in(scratch, extra_args, setup)
+        Self::build_in(scratch, &BusOptions::default(), extra_args, setup)
+    }
+
+    /// The standard lab on a bus with `options` (e.g. polkit's bus policy
+    /// included, for a polkitd of the test's own).
+    pub fn with_bus(options: &BusOptions) -> Lab {
+        Self::build_in(scratch_dir(), options, &[], |_, _, _| {})
     }
 
     fn build_in(
         scratch: tempfile::TempDir,
+        bus_options: &BusOptions,
         extra_args: &[&str],
         setup: impl FnOnce(&World, &str, &str),
     ) -> Lab {
         let world = World::new();
         let (host, lan) = host_and_lan(&world);
         setup(&world, &host, &lan);
-        let bus = Bus::start();
+        let bus = Bus::start_with(bus_options);
         let service = Service::start_with(&world, &host, &bus, extra_args);
         Lab {
             service,
@@ -128,7 +135,12 @@ impl Lab {
         )
         .expect("write the test's resolv.conf");
         let resolv = resolv.display().to_string();
-        Self::build_in(scratch, &["--resolv-conf", &resolv], setup)
+        Self::build_in(
+            scratch,
+            &BusOptions::default(),
+            &["--resolv-conf", &resolv],
+            setup,
+        )
     }
 
     /// [`crate::dhcp_client::add_dhcp_guest`] in this lab's host: a guest

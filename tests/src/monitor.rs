@@ -60,22 +60,32 @@ impl Monitor {
     /// Starts monitoring guestnet's Network signals on the bus at `address`
     /// and waits (up to 10 s) until the monitor is in place.
     pub fn start(address: &str) -> Monitor {
+        Self::start_matching(
+            address,
+            &[format!("type='signal',interface='{NETWORK_IFACE}'")],
+        )
+    }
+
+    /// Starts a monitor of the messages matching any of `rules` (D-Bus match
+    /// rules, e.g. `type='signal',sender='org.guestnet1'`) and waits (up to
+    /// 10 s) until it is in place.
+    pub fn start_matching(address: &str, rules: &[String]) -> Monitor {
         let marker = format!(
             "org.guestnet1.TestMonitorReady.p{}n{}",
             std::process::id(),
             MARKERS.fetch_add(1, Ordering::SeqCst)
         );
-        let args = vec![
+        let mut args = vec![
             "busctl".to_owned(),
             format!("--address={address}"),
             "--json=short".to_owned(),
             "monitor".to_owned(),
-            format!("--match=type='signal',interface='{NETWORK_IFACE}'"),
-            format!(
-                "--match=type='method_call',interface='org.freedesktop.DBus',\
-                 member='NameHasOwner',arg0='{marker}'"
-            ),
         ];
+        args.extend(rules.iter().map(|r| format!("--match={r}")));
+        args.extend([format!(
+            "--match=type='method_call',interface='org.freedesktop.DBus',\
+                 member='NameHasOwner',arg0='{marker}'"
+        )]);
         let stderr = tempfile::NamedTempFile::new().expect("temp file for busctl's stderr");
         let mut child = Command::new(&args[0])
             .args(&args[1..])
@@ -152,7 +162,7 @@ impl Monitor {
         }
     }
 
-    /// Every guestnet signal seen so far, in order.
+    /// Every signal seen so far, in order.
     pub fn signals(&self) -> Vec<Signal> {
         let (lock, _) = &*self.seen;
         lock.lock()

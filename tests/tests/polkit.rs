@@ -1,0 +1,331 @@
+//! Who may change networks, decided by a real polkitd on the test's bus:
+//! guestnet's shipped actions installed where polkitd reads them, a JS rule
+//! of the test's own granting `org.guestnet1.manage-networks` to the members
+//! of a test group, and calls made as users of the test's own. Without any
+//! polkitd, only root may change anything, and the refusal says so.
+//!
+//! The polkit tests install files in machine-wide directories, so they hold
+//! [`PolkitLock`] (a file lock) from before they install anything until
+//! everything is removed.
+
+use std::time::{Duration, Instant};
+
+use guestnet_tests::bus::BusOptions;
+use guestnet_tests::guestnet::{strings, NETWORK_IFACE};
+use guestnet_tests::polkit::{self, PolkitLock, Polkitd, TestGroup, TestUser};
+use guestnet_tests::{root_or_skip, BusError, Guestnet, Lab};
+
+const DENIED: &str = "org.freedesktop.DBus.Error.AccessDenied";
+const MANAGE: &str = "org.guestnet1.manage-networks";
+const ATTACH: &str = "org.guestnet1.attach-guests";
+/// Every property of org.guestnet1.Network.
+const NETWORK_PROPERTIES: [&str; 9] = [
+    "Active",
+    "Addresses",
+    "Autostart",
+    "Bridge",
+    "Domain",
+    "Mode",
+    "Name",
+    "Persistent",
+    "Uuid",
+];
+
+fn nat(name: &str, bridge: &str, cidr: &str) -> String {
+    format!(
+        r#"
+name = "{name}"
+mode = "nat"
+bridge = "{bridge}"
+[ipv4]
+address = "{cidr}"
+"#
+    )
+}
+
+/// Panics unless `result` is AccessDenied; returns its message.
+#[track_caller]
+fn expect_denied<T: std::fmt::Debug>(result: Result<T, BusError>, what: &str) -> String {
+    match result {
+        Err(e) if e.name == DENIED => e.message,
+        Err(e) => panic!("{what}: expected {DENIED}, got {e}"),
+        Ok(v) => panic!("{what}: expected {DENIED}, but the call succeeded: {v:?}"),
+    }
+}
+
+/// A lab whose bus lets a polkitd own org.freedesktop.PolicyKit1.
+fn polkit_lab() -> Lab {
+    assert!(
+        polkit::available(),
+        "{} or {} is missing: install the polkitd package (scripts/deps.sh)",
+        polkit::POLKITD,
+        polkit::BUS_POLICY
+    );
+    Lab::with_bus(&BusOptions {
+        includes: vec![polkit::BUS_POLICY.into()],
+    })
+}
+
+/// Every read-only call works for `c`, on network `net` named `name`.
+#[track_caller]
+fn reads_work(c: &Guestnet, who: &str, net: &str, name: &str) {
+    assert!(
+        c.list_networks().iter().any(|p| p == net),
+        "{who}: ListNetworks lacks {net}"
+    );
+    assert_eq!(c.get_network(name), net, "{who}: GetNetwork");
+    for prop in NETWORK_PROPERTIES {
+        c.prop(net, prop);
+    }
+    assert_eq!(c.prop_str(net, "Name"), name, "{who}: Name");
+    let all = c.call(
+        net,
+        "org.freedesktop.DBus.Properties",
+        "GetAll",
+        "s",
+        &[NETWORK_IFACE],
+    );
+    for prop in NETWORK_PROPERTIES {
+        assert!(all.get(prop).is_some(), "{who}: GetAll lacks {prop}: {all}");
+    }
+    c.list_leases(net);
+    c.call(net, NETWORK_IFACE, "ListGuests", "", &[]);
+    assert!(c.get_config(net).contains(name), "{who}: GetConfig");
+    assert!(
+        c.manager_prop("Version").as_str().is_some(),
+        "{who}: Version"
+    );
+    assert!(strings(&c.manager_prop("Modes")).is_some(), "{who}: Modes");
+    let e = c
+        .try_wait_for_lease(net, "52:54:00:00:00:01", 1)
+        .unwrap_err();
+    assert_eq!(
+        e.name, "org.guestnet1.Error.Timeout",
+        "{who}: WaitForLease is read-only and should time out, not be refused: {e}"
+    );
+}
+
+/// Sets Autostart as `c` (through dbus-send, keeping the error's name).
+fn set_autostart(c: &Guestnet, net: &str, on: bool) -> Result<(), BusError> {
+    c.busctl()
+        .try_set_property(net, NETWORK_IFACE, "Autostart", "b", &on.to_string())
+}
+
+#[test]
+fn a_group_rule_grants_its_members_and_polkit_refuses_everyone_else() {
+    root_or_skip!();
+    // Dropped in reverse: polkitd and the lab first, the lock last.
+    let lock = PolkitLock::acquire();
+    let _actions = polkit::install_actions(&lock);
+    let group = TestGroup::create();
+    let member = TestUser::create(&[&group]);
+    let outsider = TestUser::create(&[]);
+    let lab = polkit_lab();
+    let pk = Polkitd::start(&lab.world, &lab.host, lab.bus.address());
+    let root = lab.gn();
+    // Each with its own primary group and no supplementary groups: the
+    // member is in the group only in the user database, where polkit looks.
+    let m = root.as_user(member.uid(), member.gid());
+    let o = root.as_user(outsider.uid(), outsider.gid());
+
+    // Root needs no rule (and polkit is not even asked).
+    let net = root.define(&nat("pk1", "gnbrpk1", "10.77.40.1/24"));
+    root.start(&net);
+    assert!(root.active(&net));
+    root.stop(&net);
+
+    // Before the rule, polkit says no to both: no session is active, and
+    // the actions' allow_any is "no".
+    for (who, c) in [("the member", &m), ("the outsider", &o)] {
+        let msg = expect_denied(
+            c.try_start(&net),
+            &format!("Start by {who} before the rule"),
+        );
+        assert!(
+            msg.contains(MANAGE),
+            "a refusal by polkit should name the action {MANAGE}: {msg:?}"
+        );
+        assert!(
+            !msg.contains("only root"),
+            "polkitd runs, yet the service says there is no polkit: {msg:?}\n\
+             --- polkitd log ---\n{}",
+            pk.log_tail(20)
+        );
+    }
+    assert!(!root.active(&net));
+
+    // The rule; polkitd reloads its rules when the directory changes. Poll
+    // with the member's own Start until it is let through.
+    let rule = polkit::install_rule(&lock, &polkit::group_rule(MANAGE, group.name()));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match m.try_start(&net) {
+            Ok(_) => break,
+            Err(e) if e.name == DENIED && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(e) => panic!(
+                "Start by the member of {} with {} in place: {e}\n--- polkitd log ---\n{}",
+                group.name(),
+                rule.path().display(),
+                pk.log_tail(20)
+            ),
+        }
+    }
+    assert!(
+        root.active(&net),
+        "the member's Start succeeded, yet pk1 is not active"
+    );
+
+    // The outsider still may change nothing.
+    expect_denied(o.try_stop(&net), "Stop by the outsider");
+    assert!(root.active(&net));
+    expect_denied(
+        o.try_define(&nat("pk2", "gnbrpk2", "10.77.41.1/24")),
+        "DefineNetwork by the outsider",
+    );
+    expect_denied(
+        o.try_create(&nat("pk3", "gnbrpk3", "10.77.42.1/24")),
+        "CreateNetwork by the outsider",
+    );
+    expect_denied(
+        o.try_update(&net, &nat("pk1", "gnbrpk1", "10.77.43.1/24")),
+        "Update by the outsider",
+    );
+    expect_denied(o.try_undefine(&net), "Undefine by the outsider");
+    let msg = expect_denied(
+        set_autostart(&o, &net, true),
+        "Autostart set by the outsider",
+    );
+    assert!(
+        msg.contains(MANAGE),
+        "a refusal by polkit should name the action {MANAGE}: {msg:?}"
+    );
+    assert!(!root.prop_bool(&net, "Autostart"));
+    assert_eq!(root.list_networks(), std::slice::from_ref(&net));
+
+    // The member may do all of it.
+    m.stop(&net);
+    assert!(!root.active(&net));
+    set_autostart(&m, &net, true).unwrap_or_else(|e| panic!("member sets Autostart: {e}"));
+    assert!(root.prop_bool(&net, "Autostart"));
+    m.update(&net, &nat("pk1", "gnbrpk1", "10.77.44.1/24"));
+    assert!(root.get_config(&net).contains("10.77.44.1/24"));
+    let n2 = m.define(&nat("pk2", "gnbrpk2", "10.77.41.1/24"));
+    m.undefine(&n2);
+    let t = m.create(&nat("pk3", "gnbrpk3", "10.77.42.1/24"));
+    assert!(root.active(&t));
+    m.stop(&t);
+    assert_eq!(root.list_networks(), std::slice::from_ref(&net));
+
+    // The rule grants managing networks, not attaching guests: a second
+    // action, refused by name until a rule grants it too.
+    let detach =
+        |c: &Guestnet| c.try_call(&net, NETWORK_IFACE, "DetachGuest", "s", &["gntnosuch0"]);
+    for (who, c) in [("the member", &m), ("the outsider", &o)] {
+        let msg = expect_denied(detach(c), &format!("DetachGuest by {who}"));
+        assert!(
+            msg.contains(ATTACH),
+            "a refusal by polkit should name the action {ATTACH}: {msg:?}"
+        );
+    }
+    let attach_rule = polkit::install_rule(&lock, &polkit::group_rule(ATTACH, group.name()));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let past_polkit = loop {
+        match detach(&m) {
+            Err(e) if e.name == DENIED && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(e) if e.name == DENIED => panic!(
+                "DetachGuest by the member with {} in place: {e}\n--- polkitd log ---\n{}",
+                attach_rule.path().display(),
+                pk.log_tail(20)
+            ),
+            // Any other answer (NotActive here: pk1 is stopped) is past polkit.
+            other => break other,
+        }
+    };
+    assert!(
+        past_polkit.is_err(),
+        "DetachGuest of a port that does not exist succeeded: {past_polkit:?}"
+    );
+    expect_denied(
+        detach(&o),
+        "DetachGuest by the outsider with the rules in place",
+    );
+    drop(attach_rule);
+
+    // Read-only calls work for everyone, the rule or not.
+    m.start(&net);
+    for (who, c) in [("the member", &m), ("the outsider", &o), ("root", &root)] {
+        reads_work(c, who, &net, "pk1");
+    }
+    m.stop(&net);
+
+    // Root still works, with the rule in place.
+    root.start(&net);
+    root.stop(&net);
+    root.undefine(&net);
+    assert!(root.list_networks().is_empty());
+}
+
+#[test]
+fn without_polkitd_only_root_may_change_networks() {
+    root_or_skip!();
+    let nobody = 65534;
+    // The test bus as it is (polkit's name is not even allowed on it), and
+    // a bus that would let polkitd in but where none runs.
+    for (what, options) in [
+        ("no polkit on the bus", BusOptions::default()),
+        (
+            "polkit's bus policy but no polkitd",
+            BusOptions {
+                includes: vec![polkit::BUS_POLICY.into()],
+            },
+        ),
+    ] {
+        let lab = Lab::with_bus(&options);
+        let root = lab.gn();
+        let n = root.as_uid(nobody);
+        let net = root.define(&nat("np1", "gnbrnp1", "10.77.45.1/24"));
+
+        let check = |msg: &str, call: &str| {
+            assert!(
+                msg.contains("only root may"),
+                "{what}: {call} by uid {nobody}: the refusal should say that only root may \
+                 (no polkit answers): {msg:?}"
+            );
+        };
+        check(&expect_denied(n.try_start(&net), "Start"), "Start");
+        check(
+            &expect_denied(
+                n.try_define(&nat("np2", "gnbrnp2", "10.77.46.1/24")),
+                "DefineNetwork",
+            ),
+            "DefineNetwork",
+        );
+        check(
+            &expect_denied(
+                n.try_create(&nat("np3", "gnbrnp3", "10.77.47.1/24")),
+                "CreateNetwork",
+            ),
+            "CreateNetwork",
+        );
+        check(&expect_denied(n.try_undefine(&net), "Undefine"), "Undefine");
+        check(
+            &expect_denied(set_autostart(&n, &net, true), "setting Autostart"),
+            "setting Autostart",
+        );
+        assert!(!root.active(&net));
+        assert!(!root.prop_bool(&net, "Autostart"));
+        assert_eq!(root.list_networks(), std::slice::from_ref(&net));
+
+        reads_work(&n, "uid 65534", &net, "np1");
+
+        root.start(&net);
+        assert!(root.active(&net), "{what}: root's Start");
+        set_autostart(&root, &net, true).unwrap_or_else(|e| panic!("{what}: root: {e}"));
+        root.stop(&net);
+        root.undefine(&net);
+    }
+}
