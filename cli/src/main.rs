@@ -1,4 +1,626 @@
+//! guestnetctl: a command-line client of guestnet's D-Bus API, and nothing
+//! else: every command is calls to org.guestnet1 (see guestnet_dbus).
+
+mod edit;
+mod fail;
+mod monitor;
+mod output;
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
+use serde_json::{json, Map, Value as Json};
+use zbus::names::InterfaceName;
+use zbus::zvariant::{OwnedObjectPath, Value};
+use zbus::Connection;
+
+use guestnet_dbus::{error as names, Lease, BUS_NAME, NETWORK_INTERFACE};
+
+use fail::{Failure, Result, EXIT_CODES};
+use output::{line, out, table, yes_no};
+
+/// Manage guestnet's networks (guestnetd, org.guestnet1) over D-Bus.
+#[derive(Parser, Debug)]
+#[command(name = "guestnetctl", version, after_help = EXIT_CODES)]
+struct Cli {
+    /// D-Bus address of the bus guestnetd is on [default: the system bus,
+    /// from DBUS_SYSTEM_BUS_ADDRESS when set]
+    #[arg(long, global = true, value_name = "ADDR")]
+    bus_address: Option<String>,
+
+    /// Print JSON (one document; `monitor`: one object per line) instead of
+    /// tables and text
+    #[arg(long, global = true)]
+    json: bool,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// List the networks: NAME MODE ACTIVE AUTOSTART PERSISTENT BRIDGE ADDRESSES
+    List,
+    /// Show a network's properties and its definition
+    Show { name: String },
+    /// Store a persistent network from a definition (TOML); prints its object path
+    Define {
+        /// The definition; `-` reads standard input
+        file: PathBuf,
+    },
+    /// Start a transient network from a definition (TOML), gone when it
+    /// stops; prints its object path
+    Create {
+        /// The definition; `-` reads standard input
+        file: PathBuf,
+    },
+    /// Remove a network's definition (an active network runs on, transient)
+    Undefine { name: String },
+    /// Start a network
+    Start { name: String },
+    /// Stop a network (a transient one is then gone)
+    Stop { name: String },
+    /// Show, or set, whether a network starts with the service
+    Autostart {
+        name: String,
+        /// Omitted: print the current setting
+        state: Option<OnOff>,
+    },
+    /// Edit a network's definition with $EDITOR (default vi), then update it
+    ///
+    /// The definition is written to a temporary file and $EDITOR (or
+    /// $VISUAL) is run on it, through `sh -c`, so it may carry arguments or
+    /// be a script. Saved unchanged: nothing happens. When the service
+    /// refuses the new definition (InvalidConfig, UnknownMode, Conflict),
+    /// the editor opens again with the reason at the top; quitting it
+    /// without a change gives up (exit 1) and keeps the file.
+    Edit { name: String },
+    /// List a network's DHCP leases: MAC IP HOSTNAME CLIENT-ID EXPIRES (UTC)
+    Leases { name: String },
+    /// Wait for the lease of a MAC address and print it
+    WaitLease {
+        name: String,
+        mac: String,
+        /// Give up after this many seconds (exit 6)
+        #[arg(long, value_name = "SECS", default_value_t = 30.0)]
+        timeout: f64,
+    },
+    /// List the guest ports on a network's bridge: IFNAME MAC GUEST
+    Guests { name: String },
+    /// Make a port for a guest on a network; prints its interface name
+    Attach {
+        name: String,
+        /// The guest's name
+        guest: String,
+        /// tap (for QEMU) or veth (for a container)
+        #[arg(long, value_enum)]
+        kind: Kind,
+        /// The uid that owns a tap
+        #[arg(long, value_name = "UID")]
+        owner: Option<u32>,
+        /// Where the peer of a veth goes: a network namespace path
+        #[arg(long, value_name = "PATH")]
+        netns: Option<String>,
+        /// The name of a veth's guest end, inside --netns [default: eth0]
+        #[arg(long, value_name = "NAME")]
+        ifname: Option<String>,
+        /// The guest's MAC address
+        #[arg(long, value_name = "MAC")]
+        mac: Option<String>,
+    },
+    /// Remove a guest port from a network
+    Detach { name: String, ifname: String },
+    /// Stream guestnet's signals, one line per event, until interrupted
+    ///
+    /// Events: lease-added, lease-renewed, lease-removed (NETWORK MAC IP
+    /// HOSTNAME CLIENT-ID EXPIRES), guest-attached, guest-detached (NETWORK
+    /// IFNAME MAC GUEST), properties-changed (NETWORK Prop=value...),
+    /// network-added, network-removed (NETWORK), service-started (OWNER),
+    /// service-stopped. An empty field is `-`. With --json, one object per
+    /// line: {"event": "lease-added", "network": "default", "mac": ...}.
+    /// Once it is listening, it says so on standard error.
+    Monitor {
+        /// Only this network's events (and the service's own)
+        name: Option<String>,
+    },
+    /// The service's version and loaded modes
+    Info,
+    /// Print a shell completion script
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum OnOff {
+    #[value(alias = "true", alias = "yes", alias = "1")]
+    On,
+    #[value(alias = "false", alias = "no", alias = "0")]
+    Off,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Tap,
+    Veth,
+}
+
+impl Kind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Kind::Tap => "tap",
+            Kind::Veth => "veth",
+        }
+    }
+}
+
 fn main() {
-    eprintln!("guestnetctl: not written yet");
-    std::process::exit(1)
+    // Usage errors exit 2 here (clap).
+    let cli = Cli::parse();
+    if let Command::Completions { shell } = cli.command {
+        let mut cmd = Cli::command();
+        let mut buf = Vec::new();
+        clap_complete::generate(shell, &mut cmd, "guestnetctl", &mut buf);
+        out(&String::from_utf8_lossy(&buf));
+        return;
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    let result = runtime.block_on(run(cli));
+    if let Err(failure) = result {
+        eprintln!("guestnetctl: {}", failure.message());
+        std::process::exit(failure.exit_code());
+    }
+}
+
+/// A connected client.
+pub struct Ctx {
+    conn: Connection,
+    json: bool,
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let conn = guestnet_dbus::connect(cli.bus_address.as_deref())
+        .await
+        .map_err(|e| match e {
+            // zbus names the address in connection errors, not in these.
+            zbus::Error::Address(_) => {
+                let bus = cli
+                    .bus_address
+                    .clone()
+                    .or_else(|| std::env::var("DBUS_SYSTEM_BUS_ADDRESS").ok())
+                    .unwrap_or_default();
+                Failure::Bus(format!("bad bus address {bus:?}: {e}"))
+            }
+            e => Failure::Bus(e.to_string()),
+        })?;
+    let ctx = Ctx {
+        conn,
+        json: cli.json,
+    };
+    match cli.command {
+        Command::List => list(&ctx).await,
+        Command::Show { name } => show(&ctx, &name).await,
+        Command::Define { file } => define(&ctx, &file, false).await,
+        Command::Create { file } => define(&ctx, &file, true).await,
+        Command::Undefine { name } => {
+            network(&ctx, &name).await?.undefine().await?;
+            after_action(&ctx, &name).await
+        }
+        Command::Start { name } => {
+            network(&ctx, &name).await?.start().await?;
+            after_action(&ctx, &name).await
+        }
+        Command::Stop { name } => {
+            network(&ctx, &name).await?.stop().await?;
+            after_action(&ctx, &name).await
+        }
+        Command::Autostart { name, state } => autostart(&ctx, &name, state).await,
+        Command::Edit { name } => edit::edit(&ctx, &name).await,
+        Command::Leases { name } => {
+            let leases = network(&ctx, &name).await?.list_leases().await?;
+            print_leases(&ctx, &leases);
+            Ok(())
+        }
+        Command::WaitLease { name, mac, timeout } => wait_lease(&ctx, &name, &mac, timeout).await,
+        Command::Guests { name } => guests(&ctx, &name).await,
+        Command::Attach {
+            name,
+            guest,
+            kind,
+            owner,
+            netns,
+            ifname,
+            mac,
+        } => {
+            let mut options: HashMap<&str, Value<'_>> = HashMap::new();
+            options.insert("kind", Value::from(kind.as_str()));
+            if let Some(uid) = owner {
+                options.insert("owner", Value::from(uid));
+            }
+            if let Some(ns) = &netns {
+                options.insert("netns", Value::from(ns.as_str()));
+            }
+            if let Some(i) = &ifname {
+                options.insert("ifname", Value::from(i.as_str()));
+            }
+            if let Some(m) = &mac {
+                options.insert("mac", Value::from(m.as_str()));
+            }
+            let net = network(&ctx, &name).await?;
+            let ifname = net.attach_guest(&guest, options).await?;
+            if ctx.json {
+                output::json(&json!({"network": name, "guest": guest, "ifname": ifname}));
+            } else {
+                line(&ifname);
+            }
+            Ok(())
+        }
+        Command::Detach { name, ifname } => {
+            network(&ctx, &name).await?.detach_guest(&ifname).await?;
+            if ctx.json {
+                output::json(&json!({"network": name, "ifname": ifname, "detached": true}));
+            }
+            Ok(())
+        }
+        Command::Monitor { name } => monitor::monitor(&ctx, name.as_deref()).await,
+        Command::Info => info(&ctx).await,
+        Command::Completions { .. } => unreachable!("handled before connecting"),
+    }
+}
+
+/// The proxy of network `name` (NoSuchNetwork when there is none).
+pub async fn network(ctx: &Ctx, name: &str) -> Result<guestnet_dbus::NetworkProxy<'static>> {
+    Ok(guestnet_dbus::network(&ctx.conn, name).await?)
+}
+
+/// Every property of the network at `path`, by D-Bus name, as JSON.
+async fn properties(ctx: &Ctx, path: &OwnedObjectPath) -> Result<BTreeMap<String, Json>> {
+    let props = zbus::fdo::PropertiesProxy::builder(&ctx.conn)
+        .destination(BUS_NAME)?
+        .path(path.clone())?
+        .cache_properties(zbus::proxy::CacheProperties::No)
+        .build()
+        .await?;
+    let all = props
+        .get_all(InterfaceName::from_static_str_unchecked(NETWORK_INTERFACE))
+        .await?;
+    Ok(all
+        .iter()
+        .map(|(k, v)| (k.clone(), output::value_json(v)))
+        .collect())
+}
+
+/// The properties in the order `show` prints them; others follow, sorted.
+const PROPERTY_ORDER: [&str; 9] = [
+    "Name",
+    "Uuid",
+    "Mode",
+    "Active",
+    "Persistent",
+    "Autostart",
+    "Bridge",
+    "Domain",
+    "Addresses",
+];
+
+/// A network as one JSON object: its properties (snake_case keys) and its
+/// object path.
+fn network_json(path: &OwnedObjectPath, props: &BTreeMap<String, Json>) -> Map<String, Json> {
+    let mut m = Map::new();
+    for (k, v) in props {
+        m.insert(output::snake_case(k), v.clone());
+    }
+    m.insert("path".to_owned(), json!(path.as_str()));
+    m
+}
+
+async fn list(ctx: &Ctx) -> Result<()> {
+    let manager = guestnet_dbus::manager(&ctx.conn).await?;
+    let paths = manager.list_networks().await?;
+    let fetched = futures::future::join_all(paths.iter().map(|p| properties(ctx, p))).await;
+    let mut nets = Vec::new();
+    for (path, props) in paths.iter().zip(fetched) {
+        match props {
+            Ok(props) => nets.push((path, props)),
+            // Gone between the listing and the reading: not listed.
+            Err(f) if f.exit_code() == fail::code::NOT_FOUND => {}
+            Err(f) => return Err(f),
+        }
+    }
+    let name_of = |props: &BTreeMap<String, Json>| output::plain(&props["Name"]);
+    nets.sort_by_key(|(_, props)| props.get("Name").map(output::plain));
+    if ctx.json {
+        let all: Vec<Json> = nets
+            .iter()
+            .map(|(path, props)| Json::Object(network_json(path, props)))
+            .collect();
+        output::json(&Json::Array(all));
+        return Ok(());
+    }
+    let get = |props: &BTreeMap<String, Json>, k: &str| {
+        props.get(k).map(output::plain).unwrap_or_default()
+    };
+    let flag = |props: &BTreeMap<String, Json>, k: &str| match props.get(k) {
+        Some(Json::Bool(b)) => yes_no(*b),
+        Some(other) => output::plain(other),
+        None => String::new(),
+    };
+    let rows: Vec<Vec<String>> = nets
+        .iter()
+        .map(|(_, props)| {
+            vec![
+                name_of(props),
+                get(props, "Mode"),
+                flag(props, "Active"),
+                flag(props, "Autostart"),
+                flag(props, "Persistent"),
+                get(props, "Bridge"),
+                get(props, "Addresses"),
+            ]
+        })
+        .collect();
+    out(&table(
+        &[
+            "NAME",
+            "MODE",
+            "ACTIVE",
+            "AUTOSTART",
+            "PERSISTENT",
+            "BRIDGE",
+            "ADDRESSES",
+        ],
+        &rows,
+    ));
+    Ok(())
+}
+
+async fn show(ctx: &Ctx, name: &str) -> Result<()> {
+    let manager = guestnet_dbus::manager(&ctx.conn).await?;
+    let path = manager.get_network(name).await?;
+    let props = properties(ctx, &path).await?;
+    let config = guestnet_dbus::network_at(&ctx.conn, path.clone())
+        .await?
+        .get_config()
+        .await?;
+    if ctx.json {
+        let mut m = network_json(&path, &props);
+        m.insert("config".to_owned(), json!(config));
+        output::json(&Json::Object(m));
+        return Ok(());
+    }
+    let mut keys: Vec<&str> = PROPERTY_ORDER
+        .iter()
+        .copied()
+        .filter(|k| props.contains_key(*k))
+        .collect();
+    keys.extend(
+        props
+            .keys()
+            .map(String::as_str)
+            .filter(|k| !PROPERTY_ORDER.contains(k)),
+    );
+    let mut text = String::new();
+    let mut field = |k: &str, v: String| text.push_str(&format!("{:<12}{v}\n", format!("{k}:")));
+    for k in keys {
+        let v = match &props[k] {
+            Json::Bool(b) => yes_no(*b),
+            Json::Array(items) => items
+                .iter()
+                .map(output::plain)
+                .collect::<Vec<_>>()
+                .join(", "),
+            other => output::plain(other),
+        };
+        field(k, if v.is_empty() { "-".to_owned() } else { v });
+    }
+    field("Path", path.to_string());
+    text.push('\n');
+    text.push_str(&config);
+    if !config.ends_with('\n') {
+        text.push('\n');
+    }
+    out(&text);
+    Ok(())
+}
+
+/// A definition from FILE, or standard input for `-`.
+fn read_definition(file: &Path) -> Result<String> {
+    if file == Path::new("-") {
+        let mut s = String::new();
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .map_err(|e| Failure::local(format!("reading the definition from stdin: {e}")))?;
+        return Ok(s);
+    }
+    std::fs::read_to_string(file)
+        .map_err(|e| Failure::local(format!("cannot read {}: {e}", file.display())))
+}
+
+async fn define(ctx: &Ctx, file: &Path, transient: bool) -> Result<()> {
+    let toml = read_definition(file)?;
+    let manager = guestnet_dbus::manager(&ctx.conn).await?;
+    let path = if transient {
+        manager.create_network(&toml).await?
+    } else {
+        manager.define_network(&toml).await?
+    };
+    if ctx.json {
+        let name = guestnet_dbus::network_name(path.as_str());
+        output::json(&json!({"name": name, "path": path.as_str()}));
+    } else {
+        line(path.as_str());
+    }
+    Ok(())
+}
+
+/// After start, stop, undefine, autostart: nothing for people; with
+/// --json, the network as it is now (`{"name": N, "exists": false}` when
+/// it is gone).
+async fn after_action(ctx: &Ctx, name: &str) -> Result<()> {
+    if !ctx.json {
+        return Ok(());
+    }
+    let manager = guestnet_dbus::manager(&ctx.conn).await?;
+    let state = match manager.get_network(name).await {
+        Ok(path) => match properties(ctx, &path).await {
+            Ok(props) => {
+                let mut m = network_json(&path, &props);
+                m.insert("exists".to_owned(), json!(true));
+                Json::Object(m)
+            }
+            Err(f) if f.exit_code() == fail::code::NOT_FOUND => {
+                json!({"name": name, "exists": false})
+            }
+            Err(f) => return Err(f),
+        },
+        Err(e) if names::is(&e, names::NO_SUCH_NETWORK) => {
+            json!({"name": name, "exists": false})
+        }
+        Err(e) => return Err(e.into()),
+    };
+    output::json(&state);
+    Ok(())
+}
+
+async fn autostart(ctx: &Ctx, name: &str, state: Option<OnOff>) -> Result<()> {
+    let net = network(ctx, name).await?;
+    match state {
+        Some(s) => {
+            net.set_autostart(s == OnOff::On).await?;
+            after_action(ctx, name).await
+        }
+        None => {
+            let on = net.autostart().await?;
+            if ctx.json {
+                output::json(&json!({"name": name, "autostart": on}));
+            } else {
+                line(if on { "on" } else { "off" });
+            }
+            Ok(())
+        }
+    }
+}
+
+fn lease_json(l: &Lease) -> Json {
+    json!({
+        "mac": l.mac,
+        "ip": l.ip,
+        "hostname": l.hostname,
+        "client_id": l.client_id,
+        "expiry": l.expiry,
+    })
+}
+
+fn print_leases(ctx: &Ctx, leases: &[Lease]) {
+    if ctx.json {
+        output::json(&Json::Array(leases.iter().map(lease_json).collect()));
+        return;
+    }
+    let rows: Vec<Vec<String>> = leases
+        .iter()
+        .map(|l| {
+            vec![
+                l.mac.clone(),
+                l.ip.clone(),
+                l.hostname.clone(),
+                l.client_id.clone(),
+                output::utc(l.expiry),
+            ]
+        })
+        .collect();
+    out(&table(
+        &["MAC", "IP", "HOSTNAME", "CLIENT-ID", "EXPIRES"],
+        &rows,
+    ));
+}
+
+async fn wait_lease(ctx: &Ctx, name: &str, mac: &str, timeout: f64) -> Result<()> {
+    if !(timeout.is_finite() && timeout >= 0.0) {
+        return Err(Failure::local(format!(
+            "--timeout {timeout}: not a number of seconds"
+        )));
+    }
+    let ms = (timeout * 1000.0).round().min(f64::from(u32::MAX)) as u32;
+    let lease = network(ctx, name)
+        .await?
+        .wait_for_lease(&mac.to_ascii_lowercase(), ms)
+        .await?;
+    if ctx.json {
+        output::json(&lease_json(&lease));
+    } else {
+        print_leases(ctx, std::slice::from_ref(&lease));
+    }
+    Ok(())
+}
+
+async fn guests(ctx: &Ctx, name: &str) -> Result<()> {
+    let guests = network(ctx, name).await?.list_guests().await?;
+    if ctx.json {
+        let all: Vec<Json> = guests
+            .iter()
+            .map(|g| json!({"ifname": g.ifname, "mac": g.mac, "guest": g.guest}))
+            .collect();
+        output::json(&Json::Array(all));
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = guests
+        .iter()
+        .map(|g| vec![g.ifname.clone(), g.mac.clone(), g.guest.clone()])
+        .collect();
+    out(&table(&["IFNAME", "MAC", "GUEST"], &rows));
+    Ok(())
+}
+
+async fn info(ctx: &Ctx) -> Result<()> {
+    let manager = guestnet_dbus::manager(&ctx.conn).await?;
+    let version = manager.version().await?;
+    let mut modes = manager.modes().await?;
+    modes.sort();
+    if ctx.json {
+        output::json(&json!({"version": version, "modes": modes}));
+    } else {
+        out(&format!(
+            "Version:    {version}\nModes:      {}\n",
+            modes.join(", ")
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn usage_errors_exit_2() {
+        let e = Cli::try_parse_from(["guestnetctl", "frobnicate"]).unwrap_err();
+        assert_eq!(e.exit_code(), fail::code::USAGE);
+        let e = Cli::try_parse_from(["guestnetctl", "autostart", "x", "maybe"]).unwrap_err();
+        assert_eq!(e.exit_code(), fail::code::USAGE);
+    }
+
+    #[test]
+    fn json_and_the_bus_address_go_anywhere() {
+        let cli = Cli::try_parse_from([
+            "guestnetctl",
+            "list",
+            "--json",
+            "--bus-address",
+            "unix:path=/x",
+        ])
+        .unwrap();
+        assert!(cli.json);
+        assert_eq!(cli.bus_address.as_deref(), Some("unix:path=/x"));
+    }
 }

@@ -17,9 +17,9 @@
 
 mod proxy;
 
-pub use proxy::{
-    connect, manager, network, network_at, Guest, Lease, ManagerProxy, NetworkProxy,
-};
+/// The proxies, their signal types (`LeaseAdded`, `LeaseAddedArgs`,
+/// `LeaseAddedStream`, ...) and the helpers to get them.
+pub use proxy::*;
 
 pub mod error;
 
