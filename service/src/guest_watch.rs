@@ -60,23 +60,27 @@ pub async fn run(
     let mut masters: HashMap<u32, Option<u32>> =
         initial.links.iter().map(|l| (l.index, l.master)).collect();
     while let Some(change) = links.recv().await {
-        let (link, before, after) = match change {
+        let (link, before, after, removed) = match change {
             LinkEvent::Changed(link) => {
                 let before = masters.insert(link.index, link.master).flatten();
                 let after = link.master;
-                (link, before, after)
+                (link, before, after, false)
             }
             LinkEvent::Removed(link) => {
                 let before = masters.remove(&link.index).flatten();
-                (link, before, None)
+                (link, before, None, true)
             }
         };
         if before == after {
             continue;
         }
-        let registry = registry.read().expect("registry lock");
+        let mut registry = registry.write().expect("registry lock");
         let left = before.and_then(|b| registry.event(b, &link, false));
         let joined = after.and_then(|b| registry.event(b, &link, true));
+        if removed {
+            // A port that is gone (a container that exited) needs no name.
+            registry.records.remove(&link.name);
+        }
         drop(registry);
         for e in left.into_iter().chain(joined) {
             let _ = events.send(e);

@@ -779,7 +779,17 @@ impl Networks {
             guestnet_mode_api::BridgePlan::EnslaveUplink { uplink, .. } => Some(uplink.to_string()),
             _ => None,
         };
-        let records = self.guest_store.load(name);
+        let mut records = self.guest_store.load(name);
+        // Ports that vanished while nobody watched (a container that exited).
+        let before = records.len();
+        if let Ok(snapshot) = self.kernel.snapshot().await {
+            records.retain(|ifname, _| snapshot.link(ifname).is_some());
+        }
+        if records.len() != before {
+            if let Err(e) = self.guest_store.save(name, &records) {
+                tracing::warn!("forgetting vanished guest ports of {name}: {e}");
+            }
+        }
         let mut reg = self.registry.write().expect("registry lock");
         reg.bridges.insert(
             bridge.index,
@@ -900,9 +910,10 @@ impl Networks {
                         .contains_key(n)
             })
             .ok_or_else(|| ServiceError::Failed("no free interface name".into()))?;
-        let mac = request
-            .mac
-            .unwrap_or_else(|| guests::stable_mac(&uuid, guest));
+        let mac = match request.mac {
+            Some(m) => m,
+            None => self.free_stable_mac(&uuid, guest, &network),
+        };
         let record = GuestRecord {
             ifname: ifname.clone(),
             mac,
@@ -939,6 +950,27 @@ impl Networks {
         Ok(ifname)
     }
 
+    /// The guest's stable MAC, or, when that guest already has a port on
+    /// this network, the next stable one no port there uses.
+    fn free_stable_mac(&self, uuid: &uuid::Uuid, guest: &str, network: &NetworkName) -> MacAddr {
+        let taken: Vec<MacAddr> = self
+            .guest_store
+            .load(network)
+            .values()
+            .map(|r| r.mac)
+            .collect();
+        (0u32..)
+            .map(|n| {
+                if n == 0 {
+                    guests::stable_mac(uuid, guest)
+                } else {
+                    guests::stable_mac(uuid, &format!("{guest}#{n}"))
+                }
+            })
+            .find(|m| !taken.contains(m))
+            .expect("an unbounded search finds a free MAC")
+    }
+
     async fn make_port(
         &self,
         ifname: &str,
@@ -970,6 +1002,12 @@ impl Networks {
                 let ns = std::fs::File::open(netns).map_err(|e| {
                     ServiceError::InvalidArgs(format!("netns: {}: {e}", netns.display()))
                 })?;
+                if !crate::tap::is_network_namespace(&ns) {
+                    return Err(ServiceError::InvalidArgs(format!(
+                        "netns: {} is not a network namespace (use /run/netns/NAME or /proc/PID/ns/net)",
+                        netns.display()
+                    )));
+                }
                 use std::os::fd::AsRawFd;
                 self.kernel
                     .create_veth(
@@ -1030,17 +1068,6 @@ impl Networks {
         };
         drop(state);
         result.map_err(|e| ServiceError::failed(&format!("detaching {ifname}"), e))?;
-        // The record goes once the kernel has announced the departure.
-        let registry = self.registry.clone();
-        let ifname = ifname.to_owned();
-        tokio::spawn(async move {
-            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-            registry
-                .write()
-                .expect("registry lock")
-                .records
-                .remove(&ifname);
-        });
         Ok(())
     }
 }

@@ -33,6 +33,14 @@ pub enum TapError {
     },
 }
 
+/// Whether `file` is a network namespace (NS_GET_NSTYPE says CLONE_NEWNET).
+pub fn is_network_namespace(file: &std::fs::File) -> bool {
+    const NS_GET_NSTYPE: libc::c_ulong = 0xb703;
+    // SAFETY: the fd is open; NS_GET_NSTYPE takes no argument.
+    let kind = unsafe { libc::ioctl(file.as_raw_fd(), NS_GET_NSTYPE as _) };
+    kind == libc::CLONE_NEWNET
+}
+
 /// Whether `uid` is a user of this system.
 pub fn uid_exists(uid: u32) -> bool {
     let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
