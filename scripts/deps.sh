@@ -8,12 +8,26 @@ set -eu
 # start on their own private bus (useradd, groupadd: passwd; setpriv, flock:
 # util-linux).
 PACKAGES="iproute2 nftables dbus dbus-daemon busybox dnsutils iputils-ping netcat-openbsd python3 procps isc-dhcp-client dnsmasq-base libglib2.0-bin polkitd"
+# The VM tests (tests/src/vm.rs): qemu-system-x86 runs the guest, cpio packs
+# its initramfs (scripts/vm-assets.sh, which fetches the kernel and
+# busybox-static with apt-get download at test time, installing neither).
+# Without recommends: they would add some 150 packages (GUI, audio).
+PACKAGES_NO_RECOMMENDS="qemu-system-x86 cpio"
 missing=""
 for p in $PACKAGES; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
 done
-if [ -n "$missing" ]; then
-    echo "installing:$missing" >&2
+missing_nr=""
+for p in $PACKAGES_NO_RECOMMENDS; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing_nr="$missing_nr $p"
+done
+if [ -n "$missing$missing_nr" ]; then
+    echo "installing:$missing$missing_nr" >&2
     apt-get update -qq
+fi
+if [ -n "$missing" ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
+fi
+if [ -n "$missing_nr" ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing_nr >/dev/null
 fi

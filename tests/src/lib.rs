@@ -3,7 +3,8 @@
 //! Every test makes its own small world of network namespaces ([`world`]),
 //! a private dbus-daemon with the project's own bus policy ([`bus`]), runs
 //! guestnetd inside the world's `host` namespace ([`service`]), and talks to it
-//! through real clients ([`busctl`], [`guestnet`]). Data-path checks (ping, who
+//! through real clients ([`busctl`], [`guestnet`], and the project's own
+//! guestnetctl in [`cli`]). Data-path checks (ping, who
 //! did a TCP peer see) are in [`probe`]; the usual host + lan + guests layout in
 //! [`lab`]. DHCP clients (udhcpc, dhclient) with scripts of the harness's own
 //! are in [`dhcp_client`], DHCP exchanges no stock client makes (INFORM, a
@@ -18,17 +19,21 @@
 
 pub mod bus;
 pub mod busctl;
+pub mod cli;
 pub mod cmd;
 pub mod dhcp_client;
 pub mod dhcp_probe;
 pub mod dig;
+pub mod guest;
 pub mod guestnet;
 pub mod ipv4;
 pub mod lab;
 pub mod monitor;
+pub mod polkit;
 pub mod probe;
 pub mod service;
 pub mod upstream;
+pub mod vm;
 pub mod world;
 
 pub use bus::Bus;
