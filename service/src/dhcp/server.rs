@@ -111,8 +111,38 @@ fn bind(interface: &str) -> std::io::Result<UdpSocket> {
     s.set_broadcast(true)?;
     s.bind_device(Some(interface.as_bytes()))?;
     s.set_nonblocking(true)?;
+    grow_buffers(&s);
     s.bind(&SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, SERVER_PORT).into())?;
     UdpSocket::from_std(s.into())
+}
+
+/// Socket buffers big enough for a burst of a thousand clients booting at
+/// once; the default (about 200 KiB) drops requests under such a burst.
+/// The FORCE options pass net.core.rmem_max with CAP_NET_ADMIN, which
+/// guestnetd has; without it the ordinary, capped size is used.
+fn grow_buffers(s: &socket2::Socket) {
+    use std::os::fd::AsRawFd;
+    const SIZE: libc::c_int = 4 << 20;
+    for (force, plain) in [
+        (libc::SO_RCVBUFFORCE, libc::SO_RCVBUF),
+        (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF),
+    ] {
+        for opt in [force, plain] {
+            // SAFETY: the fd is open and the value is a c_int of that size.
+            let rc = unsafe {
+                libc::setsockopt(
+                    s.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    opt,
+                    (&SIZE as *const libc::c_int).cast(),
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                )
+            };
+            if rc == 0 {
+                break;
+            }
+        }
+    }
 }
 
 async fn receive(
