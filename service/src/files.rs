@@ -47,6 +47,23 @@ fn sync_dir(dir: &Path) -> Result<(), FileError> {
         .map_err(at(dir))
 }
 
+/// Removes the temporary files of atomic writes that a crash interrupted.
+pub fn remove_stale_temps(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for path in entries.filter_map(|e| e.ok().map(|e| e.path())) {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if name.starts_with('.') && name.ends_with(".tmp") {
+            tracing::info!("removing {}, left by an interrupted write", path.display());
+            let _ = std::fs::remove_file(&path);
+        }
+    }
+}
+
 /// Removes `path`; a file already gone is fine.
 pub fn remove(path: &Path) -> Result<(), FileError> {
     match std::fs::remove_file(path) {
@@ -95,6 +112,7 @@ impl DefinitionStore {
     /// match the network it defines is refused, so one network never has two
     /// files.
     pub fn load_all(&self) -> (Vec<Definition>, Vec<BadFile>) {
+        remove_stale_temps(&self.dir);
         let mut good = Vec::new();
         let mut bad = Vec::new();
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
@@ -129,6 +147,19 @@ fn read_definition(path: &Path) -> Result<Definition, String> {
     Ok(def)
 }
 
+/// Where a network was in its life when the record was last written. A
+/// guestnetd killed mid-way leaves `Applying` or `Stopping` behind, and the
+/// next one finishes the job by tearing the network down: the state always
+/// converges to fully active or fully absent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    Applying,
+    #[default]
+    Active,
+    Stopping,
+}
+
 /// What guestnetd applied for one active network: enough to tear it down or
 /// re-adopt it after a restart.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -136,6 +167,8 @@ pub struct AppliedRecord {
     pub definition: Definition,
     pub persistent: bool,
     pub plan: Plan,
+    #[serde(default)]
+    pub phase: Phase,
 }
 
 /// Records of applied networks in the runtime directory.
@@ -164,6 +197,7 @@ impl RuntimeStore {
     }
 
     pub fn load_all(&self) -> (Vec<AppliedRecord>, Vec<BadFile>) {
+        remove_stale_temps(&self.dir);
         let mut good = Vec::new();
         let mut bad = Vec::new();
         let Ok(entries) = std::fs::read_dir(&self.dir) else {

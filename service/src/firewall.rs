@@ -112,12 +112,51 @@ fn comment(network: &str) -> String {
     format!("comment \"guestnet:{network}\"")
 }
 
-/// Replaces the table in one atomic batch.
-pub async fn apply(networks: &[NetworkRules]) -> Result<(), FirewallError> {
-    run_nft(&render(networks)).await
+/// Whether `table inet guestnet` is in the kernel.
+pub async fn table_exists() -> bool {
+    tokio::process::Command::new("nft")
+        .args(["list", "table", "inet", TABLE])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .await
+        .is_ok_and(|s| s.success())
 }
 
-async fn run_nft(batch: &str) -> Result<(), FirewallError> {
+/// Watches nftables for the deletion of guestnet's table (`nft monitor`,
+/// pushed by the kernel, never polled) and calls `restore` shortly after
+/// each one; guestnet's own replacements, which delete and re-add the table
+/// in one batch, find the table present and restore nothing.
+pub fn guard<F, Fut>(restore: F) -> std::io::Result<tokio::task::JoinHandle<()>>
+where
+    F: Fn() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    use tokio::io::AsyncBufReadExt;
+    let mut child = tokio::process::Command::new("nft")
+        .args(["monitor", "tables"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()?;
+    let stdout = child.stdout.take().expect("stdout was piped");
+    Ok(tokio::spawn(async move {
+        let _child = child;
+        let mut lines = tokio::io::BufReader::new(stdout).lines();
+        let needle = format!("delete table inet {TABLE}");
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.trim_start().starts_with(&needle) {
+                // Let a burst of deletions (a whole ruleset flush) settle.
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                restore().await;
+            }
+        }
+        tracing::warn!("nft monitor ended; a deleted firewall table will not be noticed");
+    }))
+}
+
+/// Runs one nft batch; all of it applies or none.
+pub async fn run_nft(batch: &str) -> Result<(), FirewallError> {
     let mut child = tokio::process::Command::new("nft")
         .args(["-f", "-"])
         .stdin(Stdio::piped())

@@ -99,6 +99,12 @@ async fn run(args: Args) -> Result<(), String> {
     let networks = Arc::new(networks::Networks::new(modes, kernel, &paths));
     networks.recover().await;
     networks.watch_guests().await.map_err(|e| e.to_string())?;
+    let guarded = networks.clone();
+    let _firewall_guard = guestnetd::firewall::guard(move || {
+        let n = guarded.clone();
+        async move { n.restore_firewall().await }
+    })
+    .map_err(|e| format!("watching nftables (nft monitor): {e}"))?;
 
     let conn = connect(args.bus_address.as_deref()).await?;
     dbus_api::export_all(&conn, networks.clone())

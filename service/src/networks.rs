@@ -7,7 +7,7 @@ use crate::dhcp::server::{DhcpServer, EventSink};
 use crate::dhcp::{Lease, LeaseChange, LeaseEvent};
 use crate::dns::{DnsServer, SharedZone, Upstreams, Zone};
 use crate::error::ServiceError;
-use crate::files::{AppliedRecord, DefinitionStore, RuntimeStore};
+use crate::files::{AppliedRecord, DefinitionStore, Phase, RuntimeStore};
 use crate::firewall::{self, NetworkRules};
 use crate::guest_watch::{Registry, SharedRegistry, WatchedBridge};
 use crate::guests::{
@@ -115,6 +115,8 @@ struct State {
     networks: BTreeMap<NetworkName, Network>,
     services: HashMap<NetworkName, Services>,
     sysctls: SysctlKeeper,
+    /// The nft batch last applied, so an unchanged table is never rewritten.
+    firewall: Option<String>,
 }
 
 pub struct Networks {
@@ -123,6 +125,7 @@ pub struct Networks {
     definitions: DefinitionStore,
     runtime: RuntimeStore,
     leases_dir: PathBuf,
+    runtime_dir: PathBuf,
     resolv_conf: PathBuf,
     lease_events: broadcast::Sender<NetworkLeaseEvent>,
     guest_events: broadcast::Sender<GuestEvent>,
@@ -151,6 +154,7 @@ impl Networks {
             definitions: DefinitionStore::new(paths.config_dir.clone()),
             runtime: RuntimeStore::new(paths.runtime_dir.clone()),
             leases_dir: paths.state_dir.join("leases"),
+            runtime_dir: paths.runtime_dir.clone(),
             resolv_conf: paths.resolv_conf.clone(),
             lease_events: broadcast::channel(LEASE_EVENT_BACKLOG).0,
             guest_events: broadcast::channel(LEASE_EVENT_BACKLOG).0,
@@ -159,6 +163,7 @@ impl Networks {
             state: Mutex::new(State {
                 networks: BTreeMap::new(),
                 services: HashMap::new(),
+                firewall: None,
                 sysctls: SysctlKeeper::load(paths.runtime_dir.clone()),
             }),
         }
@@ -401,6 +406,7 @@ impl Networks {
             definition: n.definition.clone(),
             persistent: n.persistent,
             plan: n.plan.clone().expect("only active networks have records"),
+            phase: Phase::Active,
         }
     }
 
@@ -429,10 +435,11 @@ impl Networks {
         host_facts::conflicts(&plan, &snapshot, name).map_err(ServiceError::Conflict)?;
         // The record goes first: a crash from here on leaves a trace that
         // tells the next guestnetd what to clean up.
-        let record = AppliedRecord {
+        let mut record = AppliedRecord {
             definition: def.clone(),
             persistent,
             plan: plan.clone(),
+            phase: Phase::Applying,
         };
         self.runtime
             .save(&record)
@@ -455,6 +462,10 @@ impl Networks {
             Ok(services) => {
                 state.services.insert(def.name.clone(), services);
                 self.watch_bridge(&def.name, &plan).await;
+                record.phase = Phase::Active;
+                if let Err(e) = self.runtime.save(&record) {
+                    tracing::warn!("recording network {name} as active: {e}");
+                }
                 Ok(plan)
             }
             Err(e) => {
@@ -583,6 +594,17 @@ impl Networks {
         name: &NetworkName,
         plan: &Plan,
     ) -> Result<(), ServiceError> {
+        if let Some(net) = state.networks.get(name) {
+            let record = AppliedRecord {
+                definition: net.definition.clone(),
+                persistent: net.persistent,
+                plan: plan.clone(),
+                phase: Phase::Stopping,
+            };
+            if let Err(e) = self.runtime.save(&record) {
+                tracing::warn!("recording network {name} as stopping: {e}");
+            }
+        }
         if let Some(services) = state.services.remove(name) {
             services.stop().await;
         }
@@ -633,13 +655,53 @@ impl Networks {
                 policy: p.firewall.clone(),
             })
             .collect();
-        firewall::apply(&rules)
-            .await
-            .map_err(|e| ServiceError::failed("updating the firewall", e))?;
+        let batch = firewall::render(&rules);
+        if state.firewall.as_deref() != Some(batch.as_str()) {
+            firewall::run_nft(&batch)
+                .await
+                .map_err(|e| ServiceError::failed("updating the firewall", e))?;
+            if let Err(e) = crate::files::write_atomic(&self.firewall_record(), batch.as_bytes()) {
+                tracing::warn!("recording the firewall: {e}");
+            }
+            state.firewall = Some(batch);
+        }
         state
             .sysctls
             .reconcile(&sysctls)
             .map_err(|e| ServiceError::failed("setting sysctls", e))
+    }
+
+    fn firewall_record(&self) -> PathBuf {
+        self.runtime_dir.join("firewall.nft")
+    }
+
+    /// Takes the table guestnetd last applied as current when it is still
+    /// in the kernel, so a restart rewrites nothing that is in place.
+    async fn load_firewall_record(&self, state: &mut State) {
+        let Ok(batch) = std::fs::read_to_string(self.firewall_record()) else {
+            return;
+        };
+        let has_rules = batch.lines().count() > 2;
+        if !has_rules || firewall::table_exists().await {
+            state.firewall = Some(batch);
+        }
+    }
+
+    /// Re-applies guestnet's table if someone deleted it (an `nft flush
+    /// ruleset`, say). Called by the firewall guard on a table deletion.
+    pub async fn restore_firewall(&self) {
+        let mut state = self.state.lock().await;
+        let Some(batch) = state.firewall.clone() else {
+            return;
+        };
+        if batch.lines().count() <= 2 || firewall::table_exists().await {
+            return;
+        }
+        tracing::warn!("guestnet's nftables table was deleted by someone else; restoring it");
+        if let Err(e) = firewall::run_nft(&batch).await {
+            tracing::error!("restoring the firewall: {e}");
+            state.firewall = None;
+        }
     }
 
     /// Loads stored definitions, re-adopts networks that were active when
@@ -661,6 +723,7 @@ impl Networks {
                 },
             );
         }
+        self.load_firewall_record(&mut state).await;
         self.readopt(&mut state).await;
         if let Err(e) = self.apply_shared(&mut state, None, None).await {
             tracing::error!("restoring the firewall and sysctls: {e}");
@@ -699,6 +762,25 @@ impl Networks {
         };
         for record in records {
             let name = record.definition.name.clone();
+            if record.phase != Phase::Active {
+                tracing::warn!(
+                    "network {name} was interrupted while {}; tearing it down",
+                    if record.phase == Phase::Applying {
+                        "starting"
+                    } else {
+                        "stopping"
+                    }
+                );
+                self.delete_made_ports(&name).await;
+                for e in links::teardown(&self.kernel, &record.plan, name.as_str()).await {
+                    tracing::warn!("cleaning up {name}: {e}");
+                }
+                let _ = self.runtime.remove(&name);
+                if !record.persistent {
+                    self.forget_leases(&name);
+                }
+                continue;
+            }
             let alive = snapshot
                 .link(record.plan.bridge.name().as_str())
                 .is_some_and(|l| {
@@ -834,6 +916,18 @@ impl Networks {
         }
     }
 
+    /// Deletes the ports guestnetd made for a network and forgets them.
+    async fn delete_made_ports(&self, name: &NetworkName) {
+        for r in self.guest_store.load(name).values() {
+            if let Ok(Some(link)) = self.kernel.link_by_name(&r.ifname).await {
+                if let Err(e) = self.kernel.delete_link(link.index, &link.name).await {
+                    tracing::warn!("removing guest port {}: {e}", r.ifname);
+                }
+            }
+        }
+        let _ = self.guest_store.save(name, &BTreeMap::new());
+    }
+
     /// The ports of a plan's bridge, less a bridged network's uplink.
     async fn ports_of(&self, plan: &Plan) -> Vec<Guest> {
         let Ok(snapshot) = self.kernel.snapshot().await else {
@@ -929,6 +1023,18 @@ impl Networks {
             .expect("registry lock")
             .records
             .insert(ifname.clone(), record.clone());
+        // Recorded before it exists: a crash from here on leaves a record
+        // naming the port, so the port is never an orphan.
+        let mut records = self.guest_store.load(&network);
+        records.insert(ifname.clone(), record);
+        if let Err(e) = self.guest_store.save(&network, &records) {
+            self.registry
+                .write()
+                .expect("registry lock")
+                .records
+                .remove(&ifname);
+            return Err(ServiceError::failed("recording the guest", e));
+        }
         let made = self.make_port(&ifname, &request, mac, &bridge).await;
         if let Err(e) = made {
             self.registry
@@ -939,12 +1045,11 @@ impl Networks {
             if let Ok(Some(l)) = self.kernel.link_by_name(&ifname).await {
                 let _ = self.kernel.delete_link(l.index, &l.name).await;
             }
+            records.remove(&ifname);
+            if let Err(e) = self.guest_store.save(&network, &records) {
+                tracing::warn!("forgetting the failed guest port {ifname}: {e}");
+            }
             return Err(e);
-        }
-        let mut records = self.guest_store.load(&network);
-        records.insert(ifname.clone(), record);
-        if let Err(e) = self.guest_store.save(&network, &records) {
-            tracing::warn!("recording guest {guest} of {network}: {e}");
         }
         drop(state);
         Ok(ifname)
