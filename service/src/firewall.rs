@@ -112,6 +112,110 @@ fn comment(network: &str) -> String {
     format!("comment \"guestnet:{network}\"")
 }
 
+/// Docker's chain for the rules of other software (with iptables-nft it
+/// lives in `table ip filter`). Docker's forward chain has a drop policy and
+/// jumps here first; an accept in guestnet's own table cannot override a
+/// drop in another table, so where this chain exists guestnet puts its
+/// accepts for nat and routed guests here, tagged with its comments, and
+/// touches nothing else of Docker's.
+const DOCKER_USER_TABLE: &str = "filter";
+const DOCKER_USER_CHAIN: &str = "DOCKER-USER";
+
+/// The rules guestnet wants in DOCKER-USER, by unique comment.
+fn docker_user_rules(networks: &[NetworkRules]) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for n in networks {
+        let br = n.bridge.as_str();
+        let (subnet, inbound) = match &n.policy {
+            FirewallPolicy::Nat { subnet, .. } => (subnet, "ct state established,related "),
+            FirewallPolicy::Routed { subnet } => (subnet, ""),
+            FirewallPolicy::None | FirewallPolicy::Isolated { .. } => continue,
+        };
+        let tag = |dir: &str| format!("guestnet:{}:{dir}", n.network);
+        out.push((
+            tag("out"),
+            format!(
+                "iifname \"{br}\" ip saddr {subnet} accept comment \"{}\"",
+                tag("out")
+            ),
+        ));
+        out.push((
+            tag("in"),
+            format!(
+                "oifname \"{br}\" ip daddr {subnet} {inbound}accept comment \"{}\"",
+                tag("in")
+            ),
+        ));
+    }
+    out
+}
+
+/// guestnet's rules now in DOCKER-USER as (handle, comment), or `None`
+/// when there is no such chain.
+async fn docker_user_existing() -> Option<Vec<(u64, String)>> {
+    let out = tokio::process::Command::new("nft")
+        .args([
+            "-j",
+            "-a",
+            "list",
+            "chain",
+            "ip",
+            DOCKER_USER_TABLE,
+            DOCKER_USER_CHAIN,
+        ])
+        .stderr(Stdio::null())
+        .output()
+        .await
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    let rules = json["nftables"]
+        .as_array()?
+        .iter()
+        .filter_map(|item| {
+            let rule = item.get("rule")?;
+            let comment = rule["comment"].as_str()?;
+            comment
+                .starts_with("guestnet:")
+                .then(|| (rule["handle"].as_u64(), comment.to_owned()))
+                .and_then(|(h, c)| h.map(|h| (h, c)))
+        })
+        .collect();
+    Some(rules)
+}
+
+/// The nft commands that make DOCKER-USER hold exactly guestnet's wanted
+/// rules, or "" when it already does or has no such chain.
+pub async fn docker_user_batch(networks: &[NetworkRules]) -> String {
+    let Some(existing) = docker_user_existing().await else {
+        return String::new();
+    };
+    let wanted = docker_user_rules(networks);
+    let mut have: Vec<&str> = existing.iter().map(|(_, c)| c.as_str()).collect();
+    let mut want: Vec<&str> = wanted.iter().map(|(c, _)| c.as_str()).collect();
+    have.sort_unstable();
+    want.sort_unstable();
+    if have == want {
+        return String::new();
+    }
+    let mut batch = String::new();
+    for (handle, _) in &existing {
+        let _ = writeln!(
+            batch,
+            "delete rule ip {DOCKER_USER_TABLE} {DOCKER_USER_CHAIN} handle {handle}"
+        );
+    }
+    for (_, rule) in wanted.iter().rev() {
+        let _ = writeln!(
+            batch,
+            "insert rule ip {DOCKER_USER_TABLE} {DOCKER_USER_CHAIN} {rule}"
+        );
+    }
+    batch
+}
+
 /// Whether `table inet guestnet` is in the kernel.
 pub async fn table_exists() -> bool {
     tokio::process::Command::new("nft")
@@ -123,10 +227,11 @@ pub async fn table_exists() -> bool {
         .is_ok_and(|s| s.success())
 }
 
-/// Watches nftables for the deletion of guestnet's table (`nft monitor`,
-/// pushed by the kernel, never polled) and calls `restore` shortly after
-/// each one; guestnet's own replacements, which delete and re-add the table
-/// in one batch, find the table present and restore nothing.
+/// Watches nftables (`nft monitor`, pushed by the kernel, never polled)
+/// for the deletion of guestnet's table and for changes of Docker's
+/// DOCKER-USER chain (Docker starting after guestnet, or flushing it), and
+/// calls `restore` shortly after each; guestnet's own replacements find
+/// everything in place and restore nothing.
 pub fn guard<F, Fut>(restore: F) -> std::io::Result<tokio::task::JoinHandle<()>>
 where
     F: Fn() -> Fut + Send + 'static,
@@ -134,7 +239,7 @@ where
 {
     use tokio::io::AsyncBufReadExt;
     let mut child = tokio::process::Command::new("nft")
-        .args(["monitor", "tables"])
+        .args(["monitor"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .kill_on_drop(true)
@@ -143,9 +248,13 @@ where
     Ok(tokio::spawn(async move {
         let _child = child;
         let mut lines = tokio::io::BufReader::new(stdout).lines();
-        let needle = format!("delete table inet {TABLE}");
+        let ours = format!("delete table inet {TABLE}");
+        let docker = format!("ip {DOCKER_USER_TABLE} {DOCKER_USER_CHAIN}");
         while let Ok(Some(line)) = lines.next_line().await {
-            if line.trim_start().starts_with(&needle) {
+            let line = line.trim_start();
+            let docker_changed = (line.starts_with("add chain") || line.starts_with("delete rule"))
+                && line.contains(&docker);
+            if line.starts_with(&ours) || docker_changed {
                 // Let a burst of deletions (a whole ruleset flush) settle.
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                 restore().await;

@@ -656,8 +656,16 @@ impl Networks {
             })
             .collect();
         let batch = firewall::render(&rules);
-        if state.firewall.as_deref() != Some(batch.as_str()) {
-            firewall::run_nft(&batch)
+        let docker = firewall::docker_user_batch(&rules).await;
+        let changed = state.firewall.as_deref() != Some(batch.as_str());
+        if changed || !docker.is_empty() {
+            // Both in one batch: all of it applies or none.
+            let full = if changed {
+                format!("{batch}{docker}")
+            } else {
+                docker
+            };
+            firewall::run_nft(&full)
                 .await
                 .map_err(|e| ServiceError::failed("updating the firewall", e))?;
             if let Err(e) = crate::files::write_atomic(&self.firewall_record(), batch.as_bytes()) {
@@ -688,19 +696,19 @@ impl Networks {
     }
 
     /// Re-applies guestnet's table if someone deleted it (an `nft flush
-    /// ruleset`, say). Called by the firewall guard on a table deletion.
+    /// ruleset`, say), and its DOCKER-USER rules if Docker's chain appeared
+    /// or lost them. Called by the firewall guard.
     pub async fn restore_firewall(&self) {
         let mut state = self.state.lock().await;
         let Some(batch) = state.firewall.clone() else {
             return;
         };
-        if batch.lines().count() <= 2 || firewall::table_exists().await {
-            return;
-        }
-        tracing::warn!("guestnet's nftables table was deleted by someone else; restoring it");
-        if let Err(e) = firewall::run_nft(&batch).await {
-            tracing::error!("restoring the firewall: {e}");
+        if batch.lines().count() > 2 && !firewall::table_exists().await {
+            tracing::warn!("guestnet's nftables table was deleted by someone else; restoring it");
             state.firewall = None;
+        }
+        if let Err(e) = self.apply_shared(&mut state, None, None).await {
+            tracing::error!("restoring the firewall: {e}");
         }
     }
 
