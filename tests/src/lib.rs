@@ -31,6 +31,7 @@ pub mod lab;
 pub mod monitor;
 pub mod polkit;
 pub mod probe;
+pub mod raw_dbus;
 pub mod service;
 pub mod upstream;
 pub mod vm;
