@@ -13,6 +13,16 @@ PACKAGES="iproute2 nftables dbus dbus-daemon busybox dnsutils iputils-ping netca
 # busybox-static with apt-get download at test time, installing neither).
 # Without recommends: they would add some 150 packages (GUI, audio).
 PACKAGES_NO_RECOMMENDS="qemu-system-x86 cpio"
+# tests/tests/firewalld.rs runs firewalld only inside a test namespace, on
+# the test's bus. Its package enables and starts firewalld.service at
+# install, which on a machine running systemd would firewall the machine
+# itself: install it only where systemd is not running (the test skips
+# without it).
+if [ ! -d /run/systemd/system ]; then
+    PACKAGES_NO_RECOMMENDS="$PACKAGES_NO_RECOMMENDS firewalld"
+else
+    echo "not installing firewalld (systemd would start it on this machine); tests/tests/firewalld.rs will skip" >&2
+fi
 missing=""
 for p in $PACKAGES; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"

@@ -9,6 +9,7 @@ pub mod dns;
 pub mod error;
 pub mod files;
 pub mod firewall;
+pub mod firewalld;
 pub mod guest_watch;
 pub mod guests;
 pub mod host_facts;

@@ -110,6 +110,11 @@ async fn run(args: Args) -> Result<(), String> {
     dbus_api::export_all(&conn, networks.clone())
         .await
         .map_err(|e| format!("exporting objects: {e}"))?;
+    // firewalld, when on the bus: guestnet's bridges into its trusted zone,
+    // again after each of its reloads.
+    if let Err(e) = guestnetd::firewalld::watch(&conn).await {
+        tracing::warn!("cannot watch firewalld on the bus: {e}");
+    }
     conn.request_name(guestnet_dbus::BUS_NAME)
         .await
         .map_err(|e| format!("cannot own {}: {e}", guestnet_dbus::BUS_NAME))?;

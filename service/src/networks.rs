@@ -673,6 +673,13 @@ impl Networks {
             }
             state.firewall = Some(batch);
         }
+        crate::firewalld::set_bridges(
+            rules
+                .iter()
+                .filter(|r| r.policy != guestnet_mode_api::FirewallPolicy::None)
+                .map(|r| r.bridge.as_str().to_owned()),
+        )
+        .await;
         state
             .sysctls
             .reconcile(&sysctls)
