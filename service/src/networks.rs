@@ -132,6 +132,36 @@ pub struct Networks {
     guest_store: GuestStore,
     registry: SharedRegistry,
     state: Mutex<State>,
+    /// A copy of the networks for readers, published whenever the state
+    /// lock is released: reading one network never waits for another's
+    /// start or stop, which hold the lock through their kernel work.
+    views: std::sync::RwLock<BTreeMap<NetworkName, Network>>,
+}
+
+/// The state, locked; publishes the networks to the readers' copy when
+/// released.
+struct StateGuard<'a> {
+    guard: tokio::sync::MutexGuard<'a, State>,
+    views: &'a std::sync::RwLock<BTreeMap<NetworkName, Network>>,
+}
+
+impl std::ops::Deref for StateGuard<'_> {
+    type Target = State;
+    fn deref(&self) -> &State {
+        &self.guard
+    }
+}
+
+impl std::ops::DerefMut for StateGuard<'_> {
+    fn deref_mut(&mut self) -> &mut State {
+        &mut self.guard
+    }
+}
+
+impl Drop for StateGuard<'_> {
+    fn drop(&mut self) {
+        *self.views.write().expect("views lock") = self.guard.networks.clone();
+    }
 }
 
 /// One port of a network's bridge, as ListGuests reports it.
@@ -160,6 +190,7 @@ impl Networks {
             guest_events: broadcast::channel(LEASE_EVENT_BACKLOG).0,
             guest_store: GuestStore::new(paths.runtime_dir.clone()),
             registry: Arc::new(std::sync::RwLock::new(Registry::default())),
+            views: std::sync::RwLock::new(BTreeMap::new()),
             state: Mutex::new(State {
                 networks: BTreeMap::new(),
                 services: HashMap::new(),
@@ -173,13 +204,25 @@ impl Networks {
         self.modes.names()
     }
 
+    async fn lock(&self) -> StateGuard<'_> {
+        StateGuard {
+            guard: self.state.lock().await,
+            views: &self.views,
+        }
+    }
+
     pub async fn names(&self) -> Vec<NetworkName> {
-        self.state.lock().await.networks.keys().cloned().collect()
+        self.views
+            .read()
+            .expect("views lock")
+            .keys()
+            .cloned()
+            .collect()
     }
 
     pub async fn get(&self, name: &str) -> Option<Network> {
         let key = NetworkName::new(name).ok()?;
-        self.state.lock().await.networks.get(&key).cloned()
+        self.views.read().expect("views lock").get(&key).cloned()
     }
 
     /// Parses a definition and has its mode check it.
@@ -221,7 +264,7 @@ impl Networks {
     /// Stores a new persistent definition.
     pub async fn define(&self, text: &str) -> Result<NetworkName, ServiceError> {
         let def = self.parse_checked(text)?;
-        let mut state = self.state.lock().await;
+        let mut state = self.lock().await;
         Self::check_new(&state, &def)?;
         self.definitions
             .save(&def)
@@ -241,7 +284,7 @@ impl Networks {
     /// Starts a transient network; nothing of it remains if it fails.
     pub async fn create(&self, text: &str) -> Result<NetworkName, ServiceError> {
         let def = self.parse_checked(text)?;
-        let mut state = self.state.lock().await;
+        let mut state = self.lock().await;
         Self::check_new(&state, &def)?;
         let plan = self.activate(&mut state, &def, false).await?;
         let name = def.name.clone();
@@ -257,7 +300,7 @@ impl Networks {
     }
 
     pub async fn start(&self, name: &str) -> Result<(), ServiceError> {
-        let mut state = self.state.lock().await;
+        let mut state = self.lock().await;
         let net = lookup(&state, name)?.clone();
         if net.is_active() {
             return Err(ServiceError::AlreadyActive(name.to_owned()));
@@ -272,7 +315,7 @@ impl Networks {
     }
 
     pub async fn stop(&self, name: &str) -> Result<Fate, ServiceError> {
-        let mut state = self.state.lock().await;
+        let mut state = self.lock().await;
         let net = lookup(&state, name)?.clone();
         let Some(plan) = &net.plan else {
             return Err(ServiceError::NotActive(name.to_owned()));
@@ -296,7 +339,7 @@ impl Networks {
     /// Removes the stored definition. An active network goes on running as
     /// a transient one, as libvirt does; an inactive one is gone.
     pub async fn undefine(&self, name: &str) -> Result<Fate, ServiceError> {
-        let mut state = self.state.lock().await;
+        let mut state = self.lock().await;
         let net = lookup(&state, name)?.clone();
         if !net.persistent {
             return Err(ServiceError::Failed(format!(
@@ -334,7 +377,7 @@ impl Networks {
     /// is refused.
     pub async fn update(&self, name: &str, text: &str) -> Result<(), ServiceError> {
         let mut new = self.parse_checked(text)?;
-        let mut state = self.state.lock().await;
+        let mut state = self.lock().await;
         let old = lookup(&state, name)?.clone();
         if new.name != old.definition.name {
             return Err(ServiceError::InvalidConfig(format!(
@@ -378,7 +421,7 @@ impl Networks {
     }
 
     pub async fn set_autostart(&self, name: &str, on: bool) -> Result<(), ServiceError> {
-        let mut state = self.state.lock().await;
+        let mut state = self.lock().await;
         let net = lookup(&state, name)?.clone();
         if !net.persistent {
             return Err(ServiceError::Failed(format!(
@@ -567,7 +610,7 @@ impl Networks {
 
     /// The leases of a network (none while it is inactive).
     pub async fn leases(&self, name: &str) -> Result<Vec<Lease>, ServiceError> {
-        let state = self.state.lock().await;
+        let state = self.lock().await;
         let net = lookup(&state, name)?;
         Ok(state
             .services
@@ -578,7 +621,7 @@ impl Networks {
     }
 
     pub async fn lease_of(&self, name: &str, mac: &MacAddr) -> Result<Option<Lease>, ServiceError> {
-        let state = self.state.lock().await;
+        let state = self.lock().await;
         let net = lookup(&state, name)?;
         Ok(state
             .services
@@ -706,7 +749,7 @@ impl Networks {
     /// ruleset`, say), and its DOCKER-USER rules if Docker's chain appeared
     /// or lost them. Called by the firewall guard.
     pub async fn restore_firewall(&self) {
-        let mut state = self.state.lock().await;
+        let mut state = self.lock().await;
         let Some(batch) = state.firewall.clone() else {
             return;
         };
@@ -723,7 +766,7 @@ impl Networks {
     /// guestnetd last ran, and starts the autostart ones. Problems are logged;
     /// one bad network never stops the others.
     pub async fn recover(&self) {
-        let mut state = self.state.lock().await;
+        let mut state = self.lock().await;
         let (defs, bad) = self.definitions.load_all();
         for b in bad {
             tracing::warn!("ignoring {}: {}", b.path.display(), b.reason);
@@ -967,10 +1010,7 @@ impl Networks {
     }
 
     pub async fn list_guests(&self, name: &str) -> Result<Vec<Guest>, ServiceError> {
-        let plan = {
-            let state = self.state.lock().await;
-            lookup(&state, name)?.plan.clone()
-        };
+        let plan = self.get(name).await.ok_or_else(|| no_such(name))?.plan;
         Ok(match plan {
             Some(plan) => self.ports_of(&plan).await,
             None => Vec::new(),
@@ -986,7 +1026,7 @@ impl Networks {
         request: AttachRequest,
     ) -> Result<String, ServiceError> {
         guests::check_guest_name(guest)?;
-        let state = self.state.lock().await;
+        let state = self.lock().await;
         let net = lookup(&state, name)?;
         let plan = net
             .plan
@@ -1154,7 +1194,7 @@ impl Networks {
     /// Removes a port guestnetd made, or releases one someone else put on
     /// the bridge (leaving it otherwise alone).
     pub async fn detach_guest(&self, name: &str, ifname: &str) -> Result<(), ServiceError> {
-        let state = self.state.lock().await;
+        let state = self.lock().await;
         let net = lookup(&state, name)?;
         let plan = net
             .plan

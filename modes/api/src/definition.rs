@@ -15,6 +15,10 @@ use std::str::FromStr;
 pub const DEFINITION_MAX_BYTES: usize = 64 * 1024;
 /// Most static hosts one network may list.
 pub const MAX_STATIC_HOSTS: usize = 4096;
+/// Deepest nesting of tables and arrays a definition may have; a real one
+/// needs four. Checked before the text is turned into values, which
+/// recurses and would overflow the stack on a hostile depth.
+pub const MAX_NESTING: usize = 16;
 /// Most upstream DNS servers one network may list.
 pub const MAX_FORWARDERS: usize = 8;
 /// Shortest and longest lease a network may hand out.
@@ -173,16 +177,11 @@ struct RawDefinition {
 #[serde(deny_unknown_fields)]
 struct RawIpv4 {
     address: Option<String>,
-    dhcp: Option<RawDhcp>,
+    /// `true`, `false` or a table: read by hand, so that a mistake inside
+    /// the table is reported with its key (an untagged enum would lose it).
+    dhcp: Option<toml::Value>,
     #[serde(default)]
     hosts: Vec<RawHost>,
-}
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum RawDhcp {
-    Enabled(bool),
-    Range(RawRange),
 }
 
 #[derive(Deserialize)]
@@ -234,9 +233,8 @@ impl Definition {
                 ),
             ));
         }
-        let raw: RawDefinition = toml::from_str(text).map_err(|e| {
-            DefinitionError::new("definition", format!("not valid TOML: {}", e.message()))
-        })?;
+        check_nesting(text)?;
+        let raw: RawDefinition = toml::from_str(text).map_err(|e| toml_error(text, &e))?;
         Self::from_raw(raw)
     }
 
@@ -419,6 +417,165 @@ pub fn default_pool(address: Ipv4Net) -> (Ipv4Addr, Ipv4Addr) {
     (Ipv4Addr::from(start.min(last)), Ipv4Addr::from(last))
 }
 
+/// Refuses a document nested deeper than [`MAX_NESTING`] before any parser
+/// sees it (the TOML parser and the conversion to values recurse, and a
+/// hostile depth overflows the stack). A lexical scan with an explicit
+/// stack: depth grows with each `{` or `[` in a value, each `.` in a key and
+/// each segment of a `[table.header]`; strings and comments are skipped.
+fn check_nesting(text: &str) -> Result<(), DefinitionError> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Frame {
+        Inline,
+        Array,
+    }
+    let mut section = String::from("definition");
+    let too_deep = |section: &str| {
+        DefinitionError::new(
+            section,
+            format!("nested more than {MAX_NESTING} levels deep"),
+        )
+    };
+    let b = text.as_bytes();
+    let mut stack: Vec<(Frame, usize)> = Vec::new();
+    let mut base = 0usize; // depth of the current [table]
+    let mut in_key = true; // at a key (line start, or after `{` or `,` in an inline table)
+    let mut key_dots = 0usize;
+    let mut at_line_start = true;
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        match c {
+            b'"' | b'\'' => {
+                let triple = b.get(i..i + 3) == Some(&[c, c, c][..]);
+                let close: &[u8] = if triple { &b[i..i + 3] } else { &b[i..i + 1] };
+                i += close.len();
+                while i < b.len() && !b[i..].starts_with(close) {
+                    i += if c == b'"' && b[i] == b'\\' { 2 } else { 1 };
+                }
+                i += close.len();
+                at_line_start = false;
+                continue;
+            }
+            b'#' => {
+                while i < b.len() && b[i] != b'\n' {
+                    i += 1;
+                }
+                continue;
+            }
+            b'\n' => {
+                if stack.is_empty() {
+                    in_key = true;
+                    key_dots = 0;
+                }
+                at_line_start = true;
+                i += 1;
+                continue;
+            }
+            b'[' if at_line_start && stack.is_empty() => {
+                // A table header: its depth is its number of segments.
+                let end = text[i..].find('\n').map_or(b.len(), |n| i + n);
+                section = text[i..end]
+                    .trim_start_matches('[')
+                    .split(['.', ']'])
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_owned();
+                base = text[i..end]
+                    .split('#')
+                    .next()
+                    .unwrap_or("")
+                    .matches('.')
+                    .count()
+                    + 1;
+                if base > MAX_NESTING {
+                    return Err(too_deep(&section));
+                }
+                i = end;
+                continue;
+            }
+            b'.' if in_key => key_dots += 1,
+            b'=' if in_key => in_key = false,
+            b'{' | b'[' if !in_key => {
+                let depth = stack.last().map_or(base, |f| f.1) + key_dots + 1;
+                if depth > MAX_NESTING {
+                    return Err(too_deep(&section));
+                }
+                let frame = if c == b'{' {
+                    Frame::Inline
+                } else {
+                    Frame::Array
+                };
+                stack.push((frame, depth));
+                key_dots = 0;
+                in_key = frame == Frame::Inline;
+            }
+            b'}' | b']' if !stack.is_empty() => {
+                stack.pop();
+                in_key = false;
+            }
+            b',' => {
+                if let Some((Frame::Inline, _)) = stack.last() {
+                    in_key = true;
+                    key_dots = 0;
+                }
+            }
+            _ => {}
+        }
+        if !c.is_ascii_whitespace() {
+            at_line_start = false;
+        }
+        if key_dots + stack.last().map_or(base, |f| f.1) > MAX_NESTING {
+            return Err(too_deep(&section));
+        }
+        i += 1;
+    }
+    Ok(())
+}
+
+/// A TOML error with the key it is about: the nearest `key =` before the
+/// error's position, since type errors from serde name no key.
+fn toml_error(text: &str, e: &toml::de::Error) -> DefinitionError {
+    let message = e.message();
+    // serde's complaints about values read as such; anything else is the
+    // TOML syntax itself.
+    const VALUE_ERRORS: &[&str] = &[
+        "invalid type",
+        "invalid value",
+        "invalid length",
+        "unknown field",
+        "missing field",
+        "unknown variant",
+        "duplicate",
+        "number too large",
+    ];
+    let reason = if VALUE_ERRORS.iter().any(|p| message.starts_with(p)) {
+        message.to_owned()
+    } else {
+        format!("not valid TOML: {message}")
+    };
+    let field = e
+        .span()
+        .and_then(|span| {
+            let before = text.get(..span.start)?;
+            let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+            let line = &before[line_start..];
+            let key_part = line.rsplit_once('=').map(|(k, _)| k)?;
+            let key = key_part
+                .rsplit(|c: char| c == '{' || c == ',' || c.is_whitespace())
+                .find(|k| !k.is_empty())?;
+            let key = key.trim_matches(|c: char| c == '"' || c == '\'');
+            (!key.is_empty() && key.len() <= 64).then(|| key.to_owned())
+        })
+        .or_else(|| {
+            // serde names an unknown key in its message, not in a span.
+            let rest = reason.strip_prefix("unknown field `")?;
+            rest.split('`').next().map(str::to_owned)
+        })
+        .unwrap_or_else(|| "definition".to_owned());
+    DefinitionError::new(field, reason)
+}
+
 fn check_mode_name(mode: &str) -> Result<(), DefinitionError> {
     let ok = !mode.is_empty()
         && mode.len() <= 32
@@ -450,9 +607,26 @@ fn check_mtu(mtu: i64) -> Result<u32, DefinitionError> {
 fn parse_ipv4(raw: RawIpv4) -> Result<Ipv4Config, DefinitionError> {
     let address = raw.address.as_deref().map(parse_host_address).transpose()?;
     let dhcp = match raw.dhcp {
-        None | Some(RawDhcp::Enabled(true)) => Some(DhcpConfig::default()),
-        Some(RawDhcp::Enabled(false)) => None,
-        Some(RawDhcp::Range(r)) => Some(parse_range(r, address)?),
+        None | Some(toml::Value::Boolean(true)) => Some(DhcpConfig::default()),
+        Some(toml::Value::Boolean(false)) => None,
+        Some(v @ toml::Value::Table(_)) => {
+            let range: RawRange = v.try_into().map_err(|e: toml::de::Error| {
+                let reason = e.message().to_owned();
+                let key = reason
+                    .strip_prefix("unknown field `")
+                    .and_then(|r| r.split('`').next())
+                    .map(|k| format!("ipv4.dhcp.{k}"))
+                    .unwrap_or_else(|| "ipv4.dhcp".to_owned());
+                DefinitionError::new(key, reason)
+            })?;
+            Some(parse_range(range, address)?)
+        }
+        Some(other) => {
+            return Err(DefinitionError::new(
+                "ipv4.dhcp",
+                format!("{other} is not true, false or a table of start, end and lease_time"),
+            ))
+        }
     };
     if raw.hosts.len() > MAX_STATIC_HOSTS {
         return Err(DefinitionError::new(
@@ -793,9 +967,10 @@ uplink = "eth0"
             ("name = \"a\"\n[ipv4]\naddress = \"192.168.1.1/24\"\ndhcp = { lease_time = \"9999d\" }", "ipv4.dhcp.lease_time"),
             ("name = \"a\"\n[ipv4]\naddress = \"192.168.1.1/24\"\nhosts = [{mac=\"52:54:00:00:00:01\", ip=\"192.168.1.5\"},{mac=\"52:54:00:00:00:01\", ip=\"192.168.1.6\"}]", "ipv4.hosts[1].mac"),
             ("name = \"a\"\n[ipv4]\naddress = \"192.168.1.1/24\"\nhosts = [{mac=\"52:54:00:00:00:01\", ip=\"192.168.1.1\"}]", "ipv4.hosts[0].ip"),
-            ("name = \"a\"\n[ipv4]\naddress = \"192.168.1.1/24\"\nunknown = 1", "definition"),
+            ("name = \"a\"\n[ipv4]\naddress = \"192.168.1.1/24\"\nunknown = 1", "unknown"),
             ("name = \"a\"\n[dns]\ndomain = \"bad..name\"", "dns.domain"),
-            ("name = 5", "definition"),
+            ("name = 5", "name"),
+            ("name = \"a\"\nautostart = \"yes\"", "autostart"),
         ];
         for (text, field) in cases {
             let e = refused(text);
@@ -807,6 +982,20 @@ uplink = "eth0"
     fn oversized_definition_is_refused() {
         let text = format!("name = \"a\"\n#{}", "x".repeat(DEFINITION_MAX_BYTES));
         assert_eq!(refused(&text).field, "definition");
+    }
+
+    #[test]
+    fn hostile_nesting_is_refused_without_recursion() {
+        let deep = format!(
+            "name = \"a\"\nx = {}1{}",
+            "[".repeat(10_000),
+            "]".repeat(10_000)
+        );
+        assert_eq!(refused(&deep).field, "definition");
+        let keys = vec!["k"; 60].join(".");
+        let dotted = format!("name = \"a\"\ndeep.{keys} = {{ {keys} = {{ {keys} = 1 }} }}");
+        let e = refused(&dotted);
+        assert!(e.reason.contains("nested more than"), "{e}");
     }
 
     #[test]

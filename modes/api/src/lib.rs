@@ -129,9 +129,24 @@ pub fn mode_section<T>(definition: &Definition) -> Result<T, ModeError>
 where
     T: for<'de> Deserialize<'de> + Default,
 {
-    match &definition.mode_section {
-        None => Ok(T::default()),
-        Some(v) => serde_json::from_value(v.clone())
-            .map_err(|e| ModeError::invalid(definition.mode.clone(), e.to_string())),
-    }
+    let mode = &definition.mode;
+    let Some(section) = &definition.mode_section else {
+        return Ok(T::default());
+    };
+    serde_json::from_value(section.clone()).map_err(|e| {
+        // serde_json names no key: find the one that fails on its own, so
+        // the refusal says `nat.uplink`, not just `nat`.
+        let field = section
+            .as_object()
+            .and_then(|obj| {
+                obj.iter().find_map(|(k, v)| {
+                    let alone = serde_json::json!({ k.clone(): v.clone() });
+                    serde_json::from_value::<T>(alone)
+                        .is_err()
+                        .then(|| format!("{mode}.{k}"))
+                })
+            })
+            .unwrap_or_else(|| mode.clone());
+        ModeError::invalid(field, e.to_string())
+    })
 }

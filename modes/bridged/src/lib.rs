@@ -277,7 +277,10 @@ mod tests {
 
     #[test]
     fn bad_section_is_refused() {
-        assert_eq!(invalid_field("[bridged]\nnic = \"eth0\""), "bridged");
-        assert_eq!(invalid_field("[bridged]\ninterface = \"a b\""), "bridged");
+        assert_eq!(invalid_field("[bridged]\nnic = \"eth0\""), "bridged.nic");
+        assert_eq!(
+            invalid_field("[bridged]\ninterface = \"a b\""),
+            "bridged.interface"
+        );
     }
 }

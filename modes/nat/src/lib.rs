@@ -177,10 +177,13 @@ mod tests {
 
     #[test]
     fn bad_section_is_refused() {
-        for section in ["[nat]\nuplnk = \"eth0\"", "[nat]\nuplink = \"not/a/nic\""] {
+        for (section, key) in [
+            ("[nat]\nuplnk = \"eth0\"", "nat.uplnk"),
+            ("[nat]\nuplink = \"not/a/nic\"", "nat.uplink"),
+        ] {
             let d = def(section);
             assert!(
-                matches!(Nat.validate(&d), Err(ModeError::Invalid { ref field, .. }) if field == "nat"),
+                matches!(Nat.validate(&d), Err(ModeError::Invalid { ref field, .. }) if field == key),
                 "{section}"
             );
             assert!(Nat.plan(&d, &host()).is_err());
