@@ -216,6 +216,52 @@ pub async fn docker_user_batch(networks: &[NetworkRules]) -> String {
     batch
 }
 
+/// What a table holds, for comparing: how many rules each (chain, comment)
+/// has. nft batches are all-or-nothing, so this tells which batch is in
+/// the kernel.
+pub type Fingerprint = std::collections::BTreeMap<(String, String), usize>;
+
+/// The fingerprint of a batch made by [`render`].
+pub fn batch_fingerprint(batch: &str) -> Fingerprint {
+    let mut out = Fingerprint::new();
+    let mut chain = String::new();
+    for line in batch.lines() {
+        let line = line.trim();
+        if let Some(rest) = line.strip_prefix("chain ") {
+            chain = rest.split_whitespace().next().unwrap_or("").to_owned();
+        } else if let Some((_, c)) = line.rsplit_once("comment \"") {
+            let comment = c.trim_end_matches('"').to_owned();
+            *out.entry((chain.clone(), comment)).or_default() += 1;
+        }
+    }
+    out
+}
+
+/// The fingerprint of `table inet guestnet` as the kernel has it; empty
+/// when there is no such table.
+pub async fn kernel_fingerprint() -> Fingerprint {
+    let mut out = Fingerprint::new();
+    let Ok(o) = tokio::process::Command::new("nft")
+        .args(["-j", "list", "table", "inet", TABLE])
+        .stderr(Stdio::null())
+        .output()
+        .await
+    else {
+        return out;
+    };
+    let Ok(json) = serde_json::from_slice::<serde_json::Value>(&o.stdout) else {
+        return out;
+    };
+    for item in json["nftables"].as_array().into_iter().flatten() {
+        let rule = &item["rule"];
+        if let (Some(chain), Some(comment)) = (rule["chain"].as_str(), rule["comment"].as_str()) {
+            *out.entry((chain.to_owned(), comment.to_owned()))
+                .or_default() += 1;
+        }
+    }
+    out
+}
+
 /// Whether `table inet guestnet` is in the kernel.
 pub async fn table_exists() -> bool {
     tokio::process::Command::new("nft")
@@ -238,12 +284,20 @@ where
     Fut: std::future::Future<Output = ()> + Send,
 {
     use tokio::io::AsyncBufReadExt;
-    let mut child = tokio::process::Command::new("nft")
-        .args(["monitor"])
+    let mut cmd = tokio::process::Command::new("nft");
+    cmd.args(["monitor"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()?;
+        .kill_on_drop(true);
+    // SAFETY: prctl is async-signal-safe; it makes the monitor die with
+    // guestnetd even when guestnetd is killed outright.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn()?;
     let stdout = child.stdout.take().expect("stdout was piped");
     Ok(tokio::spawn(async move {
         let _child = child;

@@ -242,6 +242,17 @@ impl Kernel {
             .map_err(ctx(format!("setting the MTU of {name}")))
     }
 
+    /// Marks a link with an alias (guestnet's bridges carry `guestnet:NAME`).
+    pub async fn set_alias(&self, index: u32, name: &str, alias: &str) -> Result<()> {
+        let mut set = self.handle.link().set(index);
+        set.message_mut()
+            .attributes
+            .push(LinkAttribute::IfAlias(alias.to_owned()));
+        set.execute()
+            .await
+            .map_err(ctx(format!("marking {name} as guestnet's")))
+    }
+
     pub async fn delete_link(&self, index: u32, name: &str) -> Result<()> {
         let handle = self.handle.clone();
         handle

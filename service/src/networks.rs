@@ -18,7 +18,7 @@ use crate::kernel::Kernel;
 use crate::links;
 use crate::mode_registry::ModeRegistry;
 use crate::sysctl::SysctlKeeper;
-use guestnet_mode_api::{Definition, MacAddr, NetworkName, Plan};
+use guestnet_mode_api::{BridgePlan, Definition, MacAddr, NetworkName, Plan};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
@@ -362,6 +362,27 @@ impl Networks {
             state.networks.remove(&net.definition.name);
             self.forget_leases(&net.definition.name);
             Ok(Fate::Removed)
+        }
+    }
+
+    /// Removes lease journals of networks that no longer exist (an Undefine
+    /// killed between removing the definition and the journal).
+    fn remove_orphan_journals(&self, state: &State) {
+        let Ok(entries) = std::fs::read_dir(&self.leases_dir) else {
+            return;
+        };
+        for path in entries.filter_map(|e| e.ok().map(|e| e.path())) {
+            let known = path
+                .file_stem()
+                .and_then(|s| NetworkName::new(&s.to_string_lossy()).ok())
+                .is_some_and(|n| state.networks.contains_key(&n));
+            if path.extension().is_some_and(|x| x == "journal") && !known {
+                tracing::info!(
+                    "removing {}, the leases of a network that is gone",
+                    path.display()
+                );
+                let _ = std::fs::remove_file(&path);
+            }
         }
     }
 
@@ -739,8 +760,9 @@ impl Networks {
         let Ok(batch) = std::fs::read_to_string(self.firewall_record()) else {
             return;
         };
-        let has_rules = batch.lines().count() > 2;
-        if !has_rules || firewall::table_exists().await {
+        // Trusted only if the kernel holds exactly that batch: a guestnetd
+        // killed between `nft` and writing the record leaves them apart.
+        if firewall::batch_fingerprint(&batch) == firewall::kernel_fingerprint().await {
             state.firewall = Some(batch);
         }
     }
@@ -767,6 +789,13 @@ impl Networks {
     /// one bad network never stops the others.
     pub async fn recover(&self) {
         let mut state = self.lock().await;
+        for dir in [
+            self.runtime_dir.clone(),
+            self.runtime_dir.join("guests"),
+            self.leases_dir.clone(),
+        ] {
+            crate::files::remove_stale_temps(&dir);
+        }
         let (defs, bad) = self.definitions.load_all();
         for b in bad {
             tracing::warn!("ignoring {}: {}", b.path.display(), b.reason);
@@ -783,6 +812,7 @@ impl Networks {
         }
         self.load_firewall_record(&mut state).await;
         self.readopt(&mut state).await;
+        self.remove_orphan_journals(&state);
         if let Err(e) = self.apply_shared(&mut state, None, None).await {
             tracing::error!("restoring the firewall and sysctls: {e}");
         }
@@ -820,6 +850,18 @@ impl Networks {
         };
         for record in records {
             let name = record.definition.name.clone();
+            if record.phase == Phase::Applying {
+                // A bridge created just before the kill may not carry its
+                // mark yet; the name was free when the start began.
+                if let BridgePlan::Create { name: br, .. } = &record.plan.bridge {
+                    if let Some(l) = snapshot.link(br.as_str()) {
+                        if l.alias.is_none() && l.kind.as_deref() == Some("bridge") {
+                            let alias = host_facts::bridge_alias(name.as_str());
+                            let _ = self.kernel.set_alias(l.index, &l.name, &alias).await;
+                        }
+                    }
+                }
+            }
             if record.phase != Phase::Active {
                 tracing::warn!(
                     "network {name} was interrupted while {}; tearing it down",
@@ -864,8 +906,14 @@ impl Networks {
             }
             match state.networks.get_mut(&name) {
                 Some(n) => {
-                    // The stored definition may have been updated while the
-                    // network ran: what runs is what the record says.
+                    // What runs is what the record says; an Update killed
+                    // between applying and saving is rolled forward.
+                    if n.persistent && n.definition != record.definition {
+                        if let Err(e) = self.definitions.save(&record.definition) {
+                            tracing::warn!("saving the running definition of {name}: {e}");
+                        }
+                        n.definition = record.definition.clone();
+                    }
                     n.plan = Some(record.plan);
                 }
                 None => {
@@ -923,7 +971,26 @@ impl Networks {
         // Ports that vanished while nobody watched (a container that exited).
         let before = records.len();
         if let Ok(snapshot) = self.kernel.snapshot().await {
-            records.retain(|ifname, _| snapshot.link(ifname).is_some());
+            // Ports an AttachGuest killed half-way left off the bridge are
+            // deleted: they were never announced or returned to anyone.
+            let mut half_made = Vec::new();
+            records.retain(|ifname, _| match snapshot.link(ifname) {
+                None => false,
+                Some(l) if l.master != Some(bridge.index) => {
+                    half_made.push((l.index, l.name.clone()));
+                    false
+                }
+                Some(_) => true,
+            });
+            for (index, ifname) in half_made {
+                tracing::warn!("removing {ifname}, a guest port left half-made by a crash");
+                let _ = self.kernel.delete_link(index, &ifname).await;
+            }
+            for ifname in records.keys() {
+                if let Some(l) = snapshot.link(ifname) {
+                    let _ = self.kernel.set_up(l.index, ifname).await;
+                }
+            }
         }
         if records.len() != before {
             if let Err(e) = self.guest_store.save(name, &records) {
