@@ -1878,9 +1878,12 @@ fn a_flushed_ruleset_or_a_deleted_table_comes_back_within_a_second() {
         for (what, args) in deletions {
             w.exec_ok(host, args);
             let t0 = Instant::now();
+            // Back means back as it was: poll until the table is whole again.
             let back = loop {
                 if let Some(t) = nft_table(w, host) {
-                    break Some(t);
+                    if t == table || t0.elapsed() > Duration::from_secs(1) {
+                        break Some(t);
+                    }
                 }
                 if t0.elapsed() > Duration::from_secs(1) {
                     break None;
