@@ -81,6 +81,8 @@ cat <<EOF
 guestnetd is running in network namespace $HOST, on a private bus.
 Talk to it:
 
+  target/$PROFILE/guestnetctl --bus-address $BUS list
+  target/$PROFILE/guestnetctl --bus-address $BUS --json monitor
   busctl --address=$BUS tree org.guestnet1
   busctl --address=$BUS call org.guestnet1 /org/guestnet1 org.guestnet1.Manager ListNetworks
   busctl --address=$BUS get-property org.guestnet1 /org/guestnet1/network/default org.guestnet1.Network Addresses
