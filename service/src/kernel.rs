@@ -151,8 +151,17 @@ impl Kernel {
         Ok(out)
     }
 
+    /// One link by name, in one request (its `addresses` are left empty:
+    /// callers want its index, MTU or master, not a dump of the host).
     pub async fn link_by_name(&self, name: &str) -> Result<Option<Link>> {
-        Ok(self.snapshot().await?.link(name).cloned())
+        let handle = self.handle.clone();
+        let mut stream = handle.link().get().match_name(name.to_owned()).execute();
+        match stream.try_next().await {
+            Ok(found) => Ok(found.map(|msg| parse_link(&msg))),
+            // The kernel answers a name it does not know with ENODEV.
+            Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ENODEV => Ok(None),
+            Err(e) => Err(ctx(format!("looking up {name}"))(e)),
+        }
     }
 
     /// Creates a bridge, marked with `alias` so that it is known as ours.

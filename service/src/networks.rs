@@ -204,6 +204,13 @@ impl Networks {
         self.modes.names()
     }
 
+    async fn snapshot(&self) -> Result<crate::kernel::Snapshot, ServiceError> {
+        self.kernel
+            .snapshot()
+            .await
+            .map_err(|e| ServiceError::failed("reading the host's interfaces", e))
+    }
+
     async fn lock(&self) -> StateGuard<'_> {
         StateGuard {
             guard: self.state.lock().await,
@@ -490,11 +497,7 @@ impl Networks {
                 mode: def.mode.clone(),
                 loaded: self.modes.names().join(", "),
             })?;
-        let snapshot = self
-            .kernel
-            .snapshot()
-            .await
-            .map_err(|e| ServiceError::failed("reading the host's interfaces", e))?;
+        let snapshot = self.snapshot().await?;
         let plan = mode.plan(def, &host_facts::facts(&snapshot))?;
         host_facts::conflicts(&plan, &snapshot, name).map_err(ServiceError::Conflict)?;
         // The record goes first: a crash from here on leaves a trace that
@@ -938,11 +941,7 @@ impl Networks {
     pub async fn watch_guests(&self) -> Result<(), ServiceError> {
         let links = crate::kernel::watch_links()
             .map_err(|e| ServiceError::failed("subscribing to link events", e))?;
-        let initial = self
-            .kernel
-            .snapshot()
-            .await
-            .map_err(|e| ServiceError::failed("reading the host's interfaces", e))?;
+        let initial = self.snapshot().await?;
         tokio::spawn(crate::guest_watch::run(
             links,
             initial,
@@ -1101,11 +1100,7 @@ impl Networks {
             .ok_or_else(|| ServiceError::NotActive(name.to_owned()))?;
         let network = net.definition.name.clone();
         let uuid = net.definition.uuid;
-        let snapshot = self
-            .kernel
-            .snapshot()
-            .await
-            .map_err(|e| ServiceError::failed("reading the host's interfaces", e))?;
+        let snapshot = self.snapshot().await?;
         let bridge = snapshot
             .link(plan.bridge.name().as_str())
             .cloned()
@@ -1268,11 +1263,7 @@ impl Networks {
             .clone()
             .ok_or_else(|| ServiceError::NotActive(name.to_owned()))?;
         let network = net.definition.name.clone();
-        let snapshot = self
-            .kernel
-            .snapshot()
-            .await
-            .map_err(|e| ServiceError::failed("reading the host's interfaces", e))?;
+        let snapshot = self.snapshot().await?;
         let bridge = snapshot.link(plan.bridge.name().as_str()).map(|b| b.index);
         let port = snapshot
             .link(ifname)

@@ -113,7 +113,13 @@ impl Drop for Firewalld {
 
 fn firewalld_lab() -> Option<Lab> {
     if !Path::new(FIREWALLD).is_file() || !Path::new(POLICY).is_file() {
-        eprintln!("skipping: firewalld is not installed (scripts/deps.sh)");
+        // scripts/deps.sh installs firewalld wherever systemd is not running;
+        // under CI such a machine must run this test, not skip it.
+        let ci = std::env::var("CI").as_deref() == Ok("true");
+        if ci && !Path::new("/run/systemd/system").exists() {
+            panic!("firewalld is not installed and CI=true: run scripts/deps.sh");
+        }
+        eprintln!("SKIPPED: firewalld is not installed (scripts/deps.sh installs it where systemd is not running)");
         return None;
     }
     Some(Lab::with_bus(&BusOptions {

@@ -202,7 +202,10 @@ impl Committer {
                     Err(_) => break,
                 }
             }
-            let records: Vec<Record> = batch.iter().flat_map(|o| o.records.clone()).collect();
+            let records: Vec<Record> = batch
+                .iter_mut()
+                .flat_map(|o| std::mem::take(&mut o.records))
+                .collect();
             let journal = self.journal.clone();
             let written = tokio::task::spawn_blocking(move || {
                 journal.lock().expect("journal lock").append(&records)
