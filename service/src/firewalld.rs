@@ -3,18 +3,36 @@
 //! of interfaces in its default zone, and an accept in guestnet's table
 //! cannot override a reject in another table. So guestnet puts the bridge
 //! of every active network that has firewall rules (nat, routed, isolated)
-//! into firewalld's `trusted` zone at runtime, takes it out when the
-//! network stops, and puts them all back whenever firewalld reloads (its
-//! `Reloaded` signal: a reload forgets runtime interface bindings) or a
-//! firewalld (re)appears on the bus (`NameOwnerChanged`).
+//! into a firewalld zone at runtime, takes it out when the network stops,
+//! and puts them all back whenever firewalld reloads (its `Reloaded`
+//! signal: a reload forgets runtime interface bindings) or a firewalld
+//! (re)appears on the bus (`NameOwnerChanged`).
 //!
-//! Why `trusted` and not a zone or policy of guestnet's own (as libvirt's
-//! `libvirt` zone): firewalld creates zones and policies only in its
-//! permanent configuration (files under /etc/firewalld, then a reload),
-//! never at runtime; guestnet changes no one's persistent configuration.
-//! `trusted` (target ACCEPT, forward yes) ships with every firewalld and
-//! only lifts firewalld's own rejects for the bridge: what guests may do is
-//! still decided by guestnet's own table, whose drops still apply.
+//! Which zone:
+//! - nat and isolated bridges go into `trusted` (target ACCEPT, forward
+//!   yes), which ships with every firewalld. It lifts firewalld's rejects
+//!   for what comes *from* the bridge; nothing from outside needs to open a
+//!   connection into these networks.
+//! - routed bridges go into [`ROUTED_ZONE`] (`guestnet-routed`), a zone
+//!   guestnet ships as a file (`dbus/data/firewalld/`, installed under
+//!   /usr/lib/firewalld by scripts/install.sh) together with the policy
+//!   [`ROUTED_POLICY`] (`guestnet-routed-in`: ingress ANY, egress
+//!   `guestnet-routed`, target ACCEPT). The zone alone is `trusted` under
+//!   another name; the policy is what lets a LAN host (whose interface is
+//!   in firewalld's default zone) open connections to routed guests by
+//!   their own address, which firewalld otherwise rejects. libvirt does the
+//!   same with `libvirt-routed` and `libvirt-routed-in`.
+//!
+//! Why files and not D-Bus calls: firewalld 1.3 creates zones and policies
+//! only in its permanent configuration (then a reload), never at runtime,
+//! and guestnet changes no one's persistent configuration; a package
+//! shipping files under /usr/lib/firewalld is how that is meant to be done.
+//! When the current firewalld does not know [`ROUTED_ZONE`] (the files are
+//! not installed), routed bridges fall back to `trusted`, with one warning:
+//! guests still reach out, but the LAN cannot reach in.
+//!
+//! In every case, what guests may do is still decided by guestnet's own
+//! table, whose drops still apply; the zones only lift firewalld's rejects.
 //! Nothing is persisted in firewalld; only runtime bindings are made.
 //!
 //! guestnet never calls firewalld unless the name has an owner (no bus
@@ -22,7 +40,7 @@
 //! never fail a network.
 
 use futures::StreamExt;
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::sync::{Mutex, OnceLock};
 use zbus::{Connection, MatchRule, MessageStream};
 
@@ -30,21 +48,48 @@ use zbus::{Connection, MatchRule, MessageStream};
 pub const NAME: &str = "org.fedoraproject.FirewallD1";
 const PATH: &str = "/org/fedoraproject/FirewallD1";
 const ZONE_IFACE: &str = "org.fedoraproject.FirewallD1.zone";
-/// The zone guestnet's bridges go into.
-pub const ZONE: &str = "trusted";
+const POLICY_IFACE: &str = "org.fedoraproject.FirewallD1.policy";
+/// The zone of nat and isolated bridges, and of routed ones when
+/// [`ROUTED_ZONE`] is not installed.
+pub const TRUSTED: &str = "trusted";
+/// The zone guestnet ships for routed bridges.
+pub const ROUTED_ZONE: &str = "guestnet-routed";
+/// The policy guestnet ships that lets other zones into [`ROUTED_ZONE`].
+pub const ROUTED_POLICY: &str = "guestnet-routed-in";
+
+/// What a bridge needs from firewalld, by the mode of its network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A routed network: the LAN opens connections to its guests.
+    Routed,
+    /// A nat or isolated network: nothing from outside comes in.
+    Closed,
+}
 
 #[derive(Default)]
 struct Inner {
     conn: Option<Connection>,
-    /// Bridges that should be in [`ZONE`].
-    wanted: BTreeSet<String>,
-    /// Bridges guestnet has put into [`ZONE`] in the current firewalld.
-    placed: BTreeSet<String>,
+    /// Bridges that should be in a zone, and what they need.
+    wanted: BTreeMap<String, Kind>,
+    /// Bridges guestnet has put into a zone of the current firewalld, and
+    /// that zone.
+    placed: BTreeMap<String, &'static str>,
+    /// Whether the current firewalld knows [`ROUTED_ZONE`]; None until
+    /// asked, and again after a reload or a new firewalld (either may come
+    /// with the files installed or removed).
+    routed_zone: Option<bool>,
+    /// The fallback warning has been logged since [`ROUTED_ZONE`] was last
+    /// seen, so it is not repeated on every reload.
+    warned: bool,
 }
 
 fn inner() -> &'static Mutex<Inner> {
     static INNER: OnceLock<Mutex<Inner>> = OnceLock::new();
     INNER.get_or_init(Mutex::default)
+}
+
+fn state() -> std::sync::MutexGuard<'static, Inner> {
+    inner().lock().expect("firewalld state")
 }
 
 /// Serializes reconciliations (the calls to firewalld are awaited).
@@ -53,14 +98,12 @@ fn gate() -> &'static tokio::sync::Mutex<()> {
     GATE.get_or_init(tokio::sync::Mutex::default)
 }
 
-/// Declares the bridges that should be in firewalld's [`ZONE`] (those of
-/// the active networks with firewall rules) and, when firewalld is on the
-/// bus, makes it so. Before [`watch`] has a connection, only remembers.
-pub async fn set_bridges(bridges: impl IntoIterator<Item = String>) {
-    {
-        let mut i = inner().lock().expect("firewalld state");
-        i.wanted = bridges.into_iter().collect();
-    }
+/// Declares the bridges that should be in a firewalld zone (those of the
+/// active networks with firewall rules, with what each needs) and, when
+/// firewalld is on the bus, makes it so. Before [`watch`] has a
+/// connection, only remembers.
+pub async fn set_bridges(bridges: impl IntoIterator<Item = (String, Kind)>) {
+    state().wanted = bridges.into_iter().collect();
     reconcile(false).await;
 }
 
@@ -83,7 +126,7 @@ pub async fn watch(conn: &Connection) -> zbus::Result<()> {
         .build();
     let reloaded = MessageStream::for_match_rule(reloaded, conn, None).await?;
     let owner = MessageStream::for_match_rule(owner, conn, None).await?;
-    inner().lock().expect("firewalld state").conn = Some(conn.clone());
+    state().conn = Some(conn.clone());
     reconcile(true).await;
     let mut events =
         futures::stream::select(reloaded.map(|m| (true, m)), owner.map(|m| (false, m)));
@@ -92,7 +135,7 @@ pub async fn watch(conn: &Connection) -> zbus::Result<()> {
             let Ok(msg) = msg else { continue };
             if is_reload {
                 tracing::info!(
-                    "firewalld reloaded; putting guestnet's bridges back into zone {ZONE}"
+                    "firewalld reloaded; putting guestnet's bridges back into their zones"
                 );
                 reconcile(true).await;
                 continue;
@@ -102,16 +145,24 @@ pub async fn watch(conn: &Connection) -> zbus::Result<()> {
             };
             if new_owner.is_empty() {
                 tracing::info!("firewalld left the bus");
-                inner().lock().expect("firewalld state").placed.clear();
+                forget_firewalld();
             } else {
                 tracing::info!(
-                    "firewalld is on the bus; putting guestnet's bridges into zone {ZONE}"
+                    "firewalld is on the bus; putting guestnet's bridges into their zones"
                 );
                 reconcile(true).await;
             }
         }
     });
     Ok(())
+}
+
+/// Forgets what guestnet knew of a firewalld that is gone: its bindings
+/// went with it, and the next one may have other zones.
+fn forget_firewalld() {
+    let mut i = state();
+    i.placed.clear();
+    i.routed_zone = None;
 }
 
 async fn has_owner(conn: &Connection) -> bool {
@@ -131,41 +182,140 @@ async fn zone_call(conn: &Connection, method: &str, args: &(&str, &str)) -> zbus
         .deserialize::<String>()
 }
 
-/// Makes firewalld's [`ZONE`] hold the wanted bridges; with `fresh`, as if
-/// none had been placed (after a reload or a new firewalld).
+/// The names firewalld lists with `method` (no arguments, returns `as`) on
+/// `iface`: its runtime zones or policies.
+async fn list(conn: &Connection, iface: &str, method: &str) -> zbus::Result<Vec<String>> {
+    conn.call_method(Some(NAME), PATH, Some(iface), method, &())
+        .await?
+        .body()
+        .deserialize::<Vec<String>>()
+}
+
+/// Asks the current firewalld whether it knows [`ROUTED_ZONE`], remembers
+/// the answer until the next reload, and says what follows for routed
+/// networks: a warning (once) when the zone is missing or the policy is.
+/// When firewalld cannot answer, says no (routed bridges go to `trusted`,
+/// which at least keeps guests reaching out) and asks again next time.
+async fn learn_routed_zone(conn: &Connection) -> bool {
+    let zones = match list(conn, ZONE_IFACE, "getZones").await {
+        Ok(zones) => zones,
+        Err(e) => {
+            tracing::warn!(
+                "firewalld: cannot list its zones ({e}); routed networks' bridges go into zone {TRUSTED} for now"
+            );
+            return false;
+        }
+    };
+    let known = zones.iter().any(|z| z == ROUTED_ZONE);
+    let warn = {
+        let mut i = state();
+        i.routed_zone = Some(known);
+        let warn = !known && !i.warned;
+        i.warned = !known;
+        warn
+    };
+    if warn {
+        tracing::warn!(
+            "firewalld has no zone {ROUTED_ZONE}: its file (guestnet-routed.xml) is not installed \
+             under /usr/lib/firewalld/zones (scripts/install.sh does that; then firewall-cmd --reload). \
+             Routed networks' bridges go into zone {TRUSTED} instead: their guests reach out, \
+             but firewalld refuses connections from the LAN into routed networks"
+        );
+    }
+    if known {
+        warn_if_no_policy(conn).await;
+    }
+    known
+}
+
+/// The zone without its policy still works as `trusted` does, but the LAN
+/// cannot get in; say so rather than leave the user guessing.
+async fn warn_if_no_policy(conn: &Connection) {
+    match list(conn, POLICY_IFACE, "getPolicies").await {
+        Ok(p) if p.iter().any(|p| p == ROUTED_POLICY) => {
+            tracing::info!("firewalld: routed networks' bridges go into zone {ROUTED_ZONE}");
+        }
+        Ok(_) => tracing::warn!(
+            "firewalld knows zone {ROUTED_ZONE} but not policy {ROUTED_POLICY} \
+             (guestnet-routed-in.xml under /usr/lib/firewalld/policies): \
+             firewalld refuses connections from the LAN into routed networks"
+        ),
+        Err(e) => tracing::warn!("firewalld: cannot list its policies: {e}"),
+    }
+}
+
+/// The zone a bridge of `kind` goes into.
+fn zone_for(kind: Kind, routed_zone: bool) -> &'static str {
+    match kind {
+        Kind::Routed if routed_zone => ROUTED_ZONE,
+        Kind::Routed | Kind::Closed => TRUSTED,
+    }
+}
+
+fn desired(wanted: &BTreeMap<String, Kind>, routed_zone: bool) -> BTreeMap<String, &'static str> {
+    wanted
+        .iter()
+        .map(|(br, kind)| (br.clone(), zone_for(*kind, routed_zone)))
+        .collect()
+}
+
+/// Makes firewalld's zones hold the wanted bridges; with `fresh`, as if
+/// none had been placed and no zone were known (after a reload or a new
+/// firewalld).
 async fn reconcile(fresh: bool) {
     let _gate = gate().lock().await;
-    let (conn, wanted, placed) = {
-        let mut i = inner().lock().expect("firewalld state");
+    let (conn, wanted, placed, routed_zone) = {
+        let mut i = state();
         if fresh {
             i.placed.clear();
+            i.routed_zone = None;
         }
         let Some(conn) = i.conn.clone() else { return };
-        (conn, i.wanted.clone(), i.placed.clone())
+        (conn, i.wanted.clone(), i.placed.clone(), i.routed_zone)
     };
-    if (fresh || wanted != placed) && !has_owner(&conn).await {
-        inner().lock().expect("firewalld state").placed.clear();
+    let must_ask = routed_zone.is_none() && wanted.values().any(|k| *k == Kind::Routed);
+    if !fresh && !must_ask && desired(&wanted, routed_zone.unwrap_or(false)) == placed {
         return;
     }
-    for br in wanted.difference(&placed) {
-        match zone_call(&conn, "changeZoneOfInterface", &(ZONE, br)).await {
+    if !has_owner(&conn).await {
+        forget_firewalld();
+        return;
+    }
+    let routed_zone = match routed_zone {
+        Some(known) => known,
+        None if must_ask => learn_routed_zone(&conn).await,
+        None => false,
+    };
+    place(&conn, &desired(&wanted, routed_zone), &placed).await;
+}
+
+/// Moves each bridge into its zone (one call also takes it out of the zone
+/// it was in) and takes the unwanted ones out, recording what worked.
+async fn place(
+    conn: &Connection,
+    desired: &BTreeMap<String, &'static str>,
+    placed: &BTreeMap<String, &'static str>,
+) {
+    for (br, zone) in desired {
+        if placed.get(br) == Some(zone) {
+            continue;
+        }
+        match zone_call(conn, "changeZoneOfInterface", &(zone, br)).await {
             Ok(_) => {
-                tracing::info!("firewalld: {br} is in zone {ZONE}");
-                inner()
-                    .lock()
-                    .expect("firewalld state")
-                    .placed
-                    .insert(br.clone());
+                tracing::info!("firewalld: {br} is in zone {zone}");
+                state().placed.insert(br.clone(), zone);
             }
-            Err(e) => tracing::warn!("firewalld: cannot put {br} into zone {ZONE}: {e}"),
+            Err(e) => tracing::warn!("firewalld: cannot put {br} into zone {zone}: {e}"),
         }
     }
-    for br in placed.difference(&wanted) {
-        if let Err(e) = zone_call(&conn, "removeInterface", &(ZONE, br)).await {
-            tracing::warn!("firewalld: cannot take {br} out of zone {ZONE}: {e}");
-        } else {
-            tracing::info!("firewalld: {br} left zone {ZONE}");
+    for (br, zone) in placed {
+        if desired.contains_key(br) {
+            continue;
         }
-        inner().lock().expect("firewalld state").placed.remove(br);
+        match zone_call(conn, "removeInterface", &(zone, br)).await {
+            Ok(_) => tracing::info!("firewalld: {br} left zone {zone}"),
+            Err(e) => tracing::warn!("firewalld: cannot take {br} out of zone {zone}: {e}"),
+        }
+        state().placed.remove(br);
     }
 }

@@ -741,10 +741,9 @@ impl Networks {
             state.firewall = Some(batch);
         }
         crate::firewalld::set_bridges(
-            rules
-                .iter()
-                .filter(|r| r.policy != guestnet_mode_api::FirewallPolicy::None)
-                .map(|r| r.bridge.as_str().to_owned()),
+            rules.iter().filter_map(|r| {
+                firewalld_kind(&r.policy).map(|k| (r.bridge.as_str().to_owned(), k))
+            }),
         )
         .await;
         state
@@ -1297,4 +1296,17 @@ fn lookup<'a>(state: &'a State, name: &str) -> Result<&'a Network, ServiceError>
 
 fn text_has_uuid(text: &str) -> bool {
     toml::from_str::<toml::Table>(text).is_ok_and(|t| t.contains_key("uuid"))
+}
+
+/// What a network's bridge needs from firewalld: nothing for a bridge
+/// without firewall rules (bridged mode: the host is a plain switch), a way
+/// in from the LAN for routed networks, and a way out for the others.
+fn firewalld_kind(policy: &guestnet_mode_api::FirewallPolicy) -> Option<crate::firewalld::Kind> {
+    use crate::firewalld::Kind;
+    use guestnet_mode_api::FirewallPolicy as P;
+    match policy {
+        P::None => None,
+        P::Routed { .. } => Some(Kind::Routed),
+        P::Isolated { .. } | P::Nat { .. } => Some(Kind::Closed),
+    }
 }
