@@ -2,12 +2,18 @@
 //! private bus, inside the lab's host namespace, with its nftables backend.
 //! firewalld's own table rejects forwarded traffic from interfaces in its
 //! default zone, so without guestnet's help a nat guest is cut off; guestnet
-//! puts its bridges into firewalld's `trusted` zone, and back after each
+//! puts nat and isolated bridges into firewalld's `trusted` zone, routed
+//! bridges into the `guestnet-routed` zone it ships (whose policy
+//! `guestnet-routed-in` lets the LAN in), and puts them back after each
 //! `firewall-cmd --reload` (which forgets runtime zone bindings).
 //!
-//! firewalld reads its configuration from a copy in the lab's scratch
-//! directory (`--system-config`), never writes /etc/firewalld, and runs only
-//! in the lab's host namespace.
+//! firewalld reads its configuration from copies in the lab's scratch
+//! directory: `--system-config` (a copy of /etc/firewalld, plus guestnet's
+//! zone and policy files from dbus/data/firewalld when the test installs
+//! them) and `--default-config` (a copy of /usr/lib/firewalld without any
+//! guestnet files, so that a guestnet installed on this machine does not
+//! decide what a test sees). It never writes /etc/firewalld and runs only in
+//! the lab's host namespace.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -15,8 +21,9 @@ use std::time::{Duration, Instant};
 
 use guestnet_tests::bus::BusOptions;
 use guestnet_tests::busctl::Busctl;
-use guestnet_tests::lab::LAN_ADDR;
-use guestnet_tests::{probe, root_or_skip, Lab};
+use guestnet_tests::dhcp_client::{mac, Udhcpc, UdhcpcOpts, LEASE_TIMEOUT};
+use guestnet_tests::lab::{HOST_UPLINK_ADDR, LAN_ADDR};
+use guestnet_tests::{dig, probe, root_or_skip, Lab};
 
 const FIREWALLD: &str = "/usr/sbin/firewalld";
 const POLICY: &str = "/usr/share/dbus-1/system.d/FirewallD.conf";
@@ -26,26 +33,40 @@ const NAME: &str = "org.fedoraproject.FirewallD1";
 struct Firewalld {
     child: Child,
     log: std::path::PathBuf,
+    /// Its `--system-config` directory.
+    conf: std::path::PathBuf,
 }
 
 impl Firewalld {
+    /// A firewalld without guestnet's zone and policy files.
     fn start(lab: &Lab) -> Firewalld {
+        Self::start_with(lab, false)
+    }
+
+    /// A firewalld with guestnet's files in its system configuration, as
+    /// scripts/install.sh would have put them under /usr/lib/firewalld.
+    fn start_with_guestnet_files(lab: &Lab) -> Firewalld {
+        Self::start_with(lab, true)
+    }
+
+    fn start_with(lab: &Lab, guestnet_files: bool) -> Firewalld {
         assert!(lab.world.owns(&lab.host));
         let conf = lab.scratch.path().join("firewalld-etc");
-        if !conf.exists() {
-            let out = Command::new("cp")
-                .args(["-a", "/etc/firewalld"])
-                .arg(&conf)
-                .output()
-                .expect("cp");
-            assert!(out.status.success(), "copying /etc/firewalld: {out:?}");
+        copy_dir("/etc/firewalld", &conf);
+        if guestnet_files {
+            install_guestnet_files(&conf);
         }
+        let defaults = lab.scratch.path().join("firewalld-lib");
+        copy_dir("/usr/lib/firewalld", &defaults);
+        remove_guestnet_files(&defaults);
         let log = lab.scratch.path().join("firewalld.log");
         let logf = std::fs::File::create(&log).expect("firewalld log");
         let child = Command::new("ip")
             .args(["netns", "exec", &lab.host, FIREWALLD, "--nofork", "--nopid"])
             .arg("--system-config")
             .arg(&conf)
+            .arg("--default-config")
+            .arg(&defaults)
             .args(["--log-target", "console"])
             .env("DBUS_SYSTEM_BUS_ADDRESS", lab.bus.address())
             .stdin(Stdio::null())
@@ -53,7 +74,7 @@ impl Firewalld {
             .stderr(logf)
             .spawn()
             .expect("starting firewalld");
-        let mut fw = Firewalld { child, log };
+        let mut fw = Firewalld { child, log, conf };
         let busctl = Busctl::new(lab.bus.address(), NAME);
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -108,6 +129,52 @@ impl Drop for Firewalld {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// `cp -a from to`, once per lab (a second firewalld in the same lab
+/// reuses the copy).
+fn copy_dir(from: &str, to: &Path) {
+    if to.exists() {
+        return;
+    }
+    let out = Command::new("cp")
+        .args(["-a", from])
+        .arg(to)
+        .output()
+        .expect("cp");
+    assert!(out.status.success(), "copying {from}: {out:?}");
+}
+
+/// guestnet's firewalld files as the repository ships them.
+fn shipped() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../dbus/data/firewalld")
+}
+
+/// Puts guestnet's shipped zone and policy files into a firewalld
+/// configuration directory (`zones/`, `policies/`).
+fn install_guestnet_files(conf: &Path) {
+    for (dir, file) in [
+        ("zones", "guestnet-routed.xml"),
+        ("policies", "guestnet-routed-in.xml"),
+    ] {
+        std::fs::create_dir_all(conf.join(dir)).expect("firewalld config dir");
+        std::fs::copy(shipped().join(dir).join(file), conf.join(dir).join(file))
+            .unwrap_or_else(|e| panic!("installing {dir}/{file}: {e}"));
+    }
+}
+
+/// Takes every guestnet file out of a firewalld configuration directory.
+fn remove_guestnet_files(conf: &Path) {
+    for dir in ["zones", "policies"] {
+        let Ok(entries) = std::fs::read_dir(conf.join(dir)) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            if e.file_name().to_string_lossy().starts_with("guestnet-") {
+                std::fs::remove_file(e.path()).expect("removing a guestnet file");
+            }
+        }
     }
 }
 
@@ -200,4 +267,162 @@ fn firewalld_arriving_after_the_network_gets_its_bridge() {
     wait_zone(&fw, &lab, "trusted");
     probe::assert_ping(w, &g1, LAN_ADDR);
     let _ = net;
+}
+
+const ROUTED: &str = r#"
+name = "fwr"
+mode = "routed"
+bridge = "gnbrfw"
+[ipv4]
+address = "10.77.12.1/24"
+"#;
+
+/// A routed network with a guest at .10 and the lan machine's route to it.
+fn routed_guest(lab: &Lab) -> String {
+    let gn = lab.gn();
+    let net = gn.define(ROUTED);
+    gn.start(&net);
+    let g1 = lab.add_guest("g1", "vg1", "gnbrfw", "10.77.12.10/24", Some("10.77.12.1"));
+    lab.world.ip(
+        &lab.lan,
+        &format!("route add 10.77.12.0/24 via {HOST_UPLINK_ADDR}"),
+    );
+    g1
+}
+
+#[test]
+fn lan_reaches_routed_guests_across_firewalld_reloads() {
+    root_or_skip!();
+    let Some(lab) = firewalld_lab() else { return };
+    let fw = Firewalld::start_with_guestnet_files(&lab);
+    let (ok, policies) = fw.cmd(&lab, &["--get-policies"]);
+    assert!(
+        ok && policies
+            .split_whitespace()
+            .any(|p| p == "guestnet-routed-in"),
+        "firewalld did not load the shipped policy: {policies}\n{}",
+        fw.log_tail()
+    );
+    let w = &lab.world;
+    let g1 = routed_guest(&lab);
+    for round in 0..3 {
+        if round > 0 {
+            let (ok, out) = fw.cmd(&lab, &["--reload"]);
+            assert!(ok, "{out}");
+        }
+        wait_zone(&fw, &lab, "guestnet-routed");
+        assert_eq!(
+            probe::tcp_peer(w, &g1, 7031 + round, &lab.lan, "10.77.12.10").as_deref(),
+            Some(LAN_ADDR),
+            "lan -> routed guest under firewalld (after {round} reloads)\n{}",
+            lab.service.log_tail(30)
+        );
+        probe::assert_ping(w, &lab.lan, "10.77.12.10");
+        probe::assert_ping(w, &g1, LAN_ADDR);
+    }
+}
+
+#[test]
+fn without_guestnet_files_routed_guests_still_reach_out_until_they_are_installed() {
+    root_or_skip!();
+    let Some(lab) = firewalld_lab() else { return };
+    let fw = Firewalld::start(&lab);
+    let w = &lab.world;
+    let g1 = routed_guest(&lab);
+    wait_zone(&fw, &lab, "trusted");
+    probe::assert_ping(w, &g1, LAN_ADDR);
+    // What the warning says: firewalld refuses the lan's connections.
+    assert_eq!(
+        probe::tcp_peer(w, &g1, 7041, &lab.lan, "10.77.12.10"),
+        None,
+        "firewalld let the lan in without guestnet's policy"
+    );
+    let (ok, out) = fw.cmd(&lab, &["--reload"]);
+    assert!(ok, "{out}");
+    wait_zone(&fw, &lab, "trusted");
+    probe::assert_ping(w, &g1, LAN_ADDR);
+    let log = std::fs::read_to_string(lab.service.log_path()).expect("guestnetd log");
+    let warnings = log
+        .lines()
+        .filter(|l| l.contains("has no zone guestnet-routed"))
+        .count();
+    assert_eq!(warnings, 1, "the fallback is warned about once:\n{log}");
+
+    // Installing the files and reloading, as the warning says, lets the
+    // lan in, without restarting guestnetd or the network.
+    install_guestnet_files(&fw.conf);
+    let (ok, out) = fw.cmd(&lab, &["--reload"]);
+    assert!(ok, "{out}");
+    wait_zone(&fw, &lab, "guestnet-routed");
+    assert_eq!(
+        probe::tcp_peer(w, &g1, 7042, &lab.lan, "10.77.12.10").as_deref(),
+        Some(LAN_ADDR),
+        "lan -> routed guest once the files are installed"
+    );
+}
+
+const ISOLATED: &str = r#"
+name = "fwi"
+mode = "isolated"
+bridge = "gnbrfw"
+[ipv4]
+address = "10.77.13.1/24"
+dhcp = { start = "10.77.13.100", end = "10.77.13.199", lease_time = "2m" }
+[dns]
+domain = "guest.lan"
+"#;
+
+#[test]
+fn isolated_guests_get_dhcp_and_dns_and_stay_off_the_lan_under_firewalld() {
+    root_or_skip!();
+    let Some(lab) = firewalld_lab() else { return };
+    let fw = Firewalld::start_with_guestnet_files(&lab);
+    let w = &lab.world;
+    let gn = lab.gn();
+    let net = gn.define(ISOLATED);
+    gn.start(&net);
+    wait_zone(&fw, &lab, "trusted");
+    let g1 = lab.add_dhcp_guest("g1", "vg1", "gnbrfw", &mac(13, 1));
+    let g2 = lab.add_dhcp_guest("g2", "vg2", "gnbrfw", &mac(13, 2));
+    let c1 = Udhcpc::start(w, &g1, &UdhcpcOpts::named("alpha"));
+    let c2 = Udhcpc::start(w, &g2, &UdhcpcOpts::named("beta"));
+    let ip1 = c1.wait_bound(LEASE_TIMEOUT).var("ip").to_owned();
+    let ip2 = c2.wait_bound(LEASE_TIMEOUT).var("ip").to_owned();
+    let server = "10.77.13.1";
+    assert_eq!(dig::a(w, &g1, server, "beta.guest.lan"), [ip2.as_str()]);
+    assert_eq!(dig::a(w, &g2, server, "alpha.guest.lan"), [ip1.as_str()]);
+    probe::assert_ping(w, &g1, &ip2);
+    assert_eq!(
+        probe::tcp_peer(w, &g2, 7051, &g1, &ip2).as_deref(),
+        Some(ip1.as_str()),
+        "isolated guest -> guest under firewalld"
+    );
+    // After a reload the bridge is back in its zone and DHCP still answers.
+    let (ok, out) = fw.cmd(&lab, &["--reload"]);
+    assert!(ok, "{out}");
+    wait_zone(&fw, &lab, "trusted");
+    assert_eq!(c1.renew(LEASE_TIMEOUT).var("ip"), ip1);
+    assert_eq!(dig::a(w, &g1, server, "beta.guest.lan"), [ip2]);
+
+    // Every door but guestnet's table open: a route in the guest,
+    // forwarding in the host, a route back in the lan, an ACCEPT zone in
+    // firewalld. The lan stays out of reach both ways.
+    w.ip(&g1, "route replace default via 10.77.13.1 dev eth0");
+    w.sysctl_set(&lab.host, "net.ipv4.ip_forward", "1");
+    w.ip(
+        &lab.lan,
+        &format!("route add 10.77.13.0/24 via {HOST_UPLINK_ADDR}"),
+    );
+    probe::assert_ping(w, &lab.host, LAN_ADDR);
+    probe::assert_no_ping(w, &g1, LAN_ADDR);
+    assert_eq!(
+        probe::tcp_peer(w, &lab.lan, 7052, &g1, LAN_ADDR),
+        None,
+        "an isolated guest reached the lan under firewalld"
+    );
+    assert_eq!(
+        probe::tcp_peer(w, &g1, 7053, &lab.lan, &ip1),
+        None,
+        "the lan reached an isolated guest under firewalld"
+    );
 }
