@@ -17,5 +17,6 @@ pub mod kernel;
 pub mod links;
 pub mod mode_registry;
 pub mod networks;
+pub mod socket_buffers;
 pub mod sysctl;
 pub mod tap;

@@ -2,6 +2,7 @@
 
 pub mod lease;
 pub mod lease_store;
+pub mod neighbour;
 pub mod protocol;
 pub mod server;
 

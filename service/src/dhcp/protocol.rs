@@ -27,6 +27,11 @@ pub enum Destination {
     Broadcast,
     /// To the client's own address, port 68 (renewals, INFORM).
     Client(Ipv4Addr),
+    /// To the address being given, at the client's hardware address (RFC
+    /// 2131 4.1, a client without an address that did not ask for
+    /// broadcast): only its own port of the bridge sees the reply, where a
+    /// broadcast would wake every guest on the network.
+    Hardware { ip: Ipv4Addr, mac: MacAddr },
     /// To the relay agent, port 67.
     Relay(Ipv4Addr),
 }
@@ -207,7 +212,7 @@ impl Pool {
         );
         self.offered.insert(ip, req.mac);
         let reply = self.answer(msg, MessageType::Offer, ip, true);
-        Outcome::reply(reply, self.destination(req, false))
+        Outcome::reply(reply, self.destination(req, false, ip))
     }
 
     fn request(&mut self, msg: &Message, req: &Request, now: u64) -> Outcome {
@@ -237,7 +242,7 @@ impl Pool {
         }
         if !self.may_hold(req.mac, ip, now) {
             let nak = self.nak(msg);
-            return Outcome::reply(nak, self.destination(req, true));
+            return Outcome::reply(nak, self.destination(req, true, Ipv4Addr::UNSPECIFIED));
         }
         let hostname = self.hostname_for(req);
         let lease = Lease {
@@ -267,7 +272,7 @@ impl Pool {
         let ack = self.answer(msg, MessageType::Ack, ip, true);
         out.reply = Some(Reply {
             bytes: ack,
-            to: self.destination(req, false),
+            to: self.destination(req, false, ip),
         });
         out
     }
@@ -294,7 +299,7 @@ impl Pool {
             return Outcome::default();
         }
         let ack = self.answer(msg, MessageType::Ack, Ipv4Addr::UNSPECIFIED, false);
-        Outcome::reply(ack, self.destination(req, false))
+        Outcome::reply(ack, self.destination(req, false, Ipv4Addr::UNSPECIFIED))
     }
 
     fn remove_if_held(&mut self, mac: MacAddr, ip: Ipv4Addr) -> Outcome {
@@ -446,11 +451,20 @@ impl Pool {
         self.remembered.insert(mac, ip);
     }
 
-    fn destination(&self, req: &Request, nak: bool) -> Destination {
+    /// Where a reply goes (RFC 2131 4.1); `yiaddr` is the address it
+    /// gives, unspecified when it gives none.
+    fn destination(&self, req: &Request, nak: bool, yiaddr: Ipv4Addr) -> Destination {
         if !req.giaddr.is_unspecified() {
             Destination::Relay(req.giaddr)
-        } else if !nak && !req.ciaddr.is_unspecified() {
+        } else if nak {
+            Destination::Broadcast
+        } else if !req.ciaddr.is_unspecified() {
             Destination::Client(req.ciaddr)
+        } else if !req.broadcast && !yiaddr.is_unspecified() {
+            Destination::Hardware {
+                ip: yiaddr,
+                mac: req.mac,
+            }
         } else {
             Destination::Broadcast
         }
@@ -535,6 +549,9 @@ struct Request {
     mac: MacAddr,
     ciaddr: Ipv4Addr,
     giaddr: Ipv4Addr,
+    /// The client asked for broadcast replies (it cannot receive unicast
+    /// before it has an address).
+    broadcast: bool,
     requested_ip: Option<Ipv4Addr>,
     server_id: Option<Ipv4Addr>,
     hostname: Option<String>,
@@ -575,6 +592,7 @@ impl Request {
             mac,
             ciaddr: msg.ciaddr(),
             giaddr: msg.giaddr(),
+            broadcast: msg.flags().broadcast(),
             requested_ip: ip_opt(OptionCode::RequestedIpAddress),
             server_id: ip_opt(OptionCode::ServerIdentifier),
             hostname,

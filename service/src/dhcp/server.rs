@@ -8,6 +8,7 @@
 
 use super::lease::{Lease, LeaseEvent};
 use super::lease_store::{Journal, Record};
+use super::neighbour;
 use super::protocol::{Destination, Outcome, Pool, Reply, MAX_PACKET};
 use guestnet_mode_api::{DhcpPlan, MacAddr};
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -64,16 +65,20 @@ impl DhcpServer {
             );
         }
         let socket = Arc::new(bind(interface)?);
+        let replier = Arc::new(Replier {
+            socket: socket.clone(),
+            device: interface.to_owned(),
+        });
         let pool = Arc::new(Mutex::new(Pool::new(plan, replay.leases.into_values())));
         let (queue, queued) = mpsc::unbounded_channel();
         let committer = Committer {
             journal: Arc::new(Mutex::new(journal)),
             pool: pool.clone(),
-            socket: socket.clone(),
+            replier: replier.clone(),
             sink,
         };
         let tasks = vec![
-            tokio::spawn(receive(socket, pool.clone(), queue.clone())),
+            tokio::spawn(receive(socket, replier, pool.clone(), queue.clone())),
             tokio::spawn(committer.run(queued)),
             tokio::spawn(expire(pool.clone(), queue)),
         ];
@@ -111,42 +116,15 @@ fn bind(interface: &str) -> std::io::Result<UdpSocket> {
     s.set_broadcast(true)?;
     s.bind_device(Some(interface.as_bytes()))?;
     s.set_nonblocking(true)?;
-    grow_buffers(&s);
+    // A thousand clients booting at once overflow the default buffers.
+    crate::socket_buffers::grow(&s, 4 << 20, true);
     s.bind(&SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, SERVER_PORT).into())?;
     UdpSocket::from_std(s.into())
 }
 
-/// Socket buffers big enough for a burst of a thousand clients booting at
-/// once; the default (about 200 KiB) drops requests under such a burst.
-/// The FORCE options pass net.core.rmem_max with CAP_NET_ADMIN, which
-/// guestnetd has; without it the ordinary, capped size is used.
-fn grow_buffers(s: &socket2::Socket) {
-    use std::os::fd::AsRawFd;
-    const SIZE: libc::c_int = 4 << 20;
-    for (force, plain) in [
-        (libc::SO_RCVBUFFORCE, libc::SO_RCVBUF),
-        (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF),
-    ] {
-        for opt in [force, plain] {
-            // SAFETY: the fd is open and the value is a c_int of that size.
-            let rc = unsafe {
-                libc::setsockopt(
-                    s.as_raw_fd(),
-                    libc::SOL_SOCKET,
-                    opt,
-                    (&SIZE as *const libc::c_int).cast(),
-                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-                )
-            };
-            if rc == 0 {
-                break;
-            }
-        }
-    }
-}
-
 async fn receive(
     socket: Arc<UdpSocket>,
+    replier: Arc<Replier>,
     pool: Arc<Mutex<Pool>>,
     queue: mpsc::UnboundedSender<Outcome>,
 ) {
@@ -166,7 +144,7 @@ async fn receive(
             .handle(&buf[..n], unix_now());
         if outcome.records.is_empty() {
             if let Some(reply) = &outcome.reply {
-                send(&socket, reply).await;
+                replier.send(reply).await;
             }
         } else if queue.send(outcome).is_err() {
             return;
@@ -188,7 +166,7 @@ async fn expire(pool: Arc<Mutex<Pool>>, queue: mpsc::UnboundedSender<Outcome>) {
 struct Committer {
     journal: Arc<Mutex<Journal>>,
     pool: Arc<Mutex<Pool>>,
-    socket: Arc<UdpSocket>,
+    replier: Arc<Replier>,
     sink: EventSink,
 }
 
@@ -224,7 +202,7 @@ impl Committer {
                 }
             }
             for reply in batch.iter().filter_map(|o| o.reply.as_ref()) {
-                send(&self.socket, reply).await;
+                self.replier.send(reply).await;
             }
             let events: Vec<LeaseEvent> = batch.into_iter().flat_map(|o| o.events).collect();
             if !events.is_empty() {
@@ -258,13 +236,32 @@ impl Committer {
     }
 }
 
-async fn send(socket: &UdpSocket, reply: &Reply) {
-    let to = match reply.to {
-        Destination::Broadcast => SocketAddrV4::new(Ipv4Addr::BROADCAST, CLIENT_PORT),
-        Destination::Client(ip) => SocketAddrV4::new(ip, CLIENT_PORT),
-        Destination::Relay(ip) => SocketAddrV4::new(ip, SERVER_PORT),
-    };
-    if let Err(e) = socket.send_to(&reply.bytes, to).await {
-        tracing::debug!("DHCP: sending to {to}: {e}");
+/// Sends replies from the server's socket on the network's bridge.
+struct Replier {
+    socket: Arc<UdpSocket>,
+    /// The bridge, for the ARP entries of unicast replies.
+    device: String,
+}
+
+impl Replier {
+    async fn send(&self, reply: &Reply) {
+        let to = match reply.to {
+            Destination::Broadcast => SocketAddrV4::new(Ipv4Addr::BROADCAST, CLIENT_PORT),
+            Destination::Client(ip) => SocketAddrV4::new(ip, CLIENT_PORT),
+            Destination::Relay(ip) => SocketAddrV4::new(ip, SERVER_PORT),
+            Destination::Hardware { ip, mac } => {
+                match neighbour::learn(&*self.socket, &self.device, ip, mac) {
+                    Ok(()) => SocketAddrV4::new(ip, CLIENT_PORT),
+                    Err(e) => {
+                        // Still reaches the client, only less quietly.
+                        tracing::debug!("DHCP: ARP entry {ip} -> {mac}: {e}; broadcasting");
+                        SocketAddrV4::new(Ipv4Addr::BROADCAST, CLIENT_PORT)
+                    }
+                }
+            }
+        };
+        if let Err(e) = self.socket.send_to(&reply.bytes, to).await {
+            tracing::debug!("DHCP: sending to {to}: {e}");
+        }
     }
 }

@@ -337,3 +337,24 @@ fn hostile_packets_are_dropped() {
     // Still serving.
     assert!(send(&mut pool, &discover(5)).reply.is_some());
 }
+
+#[test]
+fn a_client_that_did_not_ask_for_broadcast_is_answered_at_its_hardware_address() {
+    let mut pool = Pool::new(plan(10, 20), []);
+    let mut d = discover(1);
+    d.set_flags(Flags::default());
+    let offer = send(&mut pool, &d).reply.expect("an offer");
+    let ip = decode(&offer).yiaddr();
+    assert_eq!(offer.to, Destination::Hardware { ip, mac: mac(1) });
+    let mut r = select(1, ip);
+    r.set_flags(Flags::default());
+    let ack = send(&mut pool, &r).reply.expect("an ack");
+    assert_eq!(ack.to, Destination::Hardware { ip, mac: mac(1) });
+
+    // A NAK goes to everyone: the client may not hold the address it asked for.
+    let mut wrong = select(2, ip);
+    wrong.set_flags(Flags::default());
+    let nak = send(&mut pool, &wrong).reply.expect("a nak");
+    assert_eq!(decode(&nak).opts().msg_type(), Some(MessageType::Nak));
+    assert_eq!(nak.to, Destination::Broadcast);
+}
