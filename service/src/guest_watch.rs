@@ -57,33 +57,121 @@ pub async fn run(
     registry: SharedRegistry,
     events: broadcast::Sender<GuestEvent>,
 ) {
-    let mut masters: HashMap<u32, Option<u32>> =
-        initial.links.iter().map(|l| (l.index, l.master)).collect();
+    // Every link as last announced: its master now, and its name and MAC
+    // for when it is gone.
+    let mut known: HashMap<u32, Link> = initial.links.into_iter().map(|l| (l.index, l)).collect();
     while let Some(change) = links.recv().await {
-        let (link, before, after, removed) = match change {
-            LinkEvent::Changed(link) => {
-                let before = masters.insert(link.index, link.master).flatten();
-                let after = link.master;
-                (link, before, after, false)
-            }
-            LinkEvent::Removed(link) => {
-                let before = masters.remove(&link.index).flatten();
-                (link, before, None, true)
-            }
+        let changes = match change {
+            LinkEvent::Changed(link) => vec![(link, false)],
+            LinkEvent::Removed(link) => vec![(link, true)],
+            LinkEvent::Resync(now) => missed_changes(&known, now),
         };
-        if before == after {
-            continue;
+        for (link, removed) in changes {
+            let before = if removed {
+                known.remove(&link.index)
+            } else {
+                known.insert(link.index, link.clone())
+            };
+            let after = if removed { None } else { link.master };
+            announce(
+                &registry,
+                &events,
+                &link,
+                before.and_then(|l| l.master),
+                after,
+                removed,
+            );
         }
-        let mut registry = registry.write().expect("registry lock");
-        let left = before.and_then(|b| registry.event(b, &link, false));
-        let joined = after.and_then(|b| registry.event(b, &link, true));
-        if removed {
-            // A port that is gone (a container that exited) needs no name.
-            registry.records.remove(&link.name);
+    }
+}
+
+/// What lost announcements would have said: links whose master is not the
+/// one known (changed), and known links that are gone (removed).
+fn missed_changes(known: &HashMap<u32, Link>, now: Vec<Link>) -> Vec<(Link, bool)> {
+    let present: std::collections::HashSet<u32> = now.iter().map(|l| l.index).collect();
+    let gone: Vec<(Link, bool)> = known
+        .values()
+        .filter(|l| !present.contains(&l.index))
+        .map(|l| (l.clone(), true))
+        .collect();
+    now.into_iter()
+        .filter(|l| known.get(&l.index).map(|k| k.master) != Some(l.master))
+        .map(|l| (l, false))
+        .chain(gone)
+        .collect()
+}
+
+/// The guest events of `link` moving from bridge `before` to `after`.
+fn announce(
+    registry: &SharedRegistry,
+    events: &broadcast::Sender<GuestEvent>,
+    link: &Link,
+    before: Option<u32>,
+    after: Option<u32>,
+    removed: bool,
+) {
+    if before == after {
+        return;
+    }
+    let mut registry = registry.write().expect("registry lock");
+    let left = before.and_then(|b| registry.event(b, link, false));
+    let joined = after.and_then(|b| registry.event(b, link, true));
+    if removed {
+        // A port that is gone (a container that exited) needs no name.
+        registry.records.remove(&link.name);
+    }
+    drop(registry);
+    for e in left.into_iter().chain(joined) {
+        let _ = events.send(e);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn link(index: u32, name: &str, master: Option<u32>) -> Link {
+        Link {
+            index,
+            name: name.into(),
+            kind: None,
+            master,
+            alias: None,
+            mac: None,
+            mtu: 1500,
+            addresses: vec![],
         }
-        drop(registry);
-        for e in left.into_iter().chain(joined) {
-            let _ = events.send(e);
-        }
+    }
+
+    #[test]
+    fn a_resync_finds_ports_that_joined_moved_or_vanished_unannounced() {
+        let known: HashMap<u32, Link> = [
+            link(1, "br0", None),
+            link(2, "stays", Some(1)),
+            link(3, "vanished", Some(1)),
+            link(4, "unplugged", Some(1)),
+        ]
+        .into_iter()
+        .map(|l| (l.index, l))
+        .collect();
+        let now = vec![
+            link(1, "br0", None),
+            link(2, "stays", Some(1)),
+            link(4, "unplugged", None),
+            link(5, "joined", Some(1)),
+        ];
+        let mut missed: Vec<(String, bool)> = missed_changes(&known, now)
+            .into_iter()
+            .map(|(l, removed)| (l.name, removed))
+            .collect();
+        missed.sort();
+        assert_eq!(
+            missed,
+            [
+                ("joined".into(), false),
+                ("unplugged".into(), false),
+                ("vanished".into(), true)
+            ]
+        );
     }
 }

@@ -4,7 +4,7 @@
 
 use futures::TryStreamExt;
 use ipnet::Ipv4Net;
-use netlink_packet_core::{NetlinkMessage, NetlinkPayload};
+use netlink_packet_core::NetlinkPayload;
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{
     InfoData, InfoKind, InfoVeth, LinkAttribute, LinkInfo, LinkMessage,
@@ -480,31 +480,52 @@ pub enum LinkEvent {
     /// Created or changed: its state now.
     Changed(Link),
     Removed(Link),
+    /// The socket overflowed and announcements were lost: every link as it
+    /// is now, read after the loss, to compare with what was known.
+    Resync(Vec<Link>),
 }
+
+/// Room for a burst of announcements (a thousand ports made in a row)
+/// while the reader is busy; past it the kernel drops them (ENOBUFS) and
+/// the watcher reads every link again.
+const WATCH_BUFFER: usize = 8 << 20;
 
 /// Subscribes to the kernel's link announcements (RTNLGRP_LINK): every
 /// link created, changed or deleted, pushed by the kernel, never polled.
 pub fn watch_links() -> Result<tokio::sync::mpsc::UnboundedReceiver<LinkEvent>> {
-    let (mut connection, _handle, mut messages) = rtnetlink::new_connection()?;
+    let (mut connection, handle, mut messages) = rtnetlink::new_connection()?;
     let groups = netlink_sys::SocketAddr::new(0, rtnetlink::constants::RTMGRP_LINK);
     {
         use netlink_sys::AsyncSocket;
-        connection.socket_mut().socket_mut().bind(&groups)?;
+        let socket = connection.socket_mut().socket_mut();
+        socket.bind(&groups)?;
+        crate::socket_buffers::grow(socket, WATCH_BUFFER, false);
     }
     tokio::spawn(connection);
+    let kernel = Kernel { handle };
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move {
         use futures::StreamExt;
         while let Some((msg, _)) = messages.next().await {
-            let event = match msg {
-                NetlinkMessage {
-                    payload: NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(l)),
-                    ..
-                } => LinkEvent::Changed(parse_link(&l)),
-                NetlinkMessage {
-                    payload: NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelLink(l)),
-                    ..
-                } => LinkEvent::Removed(parse_link(&l)),
+            let event = match msg.payload {
+                NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(l)) => {
+                    LinkEvent::Changed(parse_link(&l))
+                }
+                NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelLink(l)) => {
+                    LinkEvent::Removed(parse_link(&l))
+                }
+                NetlinkPayload::Overrun(_) => match kernel.links().await {
+                    Ok(links) => {
+                        tracing::info!("link announcements were lost; read every link again");
+                        LinkEvent::Resync(links)
+                    }
+                    Err(e) => {
+                        tracing::error!(
+                            "link announcements were lost and reading the links failed: {e}"
+                        );
+                        continue;
+                    }
+                },
                 _ => continue,
             };
             if tx.send(event).is_err() {
