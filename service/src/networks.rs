@@ -1099,27 +1099,15 @@ impl Networks {
             .ok_or_else(|| ServiceError::NotActive(name.to_owned()))?;
         let network = net.definition.name.clone();
         let uuid = net.definition.uuid;
-        let snapshot = self.snapshot().await?;
-        let bridge = snapshot
-            .link(plan.bridge.name().as_str())
-            .cloned()
+        // Looked up by name, not by a dump of the host: attaching the
+        // thousandth guest costs what attaching the first did.
+        let bridge = self
+            .kernel
+            .link_by_name(plan.bridge.name().as_str())
+            .await
+            .map_err(|e| ServiceError::failed("looking up the bridge", e))?
             .ok_or_else(|| ServiceError::Failed(format!("the bridge of {name:?} is gone")))?;
-        let prefix = match request.kind {
-            AttachKind::Tap { .. } => "gntap",
-            AttachKind::Veth { .. } => "gnveth",
-        };
-        let ifname = (0..10_000)
-            .map(|i| format!("{prefix}{i}"))
-            .find(|n| {
-                snapshot.link(n).is_none()
-                    && !self
-                        .registry
-                        .read()
-                        .expect("registry lock")
-                        .records
-                        .contains_key(n)
-            })
-            .ok_or_else(|| ServiceError::Failed("no free interface name".into()))?;
+        let ifname = self.free_port_name(&request.kind).await?;
         let mac = match request.mac {
             Some(m) => m,
             None => self.free_stable_mac(&uuid, guest, &network),
@@ -1169,6 +1157,36 @@ impl Networks {
         }
         drop(state);
         Ok(ifname)
+    }
+
+    /// The first `gntapN` or `gnvethN` that is neither one of our ports nor
+    /// any other link of the host.
+    async fn free_port_name(&self, kind: &AttachKind) -> Result<String, ServiceError> {
+        let prefix = match kind {
+            AttachKind::Tap { .. } => "gntap",
+            AttachKind::Veth { .. } => "gnveth",
+        };
+        for i in 0..10_000 {
+            let candidate = format!("{prefix}{i}");
+            let ours = self
+                .registry
+                .read()
+                .expect("registry lock")
+                .records
+                .contains_key(&candidate);
+            if ours {
+                continue;
+            }
+            let taken = self
+                .kernel
+                .link_by_name(&candidate)
+                .await
+                .map_err(|e| ServiceError::failed("looking for a free interface name", e))?;
+            if taken.is_none() {
+                return Ok(candidate);
+            }
+        }
+        Err(ServiceError::Failed("no free interface name".into()))
     }
 
     /// The guest's stable MAC, or, when that guest already has a port on
@@ -1242,6 +1260,7 @@ impl Networks {
                     .map_err(|e| failed(&e))?
             }
         };
+        crate::sysctl::disable_ipv6_on_port(ifname);
         self.kernel
             .set_master(index, ifname, Some(bridge.index))
             .await
