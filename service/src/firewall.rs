@@ -151,8 +151,19 @@ fn docker_user_rules(networks: &[NetworkRules]) -> Vec<(String, String)> {
 }
 
 /// guestnet's rules now in DOCKER-USER as (handle, comment), or `None`
-/// when there is no such chain.
+/// when there is no such chain. While the guard watches, a chain known to
+/// be absent is not listed again (one `nft` process less per change) until
+/// the guard sees Docker's table change.
 async fn docker_user_existing() -> Option<Vec<(u64, String)>> {
+    if own_events::docker_user_known_absent() {
+        return None;
+    }
+    let listed = list_docker_user().await;
+    own_events::set_docker_user_present(listed.is_some());
+    listed
+}
+
+async fn list_docker_user() -> Option<Vec<(u64, String)>> {
     let out = tokio::process::Command::new("nft")
         .args([
             "-j",
@@ -276,8 +287,9 @@ pub async fn table_exists() -> bool {
 /// Watches nftables (`nft monitor`, pushed by the kernel, never polled)
 /// for the deletion of guestnet's table and for changes of Docker's
 /// DOCKER-USER chain (Docker starting after guestnet, or flushing it), and
-/// calls `restore` shortly after each; guestnet's own replacements find
-/// everything in place and restore nothing.
+/// calls `restore` shortly after each. guestnet's own batches delete its
+/// table too (to replace it whole); those deletions were announced to
+/// [`own_events`] and are passed over.
 pub fn guard<F, Fut>(restore: F) -> std::io::Result<tokio::task::JoinHandle<()>>
 where
     F: Fn() -> Fut + Send + 'static,
@@ -299,27 +311,156 @@ where
     }
     let mut child = cmd.spawn()?;
     let stdout = child.stdout.take().expect("stdout was piped");
+    own_events::set_watching(true);
     Ok(tokio::spawn(async move {
         let _child = child;
         let mut lines = tokio::io::BufReader::new(stdout).lines();
-        let ours = format!("delete table inet {TABLE}");
-        let docker = format!("ip {DOCKER_USER_TABLE} {DOCKER_USER_CHAIN}");
         while let Ok(Some(line)) = lines.next_line().await {
             let line = line.trim_start();
-            let docker_changed = (line.starts_with("add chain") || line.starts_with("delete rule"))
-                && line.contains(&docker);
-            if line.starts_with(&ours) || docker_changed {
-                // Let a burst of deletions (a whole ruleset flush) settle.
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                restore().await;
+            if line.contains(&format!("ip {DOCKER_USER_TABLE} ")) {
+                // Docker's table changed: its chain may have come or gone.
+                own_events::forget_docker_user();
             }
+            let Some(event) = own_events::Event::of_monitor_line(line) else {
+                continue;
+            };
+            if own_events::was_expected(event) {
+                continue;
+            }
+            // Let a burst of deletions (a whole ruleset flush) settle.
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            restore().await;
         }
+        own_events::set_watching(false);
         tracing::warn!("nft monitor ended; a deleted firewall table will not be noticed");
     }))
 }
 
+/// What guestnet's own batches will show in `nft monitor`, so the guard
+/// does not take them for someone else's; and what the guard has learnt of
+/// Docker's DOCKER-USER chain.
+mod own_events {
+    use super::{DOCKER_USER_CHAIN, DOCKER_USER_TABLE, TABLE};
+    use std::collections::VecDeque;
+    use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+    use std::sync::Mutex;
+    use std::time::{Duration, Instant};
+
+    /// A monitor event the guard acts on.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Event {
+        /// `table inet guestnet` was deleted.
+        TableDeleted,
+        /// A rule left DOCKER-USER, or the chain was (re)created.
+        DockerUserChanged,
+    }
+
+    impl Event {
+        pub fn of_monitor_line(line: &str) -> Option<Event> {
+            let docker = format!("ip {DOCKER_USER_TABLE} {DOCKER_USER_CHAIN}");
+            if line.starts_with(&format!("delete table inet {TABLE}")) {
+                Some(Event::TableDeleted)
+            } else if (line.starts_with("add chain") || line.starts_with("delete rule"))
+                && line.contains(&docker)
+            {
+                Some(Event::DockerUserChanged)
+            } else {
+                None
+            }
+        }
+
+        /// The events a batch guestnet runs will cause, by its lines.
+        fn of_batch_line(line: &str) -> Option<Event> {
+            if line.starts_with(&format!("delete table inet {TABLE}")) {
+                Some(Event::TableDeleted)
+            } else if line.starts_with(&format!(
+                "delete rule ip {DOCKER_USER_TABLE} {DOCKER_USER_CHAIN}"
+            )) {
+                Some(Event::DockerUserChanged)
+            } else {
+                None
+            }
+        }
+    }
+
+    /// An expectation unmet this long is dropped: the monitor may have
+    /// lost the event, and a stale one must not hide someone else's.
+    const EXPECTED_FOR: Duration = Duration::from_secs(2);
+
+    fn expected() -> &'static Mutex<VecDeque<(Event, Instant)>> {
+        static EXPECTED: Mutex<VecDeque<(Event, Instant)>> = Mutex::new(VecDeque::new());
+        &EXPECTED
+    }
+
+    /// Called before running `batch`; returns how many were expected, for
+    /// [`unexpect`] when the batch is refused (and so causes nothing).
+    pub fn expect_batch(batch: &str) -> Vec<Event> {
+        let events: Vec<Event> = batch.lines().filter_map(Event::of_batch_line).collect();
+        let until = Instant::now() + EXPECTED_FOR;
+        let mut q = expected().lock().expect("own events");
+        q.extend(events.iter().map(|e| (*e, until)));
+        events
+    }
+
+    pub fn unexpect(events: &[Event]) {
+        let mut q = expected().lock().expect("own events");
+        for e in events {
+            if let Some(i) = q.iter().rposition(|(x, _)| x == e) {
+                q.remove(i);
+            }
+        }
+    }
+
+    /// Whether `event` is one of guestnet's own (and consumes it).
+    pub fn was_expected(event: Event) -> bool {
+        let mut q = expected().lock().expect("own events");
+        let now = Instant::now();
+        q.retain(|(_, until)| *until > now);
+        match q.iter().position(|(e, _)| *e == event) {
+            Some(i) => {
+                q.remove(i);
+                true
+            }
+            None => false,
+        }
+    }
+
+    static WATCHING: AtomicBool = AtomicBool::new(false);
+    /// DOCKER-USER: 0 unknown, 1 absent, 2 present.
+    static DOCKER_USER: AtomicU8 = AtomicU8::new(0);
+
+    pub fn set_watching(on: bool) {
+        WATCHING.store(on, Ordering::SeqCst);
+        forget_docker_user();
+    }
+
+    pub fn forget_docker_user() {
+        DOCKER_USER.store(0, Ordering::SeqCst);
+    }
+
+    pub fn set_docker_user_present(present: bool) {
+        if WATCHING.load(Ordering::SeqCst) {
+            DOCKER_USER.store(if present { 2 } else { 1 }, Ordering::SeqCst);
+        }
+    }
+
+    /// Only trusted while the guard watches: it is what forgets it.
+    pub fn docker_user_known_absent() -> bool {
+        WATCHING.load(Ordering::SeqCst) && DOCKER_USER.load(Ordering::SeqCst) == 1
+    }
+}
+
 /// Runs one nft batch; all of it applies or none.
 pub async fn run_nft(batch: &str) -> Result<(), FirewallError> {
+    let expected = own_events::expect_batch(batch);
+    let ran = run_batch(batch).await;
+    if ran.is_err() {
+        own_events::unexpect(&expected);
+    }
+    ran
+}
+
+async fn run_batch(batch: &str) -> Result<(), FirewallError> {
     let mut child = tokio::process::Command::new("nft")
         .args(["-f", "-"])
         .stdin(Stdio::piped())
