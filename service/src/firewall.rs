@@ -155,11 +155,11 @@ fn docker_user_rules(networks: &[NetworkRules]) -> Vec<(String, String)> {
 /// be absent is not listed again (one `nft` process less per change) until
 /// the guard sees Docker's table change.
 async fn docker_user_existing() -> Option<Vec<(u64, String)>> {
-    if own_events::docker_user_known_absent() {
+    if own_changes::docker_user_known_absent() {
         return None;
     }
     let listed = list_docker_user().await;
-    own_events::set_docker_user_present(listed.is_some());
+    own_changes::set_docker_user_present(listed.is_some());
     listed
 }
 
@@ -288,8 +288,9 @@ pub async fn table_exists() -> bool {
 /// for the deletion of guestnet's table and for changes of Docker's
 /// DOCKER-USER chain (Docker starting after guestnet, or flushing it), and
 /// calls `restore` shortly after each. guestnet's own batches delete its
-/// table too (to replace it whole); those deletions were announced to
-/// [`own_events`] and are passed over.
+/// table too (to replace it whole); the monitor ends each transaction
+/// with the pid of the process that made it, and transactions of
+/// guestnet's own `nft` processes ([`own_changes`]) are passed over.
 pub fn guard<F, Fut>(restore: F) -> std::io::Result<tokio::task::JoinHandle<()>>
 where
     F: Fn() -> Fut + Send + 'static,
@@ -311,118 +312,94 @@ where
     }
     let mut child = cmd.spawn()?;
     let stdout = child.stdout.take().expect("stdout was piped");
-    own_events::set_watching(true);
+    own_changes::set_watching(true);
     Ok(tokio::spawn(async move {
         let _child = child;
         let mut lines = tokio::io::BufReader::new(stdout).lines();
+        // Whether the transaction being printed touched what we guard.
+        let mut touched = false;
         while let Ok(Some(line)) = lines.next_line().await {
             let line = line.trim_start();
+            if let Some(maker) = own_changes::transaction_end(line) {
+                if std::mem::take(&mut touched) {
+                    if maker.is_some_and(own_changes::is_ours) {
+                        continue;
+                    }
+                    tracing::debug!("nft monitor: someone else's change ({line})");
+                    // Let a burst of transactions (Docker's rules) settle.
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    restore().await;
+                }
+                continue;
+            }
             if line.contains(&format!("ip {DOCKER_USER_TABLE} ")) {
                 // Docker's table changed: its chain may have come or gone.
-                own_events::forget_docker_user();
+                own_changes::forget_docker_user();
             }
-            let Some(event) = own_events::Event::of_monitor_line(line) else {
-                continue;
-            };
-            if own_events::was_expected(event) {
-                continue;
-            }
-            // Let a burst of deletions (a whole ruleset flush) settle.
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            restore().await;
+            touched |= guarded(line);
         }
-        own_events::set_watching(false);
+        own_changes::set_watching(false);
         tracing::warn!("nft monitor ended; a deleted firewall table will not be noticed");
     }))
 }
 
-/// What guestnet's own batches will show in `nft monitor`, so the guard
-/// does not take them for someone else's; and what the guard has learnt of
-/// Docker's DOCKER-USER chain.
-mod own_events {
-    use super::{DOCKER_USER_CHAIN, DOCKER_USER_TABLE, TABLE};
-    use std::collections::VecDeque;
+/// Whether a monitor line is the deletion of guestnet's table, a rule
+/// leaving DOCKER-USER, or that chain being (re)created.
+fn guarded(line: &str) -> bool {
+    let docker = format!("ip {DOCKER_USER_TABLE} {DOCKER_USER_CHAIN}");
+    line.starts_with(&format!("delete table inet {TABLE}"))
+        || ((line.starts_with("add chain") || line.starts_with("delete rule"))
+            && line.contains(&docker))
+}
+
+/// Which nft processes are guestnet's own, so the guard knows its own
+/// changes; and what the guard has learnt of Docker's DOCKER-USER chain.
+mod own_changes {
     use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
     use std::sync::Mutex;
     use std::time::{Duration, Instant};
 
-    /// A monitor event the guard acts on.
-    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-    pub enum Event {
-        /// `table inet guestnet` was deleted.
-        TableDeleted,
-        /// A rule left DOCKER-USER, or the chain was (re)created.
-        DockerUserChanged,
+    /// A pid is remembered this long after its process exits: the monitor
+    /// may print the transaction after that, and a pid is not soon reused.
+    const REMEMBERED_FOR: Duration = Duration::from_secs(5);
+
+    /// guestnet's nft processes: pid, and when it exited.
+    fn processes() -> &'static Mutex<Vec<(u32, Option<Instant>)>> {
+        static PROCESSES: Mutex<Vec<(u32, Option<Instant>)>> = Mutex::new(Vec::new());
+        &PROCESSES
     }
 
-    impl Event {
-        pub fn of_monitor_line(line: &str) -> Option<Event> {
-            let docker = format!("ip {DOCKER_USER_TABLE} {DOCKER_USER_CHAIN}");
-            if line.starts_with(&format!("delete table inet {TABLE}")) {
-                Some(Event::TableDeleted)
-            } else if (line.starts_with("add chain") || line.starts_with("delete rule"))
-                && line.contains(&docker)
-            {
-                Some(Event::DockerUserChanged)
-            } else {
-                None
-            }
-        }
-
-        /// The events a batch guestnet runs will cause, by its lines.
-        fn of_batch_line(line: &str) -> Option<Event> {
-            if line.starts_with(&format!("delete table inet {TABLE}")) {
-                Some(Event::TableDeleted)
-            } else if line.starts_with(&format!(
-                "delete rule ip {DOCKER_USER_TABLE} {DOCKER_USER_CHAIN}"
-            )) {
-                Some(Event::DockerUserChanged)
-            } else {
-                None
-            }
-        }
-    }
-
-    /// An expectation unmet this long is dropped: the monitor may have
-    /// lost the event, and a stale one must not hide someone else's.
-    const EXPECTED_FOR: Duration = Duration::from_secs(2);
-
-    fn expected() -> &'static Mutex<VecDeque<(Event, Instant)>> {
-        static EXPECTED: Mutex<VecDeque<(Event, Instant)>> = Mutex::new(VecDeque::new());
-        &EXPECTED
-    }
-
-    /// Called before running `batch`; returns how many were expected, for
-    /// [`unexpect`] when the batch is refused (and so causes nothing).
-    pub fn expect_batch(batch: &str) -> Vec<Event> {
-        let events: Vec<Event> = batch.lines().filter_map(Event::of_batch_line).collect();
-        let until = Instant::now() + EXPECTED_FOR;
-        let mut q = expected().lock().expect("own events");
-        q.extend(events.iter().map(|e| (*e, until)));
-        events
-    }
-
-    pub fn unexpect(events: &[Event]) {
-        let mut q = expected().lock().expect("own events");
-        for e in events {
-            if let Some(i) = q.iter().rposition(|(x, _)| x == e) {
-                q.remove(i);
-            }
-        }
-    }
-
-    /// Whether `event` is one of guestnet's own (and consumes it).
-    pub fn was_expected(event: Event) -> bool {
-        let mut q = expected().lock().expect("own events");
+    /// Called once an nft process of guestnet's is spawned, before it is
+    /// given its batch.
+    pub fn started(pid: u32) {
+        let mut p = processes().lock().expect("own nft processes");
         let now = Instant::now();
-        q.retain(|(_, until)| *until > now);
-        match q.iter().position(|(e, _)| *e == event) {
-            Some(i) => {
-                q.remove(i);
-                true
-            }
-            None => false,
+        p.retain(|(_, exited)| exited.is_none_or(|t| now.duration_since(t) < REMEMBERED_FOR));
+        p.push((pid, None));
+    }
+
+    pub fn exited(pid: u32) {
+        let mut p = processes().lock().expect("own nft processes");
+        if let Some(entry) = p.iter_mut().find(|(q, _)| *q == pid) {
+            entry.1 = Some(Instant::now());
         }
+    }
+
+    pub fn is_ours(pid: u32) -> bool {
+        let p = processes().lock().expect("own nft processes");
+        p.iter().any(|(q, _)| *q == pid)
+    }
+
+    /// For the line that ends a transaction in `nft monitor`'s output (`#
+    /// new generation 7 by process 1234 (nft)`): Some(Some(pid)), or
+    /// Some(None) when it names no process; None for any other line.
+    pub fn transaction_end(line: &str) -> Option<Option<u32>> {
+        let rest = line.strip_prefix("# new generation")?;
+        Some(
+            rest.split_once("by process ")
+                .and_then(|(_, p)| p.split_whitespace().next())
+                .and_then(|p| p.parse().ok()),
+        )
     }
 
     static WATCHING: AtomicBool = AtomicBool::new(false);
@@ -452,22 +429,21 @@ mod own_events {
 
 /// Runs one nft batch; all of it applies or none.
 pub async fn run_nft(batch: &str) -> Result<(), FirewallError> {
-    let expected = own_events::expect_batch(batch);
-    let ran = run_batch(batch).await;
-    if ran.is_err() {
-        own_events::unexpect(&expected);
-    }
-    ran
-}
-
-async fn run_batch(batch: &str) -> Result<(), FirewallError> {
-    let mut child = tokio::process::Command::new("nft")
+    let child = tokio::process::Command::new("nft")
         .args(["-f", "-"])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .map_err(FirewallError::Spawn)?;
+    let pid = child.id().unwrap_or_default();
+    own_changes::started(pid);
+    let ran = feed_and_wait(child, batch).await;
+    own_changes::exited(pid);
+    ran
+}
+
+async fn feed_and_wait(mut child: tokio::process::Child, batch: &str) -> Result<(), FirewallError> {
     let mut stdin = child.stdin.take().expect("stdin was piped");
     stdin
         .write_all(batch.as_bytes())
@@ -497,6 +473,27 @@ mod tests {
             bridge: IfName::new("gnbr0").unwrap(),
             policy,
         }
+    }
+
+    #[test]
+    fn the_monitor_names_who_made_each_transaction() {
+        assert_eq!(
+            own_changes::transaction_end("# new generation 3 by process 2877 (nft)"),
+            Some(Some(2877))
+        );
+        assert_eq!(
+            own_changes::transaction_end("# new generation 3"),
+            Some(None)
+        );
+        assert_eq!(
+            own_changes::transaction_end("delete table inet guestnet"),
+            None
+        );
+        assert!(guarded("delete table inet guestnet"));
+        assert!(guarded("add chain ip filter DOCKER-USER"));
+        assert!(guarded("delete rule ip filter DOCKER-USER handle 9"));
+        assert!(!guarded("delete table ip filter"));
+        assert!(!guarded("add table inet guestnet"));
     }
 
     #[test]

@@ -713,6 +713,9 @@ impl Networks {
             .filter_map(|(n, net)| net.plan.as_ref().map(|p| (n, p)))
             .collect();
         active.extend(adding);
+        // One order however the set was reached, so the same networks
+        // always render the same batch (and a restart rewrites nothing).
+        active.sort_by(|a, b| a.0.cmp(b.0));
         let sysctls: Vec<_> = active.iter().flat_map(|(_, p)| p.sysctls.clone()).collect();
         let rules: Vec<NetworkRules> = active
             .iter()
@@ -764,8 +767,14 @@ impl Networks {
         };
         // Trusted only if the kernel holds exactly that batch: a guestnetd
         // killed between `nft` and writing the record leaves them apart.
-        if firewall::batch_fingerprint(&batch) == firewall::kernel_fingerprint().await {
+        let (recorded, kernel) = (
+            firewall::batch_fingerprint(&batch),
+            firewall::kernel_fingerprint().await,
+        );
+        if recorded == kernel {
             state.firewall = Some(batch);
+        } else {
+            tracing::debug!("the firewall record {recorded:?} is not the kernel's {kernel:?}");
         }
     }
 
