@@ -952,3 +952,79 @@ fn leases_survive_a_crash_of_the_service() {
         svc.start_again();
     });
 }
+
+/// Counts, on a bystander guest's eth0, the DHCP replies (UDP to port 68)
+/// that reach it, for `secs` seconds; prints the count and exits.
+const REPLY_COUNTER: &str = r#"
+import socket, struct, sys, time
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0800))
+s.bind(('eth0', 0))
+s.settimeout(0.2)
+print('ready', flush=True)
+end, n = time.time() + float(sys.argv[1]), 0
+while time.time() < end:
+    try:
+        f = s.recv(2048)
+    except socket.timeout:
+        continue
+    ihl = (f[14] & 15) * 4
+    if f[23] == 17 and struct.unpack('!H', f[14 + ihl + 2:14 + ihl + 4])[0] == 68:
+        n += 1
+print(n, flush=True)
+"#;
+
+#[test]
+fn a_guests_offer_and_ack_reach_that_guest_alone_unless_it_asks_for_broadcast() {
+    root_or_skip!();
+    let lab = lab();
+    let gn = lab.gn();
+    let p = "10.77.52";
+    let net = gn.define(&network(
+        "dhcpuni",
+        "isolated",
+        "gnbr1",
+        p,
+        &pool(p, 100, 199, "2m"),
+        &[],
+        "",
+    ));
+    gn.start(&net);
+    let bystander = lab.add_dhcp_guest("by", "vby", "gnbr1", &mac(52, 1));
+    let quiet = lab.add_dhcp_guest("quiet", "vquiet", "gnbr1", &mac(52, 2));
+    let loud = lab.add_dhcp_guest("loud", "vloud", "gnbr1", &mac(52, 3));
+    let count_replies_while = |run: &dyn Fn()| -> u32 {
+        use std::io::BufRead;
+        let (pid, out) = lab
+            .world
+            .spawn_piped(&bystander, &["python3", "-c", REPLY_COUNTER, "6"]);
+        let mut lines = std::io::BufReader::new(out).lines();
+        assert_eq!(lines.next().unwrap().unwrap(), "ready");
+        run();
+        let n = lines.next().unwrap().unwrap().parse().expect("a count");
+        lab.world.wait(pid);
+        n
+    };
+
+    // udhcpc asks for unicast replies (no -B): only its own port sees them.
+    let seen = count_replies_while(&|| {
+        let c = Udhcpc::start(&lab.world, &quiet, &UdhcpcOpts::named("quiet"));
+        assert_in_pool(p, 100, 199, c.wait_bound(LEASE_TIMEOUT).var("ip"));
+    });
+    assert_eq!(seen, 0, "the bystander heard another guest's OFFER or ACK");
+
+    // A client that asks for broadcast (-B) gets it, and the bystander hears
+    // it: the counter above would have seen replies had there been any.
+    let seen = count_replies_while(&|| {
+        let opts = UdhcpcOpts {
+            extra: vec!["-B".into()],
+            ..UdhcpcOpts::named("loud")
+        };
+        let c = Udhcpc::start(&lab.world, &loud, &opts);
+        assert_in_pool(p, 100, 199, c.wait_bound(LEASE_TIMEOUT).var("ip"));
+    });
+    assert!(
+        seen >= 2,
+        "a broadcast OFFER and ACK reach every guest; heard {seen}"
+    );
+    assert_eq!(gn.list_leases(&net).len(), 2);
+}
