@@ -20,7 +20,8 @@
 #
 #   sudo scripts/bench-load.sh [--no-build] [networks|guests|latency ...]
 #
-# Environment: NETS, GUESTS, ROUNDS.
+# Environment: NETS, GUESTS, ROUNDS; KEEP=1 keeps the scratch directory
+# (logs, lease files) for a look afterwards.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=1
