@@ -4,7 +4,6 @@
 
 use futures::TryStreamExt;
 use ipnet::Ipv4Net;
-use netlink_packet_core::NetlinkPayload;
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{
     InfoData, InfoKind, InfoVeth, LinkAttribute, LinkInfo, LinkMessage,
@@ -12,7 +11,6 @@ use netlink_packet_route::link::{
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteMessage, RouteProtocol, RouteScope, RouteType,
 };
-use netlink_packet_route::RouteNetlinkMessage;
 use rtnetlink::{Handle, IpVersion};
 use std::net::{IpAddr, Ipv4Addr};
 use std::os::fd::RawFd;
@@ -29,9 +27,23 @@ pub enum KernelError {
     },
     #[error("no interface named {0:?}")]
     NoSuchLink(String),
+    #[error("{what}: {source}")]
+    Io {
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl KernelError {
+    fn from_io(what: &'static str, source: std::io::Error) -> KernelError {
+        KernelError::Io { what, source }
+    }
 }
 
 type Result<T> = std::result::Result<T, KernelError>;
+
+mod link_dump;
 
 fn ctx(what: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> KernelError {
     let what = what.into();
@@ -120,13 +132,10 @@ impl Kernel {
     }
 
     async fn links(&self) -> Result<Vec<Link>> {
-        let handle = self.handle.clone();
-        let mut stream = handle.link().get().execute();
-        let mut out = Vec::new();
-        while let Some(msg) = stream.try_next().await.map_err(ctx("listing links"))? {
-            out.push(parse_link(&msg));
-        }
-        Ok(out)
+        tokio::task::spawn_blocking(link_dump::dump)
+            .await
+            .map_err(|e| KernelError::from_io("listing links", std::io::Error::other(e)))?
+            .map_err(|e| KernelError::from_io("listing links", e))
     }
 
     async fn addresses(&self) -> Result<Vec<(u32, Ipv4Net)>> {
@@ -492,44 +501,46 @@ const WATCH_BUFFER: usize = 8 << 20;
 
 /// Subscribes to the kernel's link announcements (RTNLGRP_LINK): every
 /// link created, changed or deleted, pushed by the kernel, never polled.
+/// Read on a socket of its own and parsed by [`link_dump`], like the dumps.
 pub fn watch_links() -> Result<tokio::sync::mpsc::UnboundedReceiver<LinkEvent>> {
-    let (mut connection, handle, mut messages) = rtnetlink::new_connection()?;
+    use netlink_sys::{AsyncSocket, AsyncSocketExt, TokioSocket};
+    let mut socket = TokioSocket::new(netlink_sys::protocols::NETLINK_ROUTE)?;
     let groups = netlink_sys::SocketAddr::new(0, rtnetlink::constants::RTMGRP_LINK);
-    {
-        use netlink_sys::AsyncSocket;
-        let socket = connection.socket_mut().socket_mut();
-        socket.bind(&groups)?;
-        crate::socket_buffers::grow(socket, WATCH_BUFFER, false);
-    }
-    tokio::spawn(connection);
-    let kernel = Kernel { handle };
+    socket.socket_mut().bind(&groups)?;
+    crate::socket_buffers::grow(socket.socket_ref(), WATCH_BUFFER, false);
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move {
-        use futures::StreamExt;
-        while let Some((msg, _)) = messages.next().await {
-            let event = match msg.payload {
-                NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(l)) => {
-                    LinkEvent::Changed(parse_link(&l))
-                }
-                NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelLink(l)) => {
-                    LinkEvent::Removed(parse_link(&l))
-                }
-                NetlinkPayload::Overrun(_) => match kernel.links().await {
-                    Ok(links) => {
-                        tracing::info!("link announcements were lost; read every link again");
-                        LinkEvent::Resync(links)
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            buf.clear();
+            let events = match socket.recv(&mut buf).await {
+                Ok(()) => link_dump::announcements(&buf).unwrap_or_else(|e| {
+                    tracing::warn!("a link announcement: {e}");
+                    Vec::new()
+                }),
+                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                    match tokio::task::spawn_blocking(link_dump::dump).await {
+                        Ok(Ok(links)) => {
+                            tracing::info!("link announcements were lost; read every link again");
+                            vec![LinkEvent::Resync(links)]
+                        }
+                        _ => {
+                            tracing::error!(
+                                "link announcements were lost and reading the links failed"
+                            );
+                            Vec::new()
+                        }
                     }
-                    Err(e) => {
-                        tracing::error!(
-                            "link announcements were lost and reading the links failed: {e}"
-                        );
-                        continue;
-                    }
-                },
-                _ => continue,
+                }
+                Err(e) => {
+                    tracing::error!("link announcements stopped: {e}");
+                    return;
+                }
             };
-            if tx.send(event).is_err() {
-                return;
+            for event in events {
+                if tx.send(event).is_err() {
+                    return;
+                }
             }
         }
     });
