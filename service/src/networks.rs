@@ -1101,21 +1101,9 @@ impl Networks {
     ) -> Result<String, ServiceError> {
         guests::check_guest_name(guest)?;
         let state = self.lock().await;
-        let net = lookup(&state, name)?;
-        let plan = net
-            .plan
-            .clone()
-            .ok_or_else(|| ServiceError::NotActive(name.to_owned()))?;
-        let network = net.definition.name.clone();
-        let uuid = net.definition.uuid;
-        // Looked up by name, not by a dump of the host: attaching the
-        // thousandth guest costs what attaching the first did.
-        let bridge = self
-            .kernel
-            .link_by_name(plan.bridge.name().as_str())
-            .await
-            .map_err(|e| ServiceError::failed("looking up the bridge", e))?
-            .ok_or_else(|| ServiceError::Failed(format!("the bridge of {name:?} is gone")))?;
+        let active = active_network(&state, name)?;
+        let (network, uuid) = (active.name.clone(), active.uuid);
+        let bridge = self.bridge_of(name, active.plan).await?;
         let ifname = self.free_port_name(&request.kind).await?;
         let mac = match request.mac {
             Some(m) => m,
@@ -1166,6 +1154,20 @@ impl Networks {
         }
         drop(state);
         Ok(ifname)
+    }
+
+    /// The bridge of an active network, looked up by name rather than by a
+    /// dump of the host, so the thousandth guest costs what the first did.
+    async fn bridge_of(
+        &self,
+        name: &str,
+        plan: &Plan,
+    ) -> Result<crate::kernel::Link, ServiceError> {
+        self.kernel
+            .link_by_name(plan.bridge.name().as_str())
+            .await
+            .map_err(|e| ServiceError::failed("looking up the bridge", e))?
+            .ok_or_else(|| ServiceError::Failed(format!("the bridge of {name:?} is gone")))
     }
 
     /// The first `gntapN` or `gnvethN` that is neither one of our ports nor
@@ -1284,18 +1286,15 @@ impl Networks {
     /// the bridge (leaving it otherwise alone).
     pub async fn detach_guest(&self, name: &str, ifname: &str) -> Result<(), ServiceError> {
         let state = self.lock().await;
-        let net = lookup(&state, name)?;
-        let plan = net
-            .plan
-            .clone()
-            .ok_or_else(|| ServiceError::NotActive(name.to_owned()))?;
-        let network = net.definition.name.clone();
-        let snapshot = self.snapshot().await?;
-        let bridge = snapshot.link(plan.bridge.name().as_str()).map(|b| b.index);
-        let port = snapshot
-            .link(ifname)
-            .filter(|l| l.master.is_some() && l.master == bridge)
-            .cloned()
+        let active = active_network(&state, name)?;
+        let network = active.name.clone();
+        let bridge = self.bridge_of(name, active.plan).await?;
+        let port = self
+            .kernel
+            .link_by_name(ifname)
+            .await
+            .map_err(|e| ServiceError::failed("looking up the port", e))?
+            .filter(|l| l.master == Some(bridge.index))
             .ok_or_else(|| {
                 ServiceError::InvalidArgs(format!("{ifname:?} is not a port of network {name:?}"))
             })?;
@@ -1315,6 +1314,26 @@ impl Networks {
         result.map_err(|e| ServiceError::failed(&format!("detaching {ifname}"), e))?;
         Ok(())
     }
+}
+
+/// What guest calls need of a network that must be active.
+struct ActiveNetwork<'a> {
+    name: &'a NetworkName,
+    uuid: uuid::Uuid,
+    plan: &'a Plan,
+}
+
+fn active_network<'a>(state: &'a State, name: &str) -> Result<ActiveNetwork<'a>, ServiceError> {
+    let net = lookup(state, name)?;
+    let plan = net
+        .plan
+        .as_ref()
+        .ok_or_else(|| ServiceError::NotActive(name.to_owned()))?;
+    Ok(ActiveNetwork {
+        name: &net.definition.name,
+        uuid: net.definition.uuid,
+        plan,
+    })
 }
 
 fn lookup<'a>(state: &'a State, name: &str) -> Result<&'a Network, ServiceError> {
