@@ -29,15 +29,18 @@ pub enum KernelError {
     NoSuchLink(String),
     #[error("{what}: {source}")]
     Io {
-        what: &'static str,
+        what: String,
         #[source]
         source: std::io::Error,
     },
 }
 
 impl KernelError {
-    fn from_io(what: &'static str, source: std::io::Error) -> KernelError {
-        KernelError::Io { what, source }
+    fn from_io(what: impl Into<String>, source: std::io::Error) -> KernelError {
+        KernelError::Io {
+            what: what.into(),
+            source,
+        }
     }
 }
 
@@ -163,14 +166,12 @@ impl Kernel {
     /// One link by name, in one request (its `addresses` are left empty:
     /// callers want its index, MTU or master, not a dump of the host).
     pub async fn link_by_name(&self, name: &str) -> Result<Option<Link>> {
-        let handle = self.handle.clone();
-        let mut stream = handle.link().get().match_name(name.to_owned()).execute();
-        match stream.try_next().await {
-            Ok(found) => Ok(found.map(|msg| parse_link(&msg))),
-            // The kernel answers a name it does not know with ENODEV.
-            Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ENODEV => Ok(None),
-            Err(e) => Err(ctx(format!("looking up {name}"))(e)),
-        }
+        let what = format!("looking up {name}");
+        let owned = name.to_owned();
+        tokio::task::spawn_blocking(move || link_dump::by_name(&owned))
+            .await
+            .map_err(|e| KernelError::from_io(what.clone(), std::io::Error::other(e)))?
+            .map_err(|e| KernelError::from_io(what, e))
     }
 
     /// Creates a bridge, marked with `alias` so that it is known as ours.
@@ -390,52 +391,6 @@ impl Kernel {
             .execute()
             .await
             .map_err(ctx(format!("removing route to {}", route.destination)))
-    }
-}
-
-fn parse_link(msg: &LinkMessage) -> Link {
-    let mut link = Link {
-        index: msg.header.index,
-        name: String::new(),
-        kind: None,
-        master: None,
-        alias: None,
-        mac: None,
-        mtu: 0,
-        addresses: Vec::new(),
-    };
-    for attr in &msg.attributes {
-        match attr {
-            LinkAttribute::IfName(n) => link.name = n.clone(),
-            LinkAttribute::IfAlias(a) => link.alias = Some(a.clone()),
-            LinkAttribute::Controller(m) => link.master = Some(*m),
-            LinkAttribute::Mtu(m) => link.mtu = *m,
-            LinkAttribute::Address(a) if a.len() == 6 => {
-                let mut mac = [0u8; 6];
-                mac.copy_from_slice(a);
-                link.mac = Some(mac);
-            }
-            LinkAttribute::LinkInfo(infos) => {
-                for info in infos {
-                    if let LinkInfo::Kind(kind) = info {
-                        link.kind = Some(kind_name(kind));
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-    link
-}
-
-fn kind_name(kind: &InfoKind) -> String {
-    match kind {
-        InfoKind::Bridge => "bridge".into(),
-        InfoKind::Veth => "veth".into(),
-        InfoKind::Tun => "tun".into(),
-        InfoKind::Dummy => "dummy".into(),
-        InfoKind::Vlan => "vlan".into(),
-        other => format!("{other:?}").to_ascii_lowercase(),
     }
 }
 

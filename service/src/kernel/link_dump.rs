@@ -1,6 +1,7 @@
-//! Every link of the namespace, read with one RTM_GETLINK dump on a
-//! netlink socket of its own and parsed for the few attributes guestnetd
-//! uses. rtnetlink's own parser (netlink-packet-route 0.19) formats every
+//! The links of the namespace, read with RTM_GETLINK (one dump for all,
+//! one request for a name) on a netlink socket of its own and parsed for
+//! the few attributes guestnetd uses; the link watcher's announcements go
+//! through the same parser. rtnetlink's own parser (netlink-packet-route 0.19) formats every
 //! attribute of every link as text while it decodes, which made a dump of a
 //! host with a few hundred links cost tens of milliseconds of CPU, once or
 //! twice per start and stop. The walk below skips what it does not need,
@@ -33,11 +34,28 @@ const NLA_TYPE_MASK: u16 = 0x3fff;
 
 /// Reads every link; blocking (run it on a blocking thread).
 pub fn dump() -> std::io::Result<Vec<Link>> {
+    exchange(&request(NLM_F_REQUEST | NLM_F_DUMP, None))
+}
+
+/// The link named `name`, or None; blocking. One request, not a dump.
+pub fn by_name(name: &str) -> std::io::Result<Option<Link>> {
+    match exchange(&request(NLM_F_REQUEST, Some(name))) {
+        Ok(mut links) => Ok(links.pop()),
+        // The kernel answers a name it does not know with ENODEV.
+        Err(e) if e.raw_os_error() == Some(libc::ENODEV) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Sends `request` on a socket of its own and collects the links of the
+/// answer: up to NLMSG_DONE for a dump, the one message otherwise.
+fn exchange(request: &[u8]) -> std::io::Result<Vec<Link>> {
     use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
+    let dump = u16_at(request, 6).is_some_and(|f| f & NLM_F_DUMP != 0);
     let mut socket = Socket::new(NETLINK_ROUTE)?;
     socket.bind_auto()?;
     socket.connect(&SocketAddr::new(0, 0))?;
-    socket.send(&request(1), 0)?;
+    socket.send(request, 0)?;
     let mut links = Vec::new();
     let mut buf = vec![0u8; 64 * 1024];
     loop {
@@ -49,6 +67,9 @@ pub fn dump() -> std::io::Result<Vec<Link>> {
                 RTM_NEWLINK => links.push(parse(payload)?),
                 _ => {}
             }
+        }
+        if !dump && !links.is_empty() {
+            return Ok(links);
         }
     }
 }
@@ -66,20 +87,34 @@ pub fn announcements(datagram: &[u8]) -> std::io::Result<Vec<LinkEvent>> {
     Ok(out)
 }
 
-/// An RTM_GETLINK dump request asking for no statistics.
-fn request(seq: u32) -> Vec<u8> {
-    let len = NLMSG_HDRLEN + IFINFOMSG_LEN + 8;
-    let mut m = Vec::with_capacity(len);
-    m.extend_from_slice(&(len as u32).to_ne_bytes());
-    m.extend_from_slice(&RTM_GETLINK.to_ne_bytes());
-    m.extend_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
-    m.extend_from_slice(&seq.to_ne_bytes());
-    m.extend_from_slice(&0u32.to_ne_bytes()); // port: the kernel fills it in
-    m.extend_from_slice(&[0u8; IFINFOMSG_LEN]); // any family, any link
-    m.extend_from_slice(&8u16.to_ne_bytes());
-    m.extend_from_slice(&IFLA_EXT_MASK.to_ne_bytes());
-    m.extend_from_slice(&RTEXT_FILTER_SKIP_STATS.to_ne_bytes());
+/// An RTM_GETLINK request asking for no statistics, for one link by name
+/// or (with NLM_F_DUMP) for all.
+fn request(flags: u16, name: Option<&str>) -> Vec<u8> {
+    let mut m = vec![0u8; NLMSG_HDRLEN];
+    m[4..6].copy_from_slice(&RTM_GETLINK.to_ne_bytes());
+    m[6..8].copy_from_slice(&flags.to_ne_bytes());
+    m[8..12].copy_from_slice(&1u32.to_ne_bytes()); // sequence number
+    m.extend_from_slice(&[0u8; IFINFOMSG_LEN]); // any family, any index
+    push_attribute(
+        &mut m,
+        IFLA_EXT_MASK,
+        &RTEXT_FILTER_SKIP_STATS.to_ne_bytes(),
+    );
+    if let Some(name) = name {
+        let mut value = name.as_bytes().to_vec();
+        value.push(0);
+        push_attribute(&mut m, IFLA_IFNAME, &value);
+    }
+    let len = m.len() as u32;
+    m[0..4].copy_from_slice(&len.to_ne_bytes());
     m
+}
+
+fn push_attribute(m: &mut Vec<u8>, kind: u16, value: &[u8]) {
+    m.extend_from_slice(&((4 + value.len()) as u16).to_ne_bytes());
+    m.extend_from_slice(&kind.to_ne_bytes());
+    m.extend_from_slice(value);
+    m.resize(align(m.len()), 0);
 }
 
 fn malformed(what: &str) -> std::io::Error {
@@ -182,10 +217,8 @@ mod tests {
     use super::*;
 
     fn attr(kind: u16, value: &[u8]) -> Vec<u8> {
-        let mut a = ((4 + value.len()) as u16).to_ne_bytes().to_vec();
-        a.extend_from_slice(&kind.to_ne_bytes());
-        a.extend_from_slice(value);
-        a.resize(align(a.len()), 0);
+        let mut a = Vec::new();
+        push_attribute(&mut a, kind, value);
         a
     }
 
