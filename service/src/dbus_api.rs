@@ -470,62 +470,75 @@ fn lease_tuple(l: &Lease) -> LeaseTuple {
     )
 }
 
-/// Announces every lease change as a signal on its network's object.
+/// Announces every lease change as a signal on its network.
 async fn announce_leases(conn: Connection, networks: Arc<Networks>) {
-    let mut events = networks.subscribe_leases();
-    loop {
-        let e = match events.recv().await {
-            Ok(e) => e,
-            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                tracing::warn!("{n} lease signals were dropped: the bus could not keep up");
-                continue;
+    let events = networks.subscribe_leases();
+    announce(
+        conn,
+        events,
+        "lease",
+        |e| &e.network,
+        async |emitter, e| {
+            let (mac, ip, host, id, exp) = lease_tuple(&e.event.lease);
+            match e.event.change {
+                LeaseChange::Added => {
+                    NetworkObject::lease_added(emitter, &mac, &ip, &host, &id, exp).await
+                }
+                LeaseChange::Renewed => {
+                    NetworkObject::lease_renewed(emitter, &mac, &ip, &host, &id, exp).await
+                }
+                LeaseChange::Removed => {
+                    NetworkObject::lease_removed(emitter, &mac, &ip, &host, &id, exp).await
+                }
             }
-            Err(_) => return,
-        };
-        let path = network_path(&e.network);
-        let Ok(emitter) = SignalEmitter::new(&conn, path) else {
-            continue;
-        };
-        let (mac, ip, host, id, exp) = lease_tuple(&e.event.lease);
-        let sent = match e.event.change {
-            LeaseChange::Added => {
-                NetworkObject::lease_added(&emitter, &mac, &ip, &host, &id, exp).await
-            }
-            LeaseChange::Renewed => {
-                NetworkObject::lease_renewed(&emitter, &mac, &ip, &host, &id, exp).await
-            }
-            LeaseChange::Removed => {
-                NetworkObject::lease_removed(&emitter, &mac, &ip, &host, &id, exp).await
-            }
-        };
-        if let Err(err) = sent {
-            tracing::warn!("signalling a lease of {}: {err}", e.network);
-        }
-    }
+        },
+    )
+    .await
 }
 
 /// Announces every guest arriving or leaving as a signal on its network.
 async fn announce_guests(conn: Connection, networks: Arc<Networks>) {
-    let mut events = networks.subscribe_guests();
+    let events = networks.subscribe_guests();
+    announce(
+        conn,
+        events,
+        "guest",
+        |e| &e.network,
+        async |emitter, e| {
+            if e.attached {
+                NetworkObject::guest_attached(emitter, &e.ifname, &e.mac, &e.guest).await
+            } else {
+                NetworkObject::guest_detached(emitter, &e.ifname, &e.mac, &e.guest).await
+            }
+        },
+    )
+    .await
+}
+
+/// Emits each event of `events` with `emit` on the object of its network
+/// (named by `network`), until the channel closes. Events the bus could not
+/// keep up with are counted in a warning, not fatal.
+async fn announce<E: Clone>(
+    conn: Connection,
+    mut events: tokio::sync::broadcast::Receiver<E>,
+    what: &str,
+    network: impl Fn(&E) -> &str,
+    emit: impl AsyncFn(&SignalEmitter<'_>, &E) -> zbus::Result<()>,
+) {
     loop {
         let e = match events.recv().await {
             Ok(e) => e,
             Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                tracing::warn!("{n} guest signals were dropped: the bus could not keep up");
+                tracing::warn!("{n} {what} signals were dropped: the bus could not keep up");
                 continue;
             }
             Err(_) => return,
         };
-        let Ok(emitter) = SignalEmitter::new(&conn, network_path(&e.network)) else {
+        let Ok(emitter) = SignalEmitter::new(&conn, network_path(network(&e))) else {
             continue;
         };
-        let sent = if e.attached {
-            NetworkObject::guest_attached(&emitter, &e.ifname, &e.mac, &e.guest).await
-        } else {
-            NetworkObject::guest_detached(&emitter, &e.ifname, &e.mac, &e.guest).await
-        };
-        if let Err(err) = sent {
-            tracing::warn!("signalling a guest of {}: {err}", e.network);
+        if let Err(err) = emit(&emitter, &e).await {
+            tracing::warn!("signalling a {what} of {}: {err}", network(&e));
         }
     }
 }
