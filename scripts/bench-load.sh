@@ -32,9 +32,7 @@ NETS=${NETS:-200}
 GUESTS=${GUESTS:-1000}
 ROUNDS=${ROUNDS:-1000}
 [[ $(id -u) == 0 ]] || { echo "bench-load: needs root (network namespaces)" >&2; exit 1; }
-scripts/deps.sh
-command -v dnsmasq >/dev/null || [[ -x /usr/sbin/dnsmasq ]] ||
-    { apt-get install -y -q dnsmasq-base >/dev/null; }
+scripts/deps.sh # dnsmasq-base, busybox, python3 among them
 DNSMASQ=$(command -v dnsmasq || echo /usr/sbin/dnsmasq)
 if [[ $BUILD == 1 ]]; then cargo build --release --workspace --quiet; fi
 

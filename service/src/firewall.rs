@@ -316,6 +316,7 @@ where
     Ok(tokio::spawn(async move {
         let _child = child;
         let mut lines = tokio::io::BufReader::new(stdout).lines();
+        let docker_table = format!("ip {DOCKER_USER_TABLE} ");
         // Whether the transaction being printed touched what we guard.
         let mut touched = false;
         while let Ok(Some(line)) = lines.next_line().await {
@@ -332,7 +333,7 @@ where
                 }
                 continue;
             }
-            if line.contains(&format!("ip {DOCKER_USER_TABLE} ")) {
+            if line.contains(&docker_table) {
                 // Docker's table changed: its chain may have come or gone.
                 own_changes::forget_docker_user();
             }
@@ -346,10 +347,17 @@ where
 /// Whether a monitor line is the deletion of guestnet's table, a rule
 /// leaving DOCKER-USER, or that chain being (re)created.
 fn guarded(line: &str) -> bool {
-    let docker = format!("ip {DOCKER_USER_TABLE} {DOCKER_USER_CHAIN}");
-    line.starts_with(&format!("delete table inet {TABLE}"))
-        || ((line.starts_with("add chain") || line.starts_with("delete rule"))
-            && line.contains(&docker))
+    let mut words = line.split_whitespace();
+    let (verb, object) = (words.next(), words.next());
+    match (verb, object) {
+        (Some("delete"), Some("table")) => words.take(2).eq(["inet", TABLE]),
+        (Some("add"), Some("chain")) | (Some("delete"), Some("rule")) => {
+            words
+                .take(3)
+                .eq(["ip", DOCKER_USER_TABLE, DOCKER_USER_CHAIN])
+        }
+        _ => false,
+    }
 }
 
 /// Which nft processes are guestnet's own, so the guard knows its own
