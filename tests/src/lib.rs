@@ -61,8 +61,14 @@ pub fn require_root() -> bool {
              refusing to skip. Run the tests as uid 0."
         );
     }
-    // Straight to fd 2, past the test harness's output capture, so the skip
-    // is seen even when the test "passes".
+    announce_skip("needs root (network namespaces)");
+    false
+}
+
+/// Says, in a banner, that the current test skips and why. Straight to
+/// fd 2, past the test harness's output capture, so the skip is seen even
+/// when the test "passes".
+pub fn announce_skip(why: &str) {
     use std::io::Write;
     let test = std::thread::current()
         .name()
@@ -71,9 +77,8 @@ pub fn require_root() -> bool {
     let line = "*".repeat(60);
     let _ = write!(
         std::io::stderr(),
-        "\n{line}\n*** SKIPPED: needs root (network namespaces): {test}\n{line}\n\n"
+        "\n{line}\n*** SKIPPED: {why}: {test}\n{line}\n\n"
     );
-    false
 }
 
 /// `root_or_skip!()` at the top of a test: returns from it when

@@ -308,16 +308,7 @@ pub fn require_vm() -> bool {
     if std::env::var("CI").as_deref() == Ok("true") {
         panic!("this test boots a VM, and {why}; CI=true: refusing to skip");
     }
-    use std::io::Write;
-    let test = std::thread::current()
-        .name()
-        .unwrap_or("this test")
-        .to_owned();
-    let line = "*".repeat(60);
-    let _ = write!(
-        std::io::stderr(),
-        "\n{line}\n*** SKIPPED: cannot boot a VM: {why}: {test}\n{line}\n\n"
-    );
+    crate::announce_skip(&format!("cannot boot a VM: {why}"));
     false
 }
 

@@ -186,7 +186,9 @@ fn firewalld_lab() -> Option<Lab> {
         if ci && !Path::new("/run/systemd/system").exists() {
             panic!("firewalld is not installed and CI=true: run scripts/deps.sh");
         }
-        eprintln!("SKIPPED: firewalld is not installed (scripts/deps.sh installs it where systemd is not running)");
+        guestnet_tests::announce_skip(
+            "firewalld is not installed (scripts/deps.sh installs it where systemd is not running)",
+        );
         return None;
     }
     Some(Lab::with_bus(&BusOptions {
