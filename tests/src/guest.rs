@@ -284,15 +284,7 @@ fn run_shadow_tool(args: &[&str]) -> std::process::Output {
 }
 
 fn is_stale_user(name: &str) -> bool {
-    let Some(rest) = name.strip_prefix(USER_PREFIX) else {
-        return false;
-    };
-    let Some((pid, _)) = rest.split_once('-') else {
-        return false;
-    };
-    !pid.is_empty()
-        && pid.bytes().all(|b| b.is_ascii_digit())
-        && !Path::new(&format!("/proc/{pid}")).exists()
+    crate::left_by_gone_process(name, USER_PREFIX)
 }
 
 fn reap_stale_users() {

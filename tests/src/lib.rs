@@ -65,6 +65,18 @@ pub fn require_root() -> bool {
     false
 }
 
+/// Whether `name` is `PREFIX<pid>-...` for a test process that is gone:
+/// what a test made under that name (a user, a group, a file) was left
+/// behind by a kill before its Drop could run.
+pub fn left_by_gone_process(name: &str, prefix: &str) -> bool {
+    let Some((pid, _)) = name.strip_prefix(prefix).and_then(|r| r.split_once('-')) else {
+        return false;
+    };
+    !pid.is_empty()
+        && pid.bytes().all(|b| b.is_ascii_digit())
+        && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
 /// Says, in a banner, that the current test skips and why. Straight to
 /// fd 2, past the test harness's output capture, so the skip is seen even
 /// when the test "passes".

@@ -101,15 +101,7 @@ impl PolkitLock {
 
 /// Whether `name` (`gntpk<pid>-...`) was made by a process that is gone.
 fn is_stale(name: &str) -> bool {
-    let Some(rest) = name.strip_prefix(PREFIX) else {
-        return false;
-    };
-    let Some((pid, _)) = rest.split_once('-') else {
-        return false;
-    };
-    !pid.is_empty()
-        && pid.bytes().all(|b| b.is_ascii_digit())
-        && !Path::new(&format!("/proc/{pid}")).exists()
+    crate::left_by_gone_process(name, PREFIX)
 }
 
 /// Removes users, groups and installed files of test processes that are
