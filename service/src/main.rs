@@ -1,7 +1,9 @@
 //! guestnetd: gives virtual machines and containers their networks, driven
 //! over D-Bus as `org.guestnet1`.
 
-use guestnetd::{dbus_api, kernel, mode_registry, networks};
+use guestnetd::bus::api as dbus_api;
+use guestnetd::host::kernel;
+use guestnetd::{mode_registry, networks};
 
 use clap::Parser;
 use std::path::PathBuf;
@@ -112,7 +114,7 @@ async fn run(args: Args) -> Result<(), String> {
         .map_err(|e| format!("exporting objects: {e}"))?;
     // firewalld, when on the bus: guestnet's bridges into its trusted zone,
     // again after each of its reloads.
-    if let Err(e) = guestnetd::firewalld::watch(&conn).await {
+    if let Err(e) = guestnetd::firewall::firewalld::watch(&conn).await {
         tracing::warn!("cannot watch firewalld on the bus: {e}");
     }
     conn.request_name(guestnet_dbus::BUS_NAME)

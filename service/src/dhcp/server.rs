@@ -117,7 +117,7 @@ fn bind(interface: &str) -> std::io::Result<UdpSocket> {
     s.bind_device(Some(interface.as_bytes()))?;
     s.set_nonblocking(true)?;
     // A thousand clients booting at once overflow the default buffers.
-    crate::socket_buffers::grow(&s, 4 << 20, true);
+    crate::host::socket_buffers::grow(&s, 4 << 20, true);
     s.bind(&SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, SERVER_PORT).into())?;
     UdpSocket::from_std(s.into())
 }

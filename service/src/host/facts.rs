@@ -2,7 +2,7 @@
 //! facts it hands the mode, a free bridge name and a free subnet, and the
 //! conflicts that refuse a plan.
 
-use crate::kernel::Snapshot;
+use crate::host::kernel::Snapshot;
 use guestnet_mode_api::{BridgePlan, HostFacts, IfName, LinkFact, Plan, RouteFact};
 use ipnet::Ipv4Net;
 use std::net::Ipv4Addr;
@@ -150,7 +150,7 @@ pub fn conflicts(plan: &Plan, snapshot: &Snapshot, network: &str) -> Result<(), 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernel::{Link, Route};
+    use crate::host::kernel::{Link, Route};
 
     fn link(index: u32, name: &str, addrs: &[&str]) -> Link {
         Link {

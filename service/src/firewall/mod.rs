@@ -7,6 +7,8 @@ use std::fmt::Write as _;
 use std::process::Stdio;
 use tokio::io::AsyncWriteExt;
 
+pub mod firewalld;
+
 pub const TABLE: &str = "guestnet";
 
 #[derive(Debug, thiserror::Error)]

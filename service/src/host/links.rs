@@ -3,8 +3,8 @@
 //! tearing down collects errors and carries on, so one failure never leaves
 //! the rest behind.
 
-use crate::host_facts::bridge_alias;
-use crate::kernel::{Kernel, KernelError, Route};
+use crate::host::facts::bridge_alias;
+use crate::host::kernel::{Kernel, KernelError, Route};
 use guestnet_mode_api::{BridgePlan, Plan};
 use ipnet::Ipv4Net;
 
@@ -242,8 +242,8 @@ pub async fn teardown(kernel: &Kernel, plan: &Plan, network: &str) -> Vec<Kernel
 /// deletes the bridge.
 async fn give_back_uplink(
     kernel: &Kernel,
-    snapshot: &crate::kernel::Snapshot,
-    bridge: &crate::kernel::Link,
+    snapshot: &crate::host::kernel::Snapshot,
+    bridge: &crate::host::kernel::Link,
     uplink: &str,
     errors: &mut Vec<KernelError>,
 ) {

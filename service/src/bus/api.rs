@@ -3,7 +3,7 @@
 //! Methods check the caller, call into [`Networks`] and announce what
 //! changed; they hold no state of their own.
 
-use crate::authority::{self, Action};
+use crate::bus::authority::{self, Action};
 use crate::dhcp::{Lease, LeaseChange};
 use crate::error::ServiceError;
 use crate::guests::AttachRequest;

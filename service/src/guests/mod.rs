@@ -3,6 +3,8 @@
 //! directory so a restart keeps their names), and the events announced as
 //! guests come and go, whoever plugged them in.
 
+pub mod watch;
+
 use crate::error::ServiceError;
 use crate::files::{write_atomic, FileError};
 use guestnet_mode_api::{IfName, MacAddr, NetworkName};
@@ -101,7 +103,7 @@ impl AttachRequest {
                         .or_else(|_| i32::try_from(v.clone()).map(|i| i as u32))
                         .map_err(|_| arg("owner", "must be a uid (u)"))?,
                 };
-                if !crate::tap::uid_exists(owner) {
+                if !crate::host::tap::uid_exists(owner) {
                     return Err(arg("owner", format!("uid {owner} does not exist")));
                 }
                 AttachKind::Tap { owner }

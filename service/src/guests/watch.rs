@@ -3,7 +3,7 @@
 //! in: guestnetd itself, libvirt, or `ip link set X master BR` by hand.
 
 use crate::guests::{GuestEvent, GuestRecord};
-use crate::kernel::{Link, LinkEvent, Snapshot};
+use crate::host::kernel::{Link, LinkEvent, Snapshot};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use tokio::sync::{broadcast, mpsc};

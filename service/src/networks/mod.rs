@@ -9,15 +9,15 @@ use crate::dns::{DnsServer, SharedZone, Upstreams, Zone};
 use crate::error::ServiceError;
 use crate::files::{AppliedRecord, DefinitionStore, Phase, RuntimeStore};
 use crate::firewall::{self, NetworkRules};
-use crate::guest_watch::{Registry, SharedRegistry, WatchedBridge};
+use crate::guests::watch::{Registry, SharedRegistry, WatchedBridge};
 use crate::guests::{
     self, AttachKind, AttachRequest, GuestEvent, GuestRecord, GuestStore, PortKind,
 };
-use crate::host_facts;
-use crate::kernel::Kernel;
-use crate::links;
+use crate::host::facts;
+use crate::host::kernel::Kernel;
+use crate::host::links;
+use crate::host::sysctl::SysctlKeeper;
 use crate::mode_registry::ModeRegistry;
-use crate::sysctl::SysctlKeeper;
 use guestnet_mode_api::{BridgePlan, Definition, MacAddr, NetworkName, Plan};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -204,7 +204,7 @@ impl Networks {
         self.modes.names()
     }
 
-    async fn snapshot(&self) -> Result<crate::kernel::Snapshot, ServiceError> {
+    async fn snapshot(&self) -> Result<crate::host::kernel::Snapshot, ServiceError> {
         self.kernel
             .snapshot()
             .await
@@ -498,8 +498,8 @@ impl Networks {
                 loaded: self.modes.names().join(", "),
             })?;
         let snapshot = self.snapshot().await?;
-        let plan = mode.plan(def, &host_facts::facts(&snapshot))?;
-        host_facts::conflicts(&plan, &snapshot, name).map_err(ServiceError::Conflict)?;
+        let plan = mode.plan(def, &facts::facts(&snapshot))?;
+        facts::conflicts(&plan, &snapshot, name).map_err(ServiceError::Conflict)?;
         // The record goes first: a crash from here on leaves a trace that
         // tells the next guestnetd what to clean up.
         let mut record = AppliedRecord {
@@ -743,7 +743,7 @@ impl Networks {
             }
             state.firewall = Some(batch);
         }
-        crate::firewalld::set_bridges(
+        crate::firewall::firewalld::set_bridges(
             rules.iter().filter_map(|r| {
                 firewalld_kind(&r.policy).map(|k| (r.bridge.as_str().to_owned(), k))
             }),
@@ -867,7 +867,7 @@ impl Networks {
                 if let BridgePlan::Create { name: br, .. } = &record.plan.bridge {
                     if let Some(l) = snapshot.link(br.as_str()) {
                         if l.alias.is_none() && l.kind.as_deref() == Some("bridge") {
-                            let alias = host_facts::bridge_alias(name.as_str());
+                            let alias = facts::bridge_alias(name.as_str());
                             let _ = self.kernel.set_alias(l.index, &l.name, &alias).await;
                         }
                     }
@@ -898,7 +898,7 @@ impl Networks {
                     matches!(
                         record.plan.bridge,
                         guestnet_mode_api::BridgePlan::Existing { .. }
-                    ) || l.alias.as_deref() == Some(&host_facts::bridge_alias(name.as_str()))
+                    ) || l.alias.as_deref() == Some(&facts::bridge_alias(name.as_str()))
                 });
             if !alive {
                 tracing::warn!("network {name} was active but its bridge is gone; cleaning up");
@@ -947,10 +947,10 @@ impl Networks {
     /// Announces guests joining and leaving guestnet bridges from the
     /// kernel's link events; call once, after `recover`.
     pub async fn watch_guests(&self) -> Result<(), ServiceError> {
-        let links = crate::kernel::watch_links()
+        let links = crate::host::kernel::watch_links()
             .map_err(|e| ServiceError::failed("subscribing to link events", e))?;
         let initial = self.snapshot().await?;
-        tokio::spawn(crate::guest_watch::run(
+        tokio::spawn(crate::guests::watch::run(
             links,
             initial,
             self.registry.clone(),
@@ -1162,7 +1162,7 @@ impl Networks {
         &self,
         name: &str,
         plan: &Plan,
-    ) -> Result<crate::kernel::Link, ServiceError> {
+    ) -> Result<crate::host::kernel::Link, ServiceError> {
         self.kernel
             .link_by_name(plan.bridge.name().as_str())
             .await
@@ -1226,13 +1226,13 @@ impl Networks {
         ifname: &str,
         request: &AttachRequest,
         mac: MacAddr,
-        bridge: &crate::kernel::Link,
+        bridge: &crate::host::kernel::Link,
     ) -> Result<(), ServiceError> {
         let failed =
             |e: &dyn std::fmt::Display| ServiceError::Failed(format!("attaching {ifname}: {e}"));
         let index = match &request.kind {
             AttachKind::Tap { owner } => {
-                crate::tap::create(ifname, *owner).map_err(|e| failed(&e))?;
+                crate::host::tap::create(ifname, *owner).map_err(|e| failed(&e))?;
                 let link = self
                     .kernel
                     .link_by_name(ifname)
@@ -1252,7 +1252,7 @@ impl Networks {
                 let ns = std::fs::File::open(netns).map_err(|e| {
                     ServiceError::InvalidArgs(format!("netns: {}: {e}", netns.display()))
                 })?;
-                if !crate::tap::is_network_namespace(&ns) {
+                if !crate::host::tap::is_network_namespace(&ns) {
                     return Err(ServiceError::InvalidArgs(format!(
                         "netns: {} is not a network namespace (use /run/netns/NAME or /proc/PID/ns/net)",
                         netns.display()
@@ -1271,7 +1271,7 @@ impl Networks {
                     .map_err(|e| failed(&e))?
             }
         };
-        crate::sysctl::disable_ipv6_on_port(ifname);
+        crate::host::sysctl::disable_ipv6_on_port(ifname);
         self.kernel
             .set_master(index, ifname, Some(bridge.index))
             .await
@@ -1348,8 +1348,10 @@ fn text_has_uuid(text: &str) -> bool {
 /// What a network's bridge needs from firewalld: nothing for a bridge
 /// without firewall rules (bridged mode: the host is a plain switch), a way
 /// in from the LAN for routed networks, and a way out for the others.
-fn firewalld_kind(policy: &guestnet_mode_api::FirewallPolicy) -> Option<crate::firewalld::Kind> {
-    use crate::firewalld::Kind;
+fn firewalld_kind(
+    policy: &guestnet_mode_api::FirewallPolicy,
+) -> Option<crate::firewall::firewalld::Kind> {
+    use crate::firewall::firewalld::Kind;
     use guestnet_mode_api::FirewallPolicy as P;
     match policy {
         P::None => None,

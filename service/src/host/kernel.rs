@@ -462,7 +462,7 @@ pub fn watch_links() -> Result<tokio::sync::mpsc::UnboundedReceiver<LinkEvent>> 
     let mut socket = TokioSocket::new(netlink_sys::protocols::NETLINK_ROUTE)?;
     let groups = netlink_sys::SocketAddr::new(0, rtnetlink::constants::RTMGRP_LINK);
     socket.socket_mut().bind(&groups)?;
-    crate::socket_buffers::grow(socket.socket_ref(), WATCH_BUFFER, false);
+    crate::host::socket_buffers::grow(socket.socket_ref(), WATCH_BUFFER, false);
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move {
         let mut buf = vec![0u8; 64 * 1024];

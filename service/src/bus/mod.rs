@@ -1,0 +1,5 @@
+//! The D-Bus edge: the objects guestnetd exports and the polkit checks
+//! that guard their state-changing methods.
+
+pub mod api;
+pub mod authority;
