@@ -169,6 +169,11 @@ pub struct AppliedRecord {
     pub plan: Plan,
     #[serde(default)]
     pub phase: Phase,
+    /// While an Update moves the network in place: the plan it came from,
+    /// so a guestnetd killed half-way finishes the move (addresses and
+    /// routes of `previous` that `plan` lacks are removed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<Plan>,
 }
 
 /// Records of applied networks in the runtime directory.
@@ -181,6 +186,10 @@ impl RuntimeStore {
         Self {
             dir: dir.join("networks"),
         }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     fn path_of(&self, name: &NetworkName) -> PathBuf {

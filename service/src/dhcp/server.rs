@@ -96,6 +96,14 @@ impl DhcpServer {
         }
     }
 
+    /// Serves `plan` from now on (an Update: a new range, static hosts,
+    /// options) on the same socket, keeping every lease that still fits.
+    pub fn reconfigure(&self, plan: DhcpPlan) {
+        let mut pool = self.pool.lock().expect("pool lock");
+        let leases: Vec<Lease> = pool.leases().cloned().collect();
+        *pool = Pool::new(plan, leases);
+    }
+
     pub fn leases(&self) -> Vec<Lease> {
         let pool = self.pool.lock().expect("pool lock");
         let mut leases: Vec<Lease> = pool.leases().cloned().collect();

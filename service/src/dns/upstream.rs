@@ -42,10 +42,12 @@ pub enum ExchangeError {
 }
 
 /// Where forwarded queries go. Cheap to clone: clones share the servers
-/// and the state of the resolv.conf they follow.
+/// and the state of the resolv.conf they follow, and see a
+/// [`Upstreams::replace_with`] made through any of them.
 #[derive(Debug, Clone)]
 pub struct Upstreams {
-    source: Arc<Source>,
+    /// Locked only to copy the `Arc` out or swap it, never across an await.
+    source: Arc<std::sync::RwLock<Arc<Source>>>,
     timeout: Duration,
 }
 
@@ -70,7 +72,9 @@ impl Upstreams {
     /// Servers with their ports (tests run upstream servers on other ports).
     pub fn fixed_addrs(servers: Vec<SocketAddr>) -> Upstreams {
         Upstreams {
-            source: Arc::new(Source::Fixed(servers.into())),
+            source: Arc::new(std::sync::RwLock::new(Arc::new(Source::Fixed(
+                servers.into(),
+            )))),
             timeout: DEFAULT_TIMEOUT,
         }
     }
@@ -79,7 +83,9 @@ impl Upstreams {
     /// size, mtime) changes, looked at no more than once a second.
     pub fn resolv_conf(path: PathBuf) -> Upstreams {
         Upstreams {
-            source: Arc::new(Source::ResolvConf(Mutex::new(Watched::new(path)))),
+            source: Arc::new(std::sync::RwLock::new(Arc::new(Source::ResolvConf(
+                Mutex::new(Watched::new(path)),
+            )))),
             timeout: DEFAULT_TIMEOUT,
         }
     }
@@ -92,7 +98,7 @@ impl Upstreams {
 
     /// How often a resolv.conf is looked at, at most (tests shorten it).
     pub fn with_recheck_interval(self, interval: Duration) -> Upstreams {
-        if let Source::ResolvConf(watched) = &*self.source {
+        if let Source::ResolvConf(watched) = &*self.current() {
             watched
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
@@ -101,13 +107,27 @@ impl Upstreams {
         self
     }
 
+    fn current(&self) -> Arc<Source> {
+        self.source
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// From now on, forwards where `other` does (an Update that changed the
+    /// forwarders): the server keeps its sockets and queries in flight.
+    pub fn replace_with(&self, other: &Upstreams) {
+        let next = other.current();
+        *self.source.write().unwrap_or_else(PoisonError::into_inner) = next;
+    }
+
     pub fn timeout(&self) -> Duration {
         self.timeout
     }
 
     /// The servers now, in order.
     pub fn servers(&self) -> Arc<[SocketAddr]> {
-        match &*self.source {
+        match &*self.current() {
             Source::Fixed(servers) => servers.clone(),
             Source::ResolvConf(watched) => watched
                 .lock()

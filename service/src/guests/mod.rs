@@ -49,6 +49,16 @@ pub struct GuestRecord {
     pub mac: MacAddr,
     pub guest: String,
     pub port: PortKind,
+    /// The port's ifindex once it exists: a record names one link, not
+    /// whatever later takes the same name (absent in older records).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ifindex: Option<u32>,
+}
+
+/// The alias guestnetd gives the ports it makes, so that a port is known
+/// as ours (and whose) by the link itself, not only by its name.
+pub fn port_alias(network: &str) -> String {
+    format!("guestnet-port:{network}")
 }
 
 /// What AttachGuest asks for.
@@ -162,13 +172,35 @@ pub struct GuestEvent {
 /// `RUNTIME_DIR/guests/NETWORK.json`.
 pub struct GuestStore {
     dir: PathBuf,
+    /// Held across one read-change-write of a file (our own small files,
+    /// never a caller's path), so the link watcher forgetting a port and
+    /// an AttachGuest adding one never lose each other's change.
+    writing: std::sync::Mutex<()>,
 }
 
 impl GuestStore {
     pub fn new(runtime_dir: PathBuf) -> Self {
         Self {
             dir: runtime_dir.join("guests"),
+            writing: std::sync::Mutex::new(()),
         }
+    }
+
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
+    }
+
+    /// Changes a network's records with `f` and writes them back.
+    pub fn update<R>(
+        &self,
+        network: &NetworkName,
+        f: impl FnOnce(&mut BTreeMap<String, GuestRecord>) -> R,
+    ) -> Result<R, FileError> {
+        let _writing = self.writing.lock().unwrap_or_else(|e| e.into_inner());
+        let mut records = self.load(network);
+        let result = f(&mut records);
+        self.save(network, &records)?;
+        Ok(result)
     }
 
     fn path(&self, network: &NetworkName) -> PathBuf {
@@ -185,7 +217,7 @@ impl GuestStore {
             .collect()
     }
 
-    pub fn save(
+    fn save(
         &self,
         network: &NetworkName,
         records: &BTreeMap<String, GuestRecord>,

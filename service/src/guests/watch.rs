@@ -2,7 +2,7 @@
 //! joins or leaves a guestnet bridge into a guest event, whoever plugged it
 //! in: guestnetd itself, libvirt, or `ip link set X master BR` by hand.
 
-use crate::guests::{GuestEvent, GuestRecord};
+use crate::guests::{GuestEvent, GuestRecord, GuestStore};
 use crate::host::kernel::{Link, LinkEvent, Snapshot};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -16,12 +16,19 @@ pub struct WatchedBridge {
     pub uplink: Option<String>,
 }
 
+/// A port guestnetd made, as the watcher knows it.
+#[derive(Debug, Clone)]
+pub struct Port {
+    pub network: guestnet_mode_api::NetworkName,
+    pub record: GuestRecord,
+}
+
 /// What the watcher and the life-cycle code share: the active bridges by
-/// ifindex and the records of the ports guestnetd made, by ifname.
+/// ifindex and the ports guestnetd made, by ifname.
 #[derive(Debug, Default)]
 pub struct Registry {
     pub bridges: HashMap<u32, WatchedBridge>,
-    pub records: HashMap<String, GuestRecord>,
+    pub records: HashMap<String, Port>,
 }
 
 pub type SharedRegistry = Arc<RwLock<Registry>>;
@@ -34,7 +41,7 @@ impl Registry {
         if b.uplink.as_deref() == Some(link.name.as_str()) {
             return None;
         }
-        let record = self.records.get(&link.name);
+        let record = self.records.get(&link.name).map(|p| &p.record);
         let mac = record
             .map(|r| r.mac.to_string())
             .or_else(|| link.mac.map(|m| guestnet_mode_api::MacAddr(m).to_string()))
@@ -56,6 +63,7 @@ pub async fn run(
     initial: Snapshot,
     registry: SharedRegistry,
     events: broadcast::Sender<GuestEvent>,
+    store: Arc<GuestStore>,
 ) {
     // Every link as last announced: its master now, and its name and MAC
     // for when it is gone.
@@ -79,8 +87,10 @@ pub async fn run(
                 &link,
                 before.and_then(|l| l.master),
                 after,
-                removed,
             );
+            if removed {
+                forget_port(&registry, &store, &link);
+            }
         }
     }
 }
@@ -108,21 +118,46 @@ fn announce(
     link: &Link,
     before: Option<u32>,
     after: Option<u32>,
-    removed: bool,
 ) {
     if before == after {
         return;
     }
-    let mut registry = registry.write().expect("registry lock");
+    let registry = registry.read().expect("registry lock");
     let left = before.and_then(|b| registry.event(b, link, false));
     let joined = after.and_then(|b| registry.event(b, link, true));
-    if removed {
-        // A port that is gone (a container that exited) needs no name.
-        registry.records.remove(&link.name);
-    }
     drop(registry);
     for e in left.into_iter().chain(joined) {
         let _ = events.send(e);
+    }
+}
+
+/// A port of ours that is gone (a container that exited, a tap someone
+/// deleted) is forgotten, in memory and on disk, so its name never points
+/// at a link someone else makes later. A record naming another ifindex is
+/// a newer port of the same name and stays.
+fn forget_port(registry: &SharedRegistry, store: &GuestStore, link: &Link) {
+    let network = {
+        let mut registry = registry.write().expect("registry lock");
+        let Some(port) = registry.records.get(&link.name) else {
+            return;
+        };
+        if port.record.ifindex.is_some_and(|i| i != link.index) {
+            return;
+        }
+        let network = port.network.clone();
+        registry.records.remove(&link.name);
+        network
+    };
+    let forgotten = store.update(&network, |records| {
+        if records
+            .get(&link.name)
+            .is_some_and(|r| r.ifindex.is_none_or(|i| i == link.index))
+        {
+            records.remove(&link.name);
+        }
+    });
+    if let Err(e) = forgotten {
+        tracing::warn!("forgetting the vanished guest port {}: {e}", link.name);
     }
 }
 

@@ -57,6 +57,20 @@ pub fn facts(snapshot: &Snapshot) -> HostFacts {
     }
 }
 
+/// The facts for re-planning a network that runs on `current`: its own
+/// bridge name and subnet count as free, so a definition that names
+/// neither keeps them (an Update never moves a network by accident).
+pub fn facts_for_update(snapshot: &Snapshot, current: &Plan) -> HostFacts {
+    let mut facts = facts(snapshot);
+    if let BridgePlan::Create { name, .. } = &current.bridge {
+        facts.free_bridge_name = Some(name.clone());
+    }
+    if let Some(address) = current.addresses.first() {
+        facts.free_subnet = Some(*address);
+    }
+    facts
+}
+
 fn free_bridge_name(snapshot: &Snapshot) -> Option<IfName> {
     (0..1000)
         .map(|i| format!("gnbr{i}"))

@@ -126,18 +126,128 @@ async fn apply_steps(
         });
     }
     for r in &plan.routes {
-        let route = Route {
-            destination: r.destination,
-            gateway: r.gateway,
-            oif: Some(bridge),
-            metric: None,
-            protocol: 4, // static
-            scope: if r.gateway.is_some() { 0 } else { 253 },
-            pref_source: None,
-        };
-        kernel.add_route(&route, bridge).await?;
+        kernel.add_route(&planned_route(r, bridge), bridge).await?;
     }
     Ok(())
+}
+
+/// The kernel route of a planned one, out of the network's bridge.
+fn planned_route(r: &guestnet_mode_api::RoutePlan, bridge: u32) -> Route {
+    Route {
+        destination: r.destination,
+        gateway: r.gateway,
+        oif: Some(bridge),
+        metric: None,
+        protocol: 4, // static
+        scope: if r.gateway.is_some() { 0 } else { 253 },
+        pref_source: None,
+    }
+}
+
+/// Brings an active network's bridge from `old` to `new` in place, when
+/// both plans keep the same bridge: its MTU (and its ports'), addresses and
+/// routes. The bridge and its ports stay, so guests keep their links; an
+/// address that stays is never removed, so nothing in flight is lost.
+/// Each step looks at what the host has, so running it again, or after a
+/// crash half-way, finishes the job rather than failing on what is done.
+pub async fn update(
+    kernel: &Kernel,
+    old: &Plan,
+    new: &Plan,
+    network: &str,
+) -> Result<(), KernelError> {
+    let snapshot = kernel.snapshot().await?;
+    let bridge_name = new.bridge.name().as_str();
+    let bridge = snapshot
+        .link(bridge_name)
+        .ok_or_else(|| KernelError::NoSuchLink(bridge_name.to_owned()))?
+        .clone();
+    if let Some(mtu) = bridge_mtu(&new.bridge).filter(|m| *m != bridge.mtu) {
+        // Ports first: a bridge cannot be larger than its smallest port.
+        for port in snapshot
+            .links
+            .iter()
+            .filter(|l| l.master == Some(bridge.index))
+        {
+            if port.mtu != mtu && !is_uplink(new, &port.name) {
+                kernel.set_mtu(port.index, &port.name, mtu).await?;
+            }
+        }
+        kernel.set_mtu(bridge.index, bridge_name, mtu).await?;
+    }
+    for net in &new.addresses {
+        if !bridge.addresses.contains(net) {
+            kernel.add_address(bridge.index, bridge_name, *net).await?;
+        }
+    }
+    let wanted = |r: &Route| {
+        new.routes
+            .iter()
+            .any(|p| p.destination == r.destination && p.gateway == r.gateway)
+    };
+    for gone in old.routes.iter().map(|r| planned_route(r, bridge.index)) {
+        let present = snapshot
+            .routes_via(bridge.index)
+            .any(|r| r.destination == gone.destination && r.gateway == gone.gateway);
+        if present && !wanted(&gone) {
+            kernel.delete_route(&gone).await?;
+        }
+    }
+    for net in &old.addresses {
+        if !new.addresses.contains(net) && bridge.addresses.contains(net) {
+            kernel
+                .delete_address(bridge.index, bridge_name, *net)
+                .await?;
+        }
+    }
+    // After the addresses: a route via a gateway needs its subnet there.
+    let snapshot = kernel.snapshot().await?;
+    for route in new.routes.iter().map(|r| planned_route(r, bridge.index)) {
+        let present = snapshot
+            .routes_via(bridge.index)
+            .any(|r| r.destination == route.destination && r.gateway == route.gateway);
+        if !present {
+            kernel.add_route(&route, bridge.index).await?;
+        }
+    }
+    tracing::debug!("updated the links of {network} in place");
+    Ok(())
+}
+
+/// Makes a re-adopted network's bridge hold what its record says (a
+/// guestnetd killed in the middle of an Update left some of it undone).
+pub async fn reconcile(kernel: &Kernel, plan: &Plan, network: &str) -> Result<(), KernelError> {
+    update(kernel, plan, plan, network).await
+}
+
+/// The MTU a plan sets on its bridge, if it sets one.
+fn bridge_mtu(plan: &BridgePlan) -> Option<u32> {
+    match plan {
+        BridgePlan::Create { mtu, .. } | BridgePlan::EnslaveUplink { mtu, .. } => *mtu,
+        BridgePlan::Existing { .. } => None,
+    }
+}
+
+/// Whether an Update from `old` to `new` can keep the bridge as it is:
+/// the same name, made the same way (the same NIC enslaved).
+pub fn same_bridge(old: &BridgePlan, new: &BridgePlan) -> bool {
+    match (old, new) {
+        (BridgePlan::Create { name: a, .. }, BridgePlan::Create { name: b, .. }) => a == b,
+        (
+            BridgePlan::EnslaveUplink {
+                name: a, uplink: u, ..
+            },
+            BridgePlan::EnslaveUplink {
+                name: b, uplink: v, ..
+            },
+        ) => a == b && u == v,
+        (BridgePlan::Existing { name: a }, BridgePlan::Existing { name: b }) => a == b,
+        _ => false,
+    }
+}
+
+fn is_uplink(plan: &Plan, ifname: &str) -> bool {
+    matches!(&plan.bridge, BridgePlan::EnslaveUplink { uplink, .. } if uplink.as_str() == ifname)
 }
 
 /// Creates the bridge with the NIC's MAC (so the LAN sees the same host),

@@ -5,6 +5,7 @@
 pub mod facts;
 pub mod kernel;
 pub mod links;
+pub mod netns;
 pub mod socket_buffers;
 pub mod sysctl;
 pub mod tap;

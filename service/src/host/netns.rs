@@ -1,0 +1,118 @@
+//! Opening a network namespace by a path a caller gave, safely.
+//!
+//! guestnetd runs as root, and `open()` on a caller's path is not harmless:
+//! a FIFO blocks until someone opens its other end, and opening a device
+//! node can act on the device (a tape rewinds, a tty becomes a controlling
+//! terminal). So the path is first opened with `O_PATH`, which opens
+//! nothing and never blocks, and only a file of the namespace filesystem
+//! (nsfs) is then opened for real, through `/proc/self/fd`, which names
+//! that very inode whatever happened to the path meanwhile.
+
+use std::fs::File;
+use std::os::fd::{AsRawFd, FromRawFd};
+use std::path::Path;
+
+/// `NSFS_MAGIC` from linux/magic.h: the filesystem of /proc/PID/ns/* and of
+/// their bind mounts (/run/netns/NAME).
+const NSFS_MAGIC: i64 = 0x6e73_6673;
+
+#[derive(Debug, thiserror::Error)]
+pub enum NetnsError {
+    #[error("{path}: {source}")]
+    Open {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0} is not a network namespace (use /run/netns/NAME or /proc/PID/ns/net)")]
+    NotANamespace(String),
+}
+
+/// Opens the network namespace at `path`, refusing anything else (a
+/// device, a FIFO, a regular file, another kind of namespace) before it is
+/// opened for reading.
+pub fn open(path: &Path) -> Result<File, NetnsError> {
+    let shown = path.display().to_string();
+    let open_err = |source| NetnsError::Open {
+        path: shown.clone(),
+        source,
+    };
+    let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
+        .map_err(|_| NetnsError::NotANamespace(shown.clone()))?;
+    // SAFETY: c_path is a valid NUL-terminated string; O_PATH opens no
+    // file contents and never blocks.
+    let fd = unsafe { libc::open(c_path.as_ptr(), libc::O_PATH | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(open_err(std::io::Error::last_os_error()));
+    }
+    // SAFETY: fd was just returned by open and is owned by nobody else.
+    let located = unsafe { File::from_raw_fd(fd) };
+    if !on_nsfs(&located) {
+        return Err(NetnsError::NotANamespace(shown));
+    }
+    let reopened = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_CLOEXEC | libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(format!("/proc/self/fd/{}", located.as_raw_fd()))
+        .map_err(open_err)?;
+    if !crate::host::tap::is_network_namespace(&reopened) {
+        return Err(NetnsError::NotANamespace(shown));
+    }
+    Ok(reopened)
+}
+
+use std::os::unix::fs::OpenOptionsExt;
+
+/// Whether `file` lives on nsfs and is a regular file there (what every
+/// namespace file is), by `fstatfs` and `fstat`, which work on `O_PATH`.
+fn on_nsfs(file: &File) -> bool {
+    // SAFETY: statfs is plain data; zeroed is a valid value to be filled.
+    let mut fs: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: the fd is open for the call; fs is a valid out-pointer.
+    if unsafe { libc::fstatfs(file.as_raw_fd(), &mut fs) } != 0 {
+        return false;
+    }
+    #[allow(clippy::unnecessary_cast)]
+    let magic = fs.f_type as i64;
+    // SAFETY: stat is plain data; zeroed is a valid value to be filled.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: the fd is open for the call; st is a valid out-pointer.
+    if unsafe { libc::fstat(file.as_raw_fd(), &mut st) } != 0 {
+        return false;
+    }
+    magic == NSFS_MAGIC && st.st_mode & libc::S_IFMT == libc::S_IFREG
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_namespaces_are_opened() {
+        assert!(open(Path::new("/proc/self/ns/net")).is_ok());
+        for bad in ["/dev/null", "/proc/self/ns/uts", "/etc/hostname", "/"] {
+            assert!(
+                matches!(open(Path::new(bad)), Err(NetnsError::NotANamespace(_))),
+                "{bad} was not refused"
+            );
+        }
+        assert!(matches!(
+            open(Path::new("/nonexistent/ns")),
+            Err(NetnsError::Open { .. })
+        ));
+    }
+
+    #[test]
+    fn a_fifo_is_refused_without_blocking() {
+        let dir = std::env::temp_dir().join(format!("gn-netns-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let fifo = dir.join("fifo");
+        let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: c is a valid path string.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let started = std::time::Instant::now();
+        assert!(matches!(open(&fifo), Err(NetnsError::NotANamespace(_))));
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

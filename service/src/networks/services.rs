@@ -1,0 +1,224 @@
+//! The servers an active network runs: DHCP and DNS on its bridge, fed by
+//! one zone, and changed in place by an Update where they can be: a DHCP
+//! pool keeps its socket and leases, a DNS server its sockets and the names
+//! of the leases. Only a server whose bridge or address moves starts anew.
+
+use super::{NetworkLeaseEvent, Networks, Slot};
+use crate::dhcp::server::{DhcpServer, EventSink};
+use crate::dhcp::{LeaseChange, LeaseEvent};
+use crate::dns::{DnsServer, SharedZone, Upstreams, Zone};
+use crate::error::ServiceError;
+use guestnet_mode_api::{DhcpPlan, DnsPlan, NetworkName, Plan};
+use std::sync::{Arc, RwLock};
+
+/// DNS is served on the standard port; the DNS module's tests use others.
+const DNS_PORT: u16 = 53;
+
+/// The servers of one active network; dropping them stops them.
+pub(super) struct Services {
+    pub(super) dhcp: Option<DhcpServer>,
+    dns: Option<Dns>,
+    /// Names of leases and static hosts, shared by both servers.
+    zone: SharedZone,
+}
+
+struct Dns {
+    server: DnsServer,
+    /// Where forwarded queries go; swapped in place by an Update.
+    upstreams: Upstreams,
+    plan: DnsPlan,
+}
+
+impl Services {
+    /// Stops both servers and waits until their sockets are closed, so that
+    /// a restart on the same address finds it free.
+    pub(super) async fn stop(self) {
+        stop_both(self.dhcp, self.dns).await;
+    }
+}
+
+async fn stop_both(dhcp: Option<DhcpServer>, dns: Option<Dns>) {
+    if let Some(d) = dhcp {
+        d.stop().await;
+    }
+    if let Some(d) = dns {
+        d.server.stop().await;
+    }
+}
+
+impl Networks {
+    fn upstreams_for(&self, plan: &DnsPlan) -> Upstreams {
+        if plan.forwarders.is_empty() {
+            Upstreams::resolv_conf(self.resolv_conf.clone())
+        } else {
+            Upstreams::fixed(plan.forwarders.clone())
+        }
+    }
+
+    /// Starts the DHCP and DNS servers the plan asks for.
+    pub(super) async fn start_services(
+        &self,
+        name: &NetworkName,
+        plan: &Plan,
+    ) -> Result<Services, ServiceError> {
+        let zone: SharedZone = Arc::new(RwLock::new(match &plan.dns {
+            Some(d) => Zone::new(d.domain.clone(), &d.records),
+            None => Zone::new(None, &[]),
+        }));
+        let dhcp = match &plan.dhcp {
+            Some(d) => Some(self.start_dhcp(name, plan, d, &zone).await?),
+            None => None,
+        };
+        if let Some(server) = &dhcp {
+            let mut z = zone.write().expect("zone lock");
+            for lease in server.leases() {
+                if let Some(h) = &lease.hostname {
+                    z.add_lease(h, lease.ip);
+                }
+            }
+        }
+        let dns = match &plan.dns {
+            Some(d) => Some(self.start_dns(plan, d, &zone).await?),
+            None => None,
+        };
+        Ok(Services { dhcp, dns, zone })
+    }
+
+    async fn start_dhcp(
+        &self,
+        name: &NetworkName,
+        plan: &Plan,
+        dhcp: &DhcpPlan,
+        zone: &SharedZone,
+    ) -> Result<DhcpServer, ServiceError> {
+        let bridge = plan.bridge.name().as_str();
+        let sink = self.lease_sink(name, zone.clone());
+        DhcpServer::start(bridge, dhcp.clone(), &self.journal_path(name), sink)
+            .await
+            .map_err(|e| ServiceError::failed(&format!("starting DHCP on {bridge}"), e))
+    }
+
+    async fn start_dns(
+        &self,
+        plan: &Plan,
+        dns: &DnsPlan,
+        zone: &SharedZone,
+    ) -> Result<Dns, ServiceError> {
+        let upstreams = self.upstreams_for(dns);
+        let server = DnsServer::start(
+            plan.bridge.name().as_str(),
+            dns.listen,
+            DNS_PORT,
+            zone.clone(),
+            upstreams.clone(),
+        )
+        .await
+        .map_err(|e| ServiceError::failed(&format!("starting DNS on {}", dns.listen), e))?;
+        Ok(Dns {
+            server,
+            upstreams,
+            plan: dns.clone(),
+        })
+    }
+
+    /// Brings an active network's servers from `old` to `new`. In place,
+    /// under the slot's std lock and without an await: the DHCP pool, the
+    /// zone's domain and records, the DNS upstreams. A server that must
+    /// start anew (its bridge or address changed, or it comes or goes) is
+    /// taken out, stopped and replaced outside the lock, so ListLeases and
+    /// WaitForLease never wait on it.
+    pub(super) async fn update_services(
+        &self,
+        name: &NetworkName,
+        slot: &Slot,
+        old: &Plan,
+        new: &Plan,
+    ) -> Result<(), ServiceError> {
+        let same_bridge = old.bridge.name() == new.bridge.name();
+        let running = slot.services.lock().expect("services lock").is_some();
+        if !running {
+            let services = self.start_services(name, new).await?;
+            slot.put_services(services);
+            return Ok(());
+        }
+        let (zone, old_dhcp, old_dns) = {
+            let mut guard = slot.services.lock().expect("services lock");
+            let services = guard
+                .as_mut()
+                .expect("only this network's change lock holder takes them");
+            {
+                let mut zone = services.zone.write().expect("zone lock");
+                match &new.dns {
+                    Some(d) => zone.set_definition(d.domain.clone(), &d.records),
+                    None => zone.set_definition(None, &[]),
+                }
+            }
+            let old_dhcp = match (&services.dhcp, &new.dhcp) {
+                (Some(server), Some(plan)) if same_bridge => {
+                    server.reconfigure(plan.clone());
+                    None
+                }
+                _ => services.dhcp.take(),
+            };
+            let old_dns = match (&mut services.dns, &new.dns) {
+                (Some(dns), Some(plan)) if same_bridge && dns.plan.listen == plan.listen => {
+                    if dns.plan.forwarders != plan.forwarders {
+                        dns.upstreams.replace_with(&self.upstreams_for(plan));
+                    }
+                    dns.plan = plan.clone();
+                    None
+                }
+                _ => services.dns.take(),
+            };
+            (services.zone.clone(), old_dhcp, old_dns)
+        };
+        let restart_dhcp = old_dhcp.is_some() || (new.dhcp.is_some() && !same_bridge);
+        let restart_dns = old_dns.is_some() || (new.dns.is_some() && !same_bridge);
+        stop_both(old_dhcp, old_dns).await;
+        let dhcp = match (&new.dhcp, restart_dhcp || old.dhcp.is_none()) {
+            (Some(d), true) => Some(self.start_dhcp(name, new, d, &zone).await?),
+            _ => None,
+        };
+        let dns = match (&new.dns, restart_dns || old.dns.is_none()) {
+            (Some(d), true) => Some(self.start_dns(new, d, &zone).await?),
+            _ => None,
+        };
+        let mut guard = slot.services.lock().expect("services lock");
+        if let Some(services) = guard.as_mut() {
+            if dhcp.is_some() {
+                services.dhcp = dhcp;
+            }
+            if dns.is_some() {
+                services.dns = dns;
+            }
+        }
+        Ok(())
+    }
+
+    /// Where a network's DHCP server reports durable lease changes: its DNS
+    /// zone and the lease event channel.
+    fn lease_sink(&self, name: &NetworkName, zone: SharedZone) -> EventSink {
+        let tx = self.lease_events.clone();
+        let network = name.to_string();
+        Arc::new(move |events: &[LeaseEvent]| {
+            {
+                let mut z = zone.write().expect("zone lock");
+                for e in events {
+                    let Some(host) = &e.lease.hostname else {
+                        continue;
+                    };
+                    match e.change {
+                        LeaseChange::Added | LeaseChange::Renewed => z.add_lease(host, e.lease.ip),
+                        LeaseChange::Removed => z.remove_lease(host, e.lease.ip),
+                    }
+                }
+            }
+            for e in events {
+                let _ = tx.send(NetworkLeaseEvent {
+                    network: network.clone(),
+                    event: e.clone(),
+                });
+            }
+        })
+    }
+}
