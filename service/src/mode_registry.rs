@@ -182,7 +182,7 @@ impl LoadedMode {
 /// The loaded modes by name.
 #[derive(Default)]
 pub struct ModeRegistry {
-    modes: BTreeMap<String, LoadedMode>,
+    modes: BTreeMap<String, std::sync::Arc<LoadedMode>>,
 }
 
 impl ModeRegistry {
@@ -226,12 +226,15 @@ impl ModeRegistry {
                 first: first.file.clone(),
             });
         }
-        self.modes.insert(mode.info.name.clone(), mode);
+        self.modes
+            .insert(mode.info.name.clone(), std::sync::Arc::new(mode));
         Ok(())
     }
 
-    pub fn get(&self, name: &str) -> Option<&LoadedMode> {
-        self.modes.get(name)
+    /// A mode, shared: a plan is asked for on a blocking thread of its
+    /// own, so a slow plugin never stalls the service's tasks.
+    pub fn get(&self, name: &str) -> Option<std::sync::Arc<LoadedMode>> {
+        self.modes.get(name).cloned()
     }
 
     pub fn names(&self) -> Vec<String> {
@@ -239,6 +242,6 @@ impl ModeRegistry {
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &LoadedMode> {
-        self.modes.values()
+        self.modes.values().map(|m| &**m)
     }
 }

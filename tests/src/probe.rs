@@ -119,3 +119,43 @@ pub fn tcp_peer(
     }
     peer
 }
+
+/// A ping running in the background (`ping -i INTERVAL -c COUNT`), for
+/// counting the packets a change loses while it runs.
+pub struct Pinger {
+    pid: u32,
+    stdout: Option<std::process::ChildStdout>,
+}
+
+impl Pinger {
+    /// Starts `count` pings from `from_ns` to `addr`, one every 50 ms.
+    pub fn every_50ms(world: &World, from_ns: &str, addr: &str, count: u32) -> Pinger {
+        let count = count.to_string();
+        let (pid, stdout) = world.spawn_piped(
+            from_ns,
+            &[
+                "ping", "-n", "-q", "-i", "0.05", "-c", &count, "-W", "1", addr,
+            ],
+        );
+        Pinger {
+            pid,
+            stdout: Some(stdout),
+        }
+    }
+
+    /// Waits for the last ping; returns (sent, answered).
+    pub fn finish(mut self, world: &World) -> (u32, u32) {
+        let out = crate::world::read_all(self.stdout.take().expect("read once"));
+        world.wait(self.pid);
+        ping_counts(&out).unwrap_or_else(|| panic!("no summary in ping's output:\n{out}"))
+    }
+}
+
+/// "N packets transmitted, M received, ..." of ping's summary.
+pub fn ping_counts(out: &str) -> Option<(u32, u32)> {
+    let line = out.lines().find(|l| l.contains("packets transmitted"))?;
+    let mut nums = line
+        .split(',')
+        .map(|part| part.split_whitespace().next()?.parse::<u32>().ok());
+    Some((nums.next()??, nums.next()??))
+}

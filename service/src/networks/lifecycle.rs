@@ -169,16 +169,9 @@ impl Networks {
         persistent: bool,
     ) -> Result<Plan, ServiceError> {
         let name = def.name.as_str();
-        let mode = self
-            .modes
-            .get(&def.mode)
-            .ok_or_else(|| ServiceError::UnknownMode {
-                mode: def.mode.clone(),
-                loaded: self.modes.names().join(", "),
-            })?;
         let _planning = self.planning.lock().await;
         let snapshot = self.snapshot().await?;
-        let plan = mode.plan(def, &facts::facts(&snapshot))?;
+        let plan = self.plan(def, facts::facts(&snapshot)).await?;
         facts::conflicts(&plan, &snapshot, name).map_err(ServiceError::Conflict)?;
         // The record goes first: a crash from here on leaves a trace that
         // tells the next guestnetd what to clean up.

@@ -38,8 +38,8 @@ use crate::files::{AppliedRecord, DefinitionStore, Phase, RuntimeStore};
 use crate::guests::watch::SharedRegistry;
 use crate::guests::{GuestEvent, GuestStore};
 use crate::host::kernel::Kernel;
-use crate::mode_registry::ModeRegistry;
-use guestnet_mode_api::{Definition, MacAddr, NetworkName, Plan};
+use crate::mode_registry::{LoadedMode, ModeRegistry};
+use guestnet_mode_api::{Definition, HostFacts, MacAddr, NetworkName, Plan};
 use services::Services;
 use shared::Shared;
 use std::collections::BTreeMap;
@@ -286,19 +286,32 @@ impl Networks {
         self.slot(name).ok().map(|s| s.network())
     }
 
-    /// Parses a definition and has its mode check it.
-    fn parse_checked(&self, text: &str) -> Result<Definition, ServiceError> {
-        let def =
-            Definition::parse(text).map_err(|e| ServiceError::InvalidConfig(e.to_string()))?;
-        let mode = self
-            .modes
+    fn mode_of(&self, def: &Definition) -> Result<Arc<LoadedMode>, ServiceError> {
+        self.modes
             .get(&def.mode)
             .ok_or_else(|| ServiceError::UnknownMode {
                 mode: def.mode.clone(),
                 loaded: self.modes.names().join(", "),
-            })?;
-        mode.validate(&def)?;
+            })
+    }
+
+    /// Parses a definition and has its mode check it.
+    fn parse_checked(&self, text: &str) -> Result<Definition, ServiceError> {
+        let def =
+            Definition::parse(text).map_err(|e| ServiceError::InvalidConfig(e.to_string()))?;
+        self.mode_of(&def)?.validate(&def)?;
         Ok(def)
+    }
+
+    /// Asks `def`'s mode for a plan, on a blocking thread: a plugin is
+    /// third-party code, and a slow one must not stall the service's tasks.
+    async fn plan(&self, def: &Definition, facts: HostFacts) -> Result<Plan, ServiceError> {
+        let mode = self.mode_of(def)?;
+        let def = def.clone();
+        tokio::task::spawn_blocking(move || mode.plan(&def, &facts))
+            .await
+            .map_err(|e| ServiceError::Failed(format!("planning: {e}")))?
+            .map_err(ServiceError::from)
     }
 
     /// Every lease change of every network, from now on.

@@ -71,20 +71,19 @@ impl Networks {
         def: &Definition,
     ) -> Result<Plan, ServiceError> {
         let name = def.name.as_str();
-        let mode = self
-            .modes
-            .get(&def.mode)
-            .ok_or_else(|| ServiceError::UnknownMode {
-                mode: def.mode.clone(),
-                loaded: self.modes.names().join(", "),
-            })?;
         let planning = self.planning.lock().await;
         let snapshot = self.snapshot().await?;
         // The network's own bridge and subnet count as free: an Update that
         // names neither keeps them.
         let facts = facts::facts_for_update(&snapshot, old_plan);
-        let new_plan = mode.plan(def, &facts)?;
-        facts::conflicts(&new_plan, &snapshot, name).map_err(ServiceError::Conflict)?;
+        let new_plan = self.plan(def, facts).await?;
+        // What the network holds now is no clash with what it will hold.
+        let mut others = snapshot;
+        if let Some(own) = Self::own_bridge(&others, &def.name, old_plan).map(|l| l.index) {
+            others.links.retain(|l| l.index != own);
+            others.routes.retain(|r| r.oif != Some(own));
+        }
+        facts::conflicts(&new_plan, &others, name).map_err(ServiceError::Conflict)?;
         if new_plan == *old_plan {
             return Ok(new_plan);
         }
