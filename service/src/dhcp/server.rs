@@ -16,7 +16,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::net::UdpSocket;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 const SERVER_PORT: u16 = 67;
@@ -37,13 +37,14 @@ pub fn unix_now() -> u64 {
 pub struct DhcpServer {
     pool: Arc<Mutex<Pool>>,
     tasks: Vec<JoinHandle<()>>,
+    /// Tells the receiver and the timer to stop taking work; the committer
+    /// then writes and answers what they queued, and ends.
+    shutdown: watch::Sender<bool>,
 }
 
 impl Drop for DhcpServer {
     fn drop(&mut self) {
-        for t in &self.tasks {
-            t.abort();
-        }
+        let _ = self.shutdown.send(true);
     }
 }
 
@@ -77,21 +78,31 @@ impl DhcpServer {
             replier: replier.clone(),
             sink,
         };
+        let (shutdown, stopping) = watch::channel(false);
         let tasks = vec![
-            tokio::spawn(receive(socket, replier, pool.clone(), queue.clone())),
+            tokio::spawn(receive(
+                socket,
+                replier,
+                pool.clone(),
+                queue.clone(),
+                stopping.clone(),
+            )),
             tokio::spawn(committer.run(queued)),
-            tokio::spawn(expire(pool.clone(), queue)),
+            tokio::spawn(expire(pool.clone(), queue, stopping)),
         ];
-        Ok(DhcpServer { pool, tasks })
+        Ok(DhcpServer {
+            pool,
+            tasks,
+            shutdown,
+        })
     }
 
-    /// Stops serving; returns once the socket is closed.
+    /// Stops serving, cooperatively: no request is taken after this, every
+    /// lease already granted is written and answered; returns once the
+    /// socket is closed.
     pub async fn stop(mut self) {
-        let tasks = std::mem::take(&mut self.tasks);
-        for t in &tasks {
-            t.abort();
-        }
-        for t in tasks {
+        let _ = self.shutdown.send(true);
+        for t in std::mem::take(&mut self.tasks) {
             let _ = t.await;
         }
     }
@@ -135,10 +146,15 @@ async fn receive(
     replier: Arc<Replier>,
     pool: Arc<Mutex<Pool>>,
     queue: mpsc::UnboundedSender<Outcome>,
+    mut stopping: watch::Receiver<bool>,
 ) {
     let mut buf = vec![0u8; MAX_PACKET + 1];
     loop {
-        let n = match socket.recv_from(&mut buf).await {
+        let received = tokio::select! {
+            r = socket.recv_from(&mut buf) => r,
+            _ = stopping.wait_for(|s| *s) => return,
+        };
+        let n = match received {
             Ok((n, _)) => n,
             Err(e) => {
                 tracing::warn!("DHCP receive: {e}");
@@ -160,10 +176,17 @@ async fn receive(
     }
 }
 
-async fn expire(pool: Arc<Mutex<Pool>>, queue: mpsc::UnboundedSender<Outcome>) {
+async fn expire(
+    pool: Arc<Mutex<Pool>>,
+    queue: mpsc::UnboundedSender<Outcome>,
+    mut stopping: watch::Receiver<bool>,
+) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
-        tick.tick().await;
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stopping.wait_for(|s| *s) => return,
+        }
         let outcome = pool.lock().expect("pool lock").expire(unix_now());
         if !outcome.records.is_empty() && queue.send(outcome).is_err() {
             return;

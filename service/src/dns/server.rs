@@ -12,8 +12,9 @@
 //! `MAX_TCP_CONNECTIONS`, each with an idle and a read deadline and at
 //! most `MAX_PIPELINED` queries in flight.
 //!
-//! Every task hangs off a task the server holds (through `JoinSet`s), so
-//! stopping the server aborts all of them.
+//! Every task hangs off a task the server holds (through `JoinSet`s):
+//! stopping the server tells its loops to take no more queries, and what
+//! they started ends with them.
 
 use super::answer::{handle_query_over, Action, Transport, MAX_UDP_QUERY};
 use super::framing::{self, Frame};
@@ -27,7 +28,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::{timeout, timeout_at, Instant};
 
@@ -52,6 +53,8 @@ const TCP_BACKLOG: i32 = 128;
 pub struct DnsServer {
     local_addr: SocketAddr,
     tasks: Vec<JoinHandle<()>>,
+    /// Tells every receive and accept loop to stop taking queries.
+    shutdown: watch::Sender<bool>,
 }
 
 /// What every task of a server needs.
@@ -105,12 +108,24 @@ impl DnsServer {
             .map_or(2, |n| n.get())
             .clamp(2, 8);
         let forwards = Arc::new(Semaphore::new(MAX_FORWARDS));
+        let (shutdown, stopping) = watch::channel(false);
         let mut tasks: Vec<JoinHandle<()>> = (0..receivers)
-            .map(|_| tokio::spawn(serve_udp(udp.clone(), shared.clone(), forwards.clone())))
+            .map(|_| {
+                tokio::spawn(serve_udp(
+                    udp.clone(),
+                    shared.clone(),
+                    forwards.clone(),
+                    stopping.clone(),
+                ))
+            })
             .collect();
-        tasks.push(tokio::spawn(serve_tcp(tcp, shared)));
+        tasks.push(tokio::spawn(serve_tcp(tcp, shared, stopping)));
         tracing::debug!(%local_addr, interface, "DNS server started");
-        Ok(DnsServer { local_addr, tasks })
+        Ok(DnsServer {
+            local_addr,
+            tasks,
+            shutdown,
+        })
     }
 
     /// Where the server listens (UDP and TCP).
@@ -125,13 +140,11 @@ impl DnsServer {
         drop(self);
     }
 
-    /// Stops every task and returns once the sockets are closed.
+    /// Stops taking queries (what is in flight ends with its loop) and
+    /// returns once the sockets are closed.
     pub async fn stop(mut self) {
-        let tasks = std::mem::take(&mut self.tasks);
-        for task in &tasks {
-            task.abort();
-        }
-        for task in tasks {
+        let _ = self.shutdown.send(true);
+        for task in std::mem::take(&mut self.tasks) {
             let _ = task.await;
         }
     }
@@ -139,9 +152,7 @@ impl DnsServer {
 
 impl Drop for DnsServer {
     fn drop(&mut self) {
-        for task in &self.tasks {
-            task.abort();
-        }
+        let _ = self.shutdown.send(true);
     }
 }
 
@@ -182,12 +193,21 @@ fn bind_tcp(interface: &str, addr: SocketAddrV4) -> io::Result<Socket> {
 }
 
 /// One UDP receive loop; the forwards it starts live in its `JoinSet`.
-async fn serve_udp(socket: Arc<UdpSocket>, shared: Arc<Shared>, forwards: Arc<Semaphore>) {
+async fn serve_udp(
+    socket: Arc<UdpSocket>,
+    shared: Arc<Shared>,
+    forwards: Arc<Semaphore>,
+    mut stopping: watch::Receiver<bool>,
+) {
     // One byte more than the largest query taken, to see oversized ones.
     let mut buf = vec![0u8; MAX_UDP_QUERY + 1];
     let mut in_flight = JoinSet::new();
     loop {
-        let (len, peer) = match socket.recv_from(&mut buf).await {
+        let received = tokio::select! {
+            r = socket.recv_from(&mut buf) => r,
+            _ = stopping.wait_for(|s| *s) => return,
+        };
+        let (len, peer) = match received {
             Ok(received) => received,
             Err(e) => {
                 tracing::debug!("DNS receive error: {e}");
@@ -237,15 +257,27 @@ fn send_weak(socket: &Weak<UdpSocket>, reply: &[u8], peer: SocketAddr) {
 }
 
 /// Accepts TCP clients, at most `MAX_TCP_CONNECTIONS` at once.
-async fn serve_tcp(listener: TcpListener, shared: Arc<Shared>) {
+async fn serve_tcp(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    mut stopping: watch::Receiver<bool>,
+) {
     let slots = Arc::new(Semaphore::new(MAX_TCP_CONNECTIONS));
     let mut connections = JoinSet::new();
     loop {
-        let Ok(slot) = slots.clone().acquire_owned().await else {
+        let slot = tokio::select! {
+            s = slots.clone().acquire_owned() => s,
+            _ = stopping.wait_for(|s| *s) => return,
+        };
+        let Ok(slot) = slot else {
             return;
         };
         while connections.try_join_next().is_some() {}
-        match listener.accept().await {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = stopping.wait_for(|s| *s) => return,
+        };
+        match accepted {
             Ok((stream, _)) => {
                 connections.spawn(serve_connection(stream, shared.clone(), slot));
             }
