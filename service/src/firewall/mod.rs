@@ -39,10 +39,9 @@ pub fn render(networks: &[NetworkRules]) -> String {
     if with_rules.is_empty() {
         return out;
     }
-    let mut forward = String::new();
+    let forward = forward_rules(&with_rules);
     let mut postrouting = String::new();
     for n in with_rules {
-        forward_rules(&mut forward, n);
         nat_rules(&mut postrouting, n);
     }
     let _ = write!(
@@ -55,37 +54,89 @@ pub fn render(networks: &[NetworkRules]) -> String {
     out
 }
 
-fn forward_rules(out: &mut String, n: &NetworkRules) {
-    let br = n.bridge.as_str();
-    let tag = comment(&n.network);
-    // Guest to guest on one bridge (seen here when br_netfilter is loaded).
-    let _ = writeln!(out, "\t\tiifname \"{br}\" oifname \"{br}\" accept {tag}");
-    match &n.policy {
-        FirewallPolicy::None => {}
-        FirewallPolicy::Isolated { .. } => {}
-        FirewallPolicy::Routed { subnet } => {
-            let _ = writeln!(out, "\t\tiifname \"{br}\" ip saddr {subnet} accept {tag}");
-            let _ = writeln!(out, "\t\toifname \"{br}\" ip daddr {subnet} accept {tag}");
-        }
-        FirewallPolicy::Nat { subnet, uplink } => {
-            let out_if = uplink
-                .as_ref()
-                .map(|u| format!("oifname \"{u}\" "))
-                .unwrap_or_default();
-            let _ = writeln!(
-                out,
-                "\t\tiifname \"{br}\" {out_if}ip saddr {subnet} accept {tag}"
-            );
-            let _ = writeln!(
-                out,
-                "\t\toifname \"{br}\" ip daddr {subnet} ct state established,related accept {tag}"
-            );
+/// The forward chain, in four passes over the networks, so that no
+/// network's verdict depends on another network's name or place in the
+/// list. Every rule names its own network's bridge as the input or the
+/// output interface, and a packet has one of each; so within a pass the
+/// rules of two networks never match the same packet, and their order
+/// does not matter. Only the order of the passes does:
+///
+/// 1. Guest to guest on one bridge: accepted (seen here when br_netfilter
+///    is loaded), in every mode.
+/// 2. Isolated networks: everything forwarded from or to their bridges is
+///    refused, before any other network's accept can see it.
+/// 3. Inbound, by the network the packet goes into: a nat network takes
+///    only replies (`established,related`) and refuses the rest; a routed
+///    network takes anything addressed to its subnet, and refuses the rest.
+/// 4. Outbound, by the network the packet comes from: a nat network lets
+///    its subnet out (to its uplink, when it names one), a routed network
+///    its subnet; each refuses the rest.
+///
+/// Refusals are `reject`, as libvirt does, so a sender learns at once
+/// rather than timing out. Traffic touching no guestnet bridge with rules
+/// (bridged networks: the host is a plain switch; the LAN; the host's own
+/// traffic, which is not forwarded) is not matched at all.
+///
+/// What follows for a guest of the row opening a connection to a guest of
+/// the column (a bridged guest is a LAN host):
+///
+/// | from \ to | nat     | routed  | isolated | bridged |
+/// |-----------|---------|---------|----------|---------|
+/// | nat       | refused | allowed | refused  | allowed |
+/// | routed    | refused | allowed | refused  | allowed |
+/// | isolated  | refused | refused | refused  | refused |
+/// | bridged   | refused | allowed | refused  | n/a     |
+///
+/// (Each network's own guests always reach each other: pass 1; the table
+/// is between two networks.) A nat guest reaches a routed guest as it
+/// would a LAN host: the routed network's inbound accept (pass 3) comes
+/// before the nat network's outbound reject (pass 4), so this holds even
+/// when the nat network names an uplink, as in libvirt. An isolated guest
+/// reaches nothing forwarded, even with a route: unlike libvirt, whose
+/// inbound accepts come before an isolated network's rejects, pass 2 comes
+/// first.
+fn forward_rules(networks: &[&NetworkRules]) -> String {
+    let mut out = String::new();
+    for n in networks {
+        let (br, tag) = (n.bridge.as_str(), comment(&n.network));
+        let _ = writeln!(out, "\t\tiifname \"{br}\" oifname \"{br}\" accept {tag}");
+    }
+    for n in networks {
+        if let FirewallPolicy::Isolated { .. } = n.policy {
+            let (br, tag) = (n.bridge.as_str(), comment(&n.network));
+            let _ = writeln!(out, "\t\tiifname \"{br}\" reject {tag}");
+            let _ = writeln!(out, "\t\toifname \"{br}\" reject {tag}");
         }
     }
-    // Whatever the policy did not allow is refused, as libvirt does, so a
-    // sender learns at once rather than timing out.
-    let _ = writeln!(out, "\t\tiifname \"{br}\" reject {tag}");
-    let _ = writeln!(out, "\t\toifname \"{br}\" reject {tag}");
+    for n in networks {
+        let (br, tag) = (n.bridge.as_str(), comment(&n.network));
+        let accept = match &n.policy {
+            FirewallPolicy::Routed { subnet } => format!("ip daddr {subnet} accept"),
+            FirewallPolicy::Nat { subnet, .. } => {
+                format!("ip daddr {subnet} ct state established,related accept")
+            }
+            FirewallPolicy::None | FirewallPolicy::Isolated { .. } => continue,
+        };
+        let _ = writeln!(out, "\t\toifname \"{br}\" {accept} {tag}");
+        let _ = writeln!(out, "\t\toifname \"{br}\" reject {tag}");
+    }
+    for n in networks {
+        let (br, tag) = (n.bridge.as_str(), comment(&n.network));
+        let accept = match &n.policy {
+            FirewallPolicy::Routed { subnet } => format!("ip saddr {subnet} accept"),
+            FirewallPolicy::Nat { subnet, uplink } => {
+                let out_if = uplink
+                    .as_ref()
+                    .map(|u| format!("oifname \"{u}\" "))
+                    .unwrap_or_default();
+                format!("{out_if}ip saddr {subnet} accept")
+            }
+            FirewallPolicy::None | FirewallPolicy::Isolated { .. } => continue,
+        };
+        let _ = writeln!(out, "\t\tiifname \"{br}\" {accept} {tag}");
+        let _ = writeln!(out, "\t\tiifname \"{br}\" reject {tag}");
+    }
+    out
 }
 
 fn nat_rules(out: &mut String, n: &NetworkRules) {
@@ -528,6 +579,96 @@ mod tests {
         ));
         assert!(batch.contains("oifname \"gnbr0\" reject"));
         assert!(!batch.contains("oifname \"gnbr0\" ip daddr 10.1.2.0/24 accept"));
+    }
+
+    fn named(network: &str, bridge: &str, policy: FirewallPolicy) -> NetworkRules {
+        NetworkRules {
+            network: network.into(),
+            bridge: IfName::new(bridge).unwrap(),
+            policy,
+        }
+    }
+
+    /// Where `rule` is in the forward chain of `batch`.
+    fn place(batch: &str, rule: &str) -> usize {
+        batch
+            .lines()
+            .position(|l| l.trim().starts_with(rule))
+            .unwrap_or_else(|| panic!("no rule {rule:?} in\n{batch}"))
+    }
+
+    /// The forward rules of every order of three networks hold the same
+    /// passes: each refusal of one network comes before every accept of
+    /// another that could match the same packet.
+    #[test]
+    fn no_verdict_depends_on_the_order_of_the_networks() {
+        let nat = named(
+            "a",
+            "gnbrn",
+            FirewallPolicy::Nat {
+                subnet: "10.1.1.0/24".parse().unwrap(),
+                uplink: Some(IfName::new("eth0").unwrap()),
+            },
+        );
+        let routed = named(
+            "b",
+            "gnbrr",
+            FirewallPolicy::Routed {
+                subnet: "10.1.2.0/24".parse().unwrap(),
+            },
+        );
+        let isolated = named(
+            "c",
+            "gnbri",
+            FirewallPolicy::Isolated {
+                subnet: "10.1.3.0/24".parse().unwrap(),
+            },
+        );
+        let orders = [
+            [&nat, &routed, &isolated],
+            [&nat, &isolated, &routed],
+            [&routed, &nat, &isolated],
+            [&routed, &isolated, &nat],
+            [&isolated, &nat, &routed],
+            [&isolated, &routed, &nat],
+        ];
+        for order in orders {
+            let list: Vec<NetworkRules> = order.into_iter().cloned().collect();
+            let b = render(&list);
+            let before = |first: &str, then: &str| {
+                assert!(
+                    place(&b, first) < place(&b, then),
+                    "{first:?} must come before {then:?} in\n{b}"
+                );
+            };
+            // An isolated network refuses before anyone accepts.
+            for accept in [
+                "oifname \"gnbrr\" ip daddr 10.1.2.0/24 accept",
+                "iifname \"gnbrr\" ip saddr 10.1.2.0/24 accept",
+                "iifname \"gnbrn\" oifname \"eth0\" ip saddr 10.1.1.0/24 accept",
+            ] {
+                before("iifname \"gnbri\" reject", accept);
+                before("oifname \"gnbri\" reject", accept);
+            }
+            // Nobody's way out opens a way into a nat network ...
+            before(
+                "oifname \"gnbrn\" reject",
+                "iifname \"gnbrr\" ip saddr 10.1.2.0/24 accept",
+            );
+            // ... and a routed network's way in is not closed by a nat
+            // network's way out.
+            before(
+                "oifname \"gnbrr\" ip daddr 10.1.2.0/24 accept",
+                "iifname \"gnbrn\" reject",
+            );
+            // Each network's guests reach each other.
+            for br in ["gnbrn", "gnbrr", "gnbri"] {
+                before(
+                    &format!("iifname \"{br}\" oifname \"{br}\" accept"),
+                    "iifname \"gnbri\" reject",
+                );
+            }
+        }
     }
 
     #[test]
