@@ -8,7 +8,8 @@ use crate::dhcp::{Lease, LeaseChange, LeaseEvent};
 use crate::dns::{DnsServer, SharedZone, Upstreams, Zone};
 use crate::error::ServiceError;
 use crate::files::{AppliedRecord, DefinitionStore, Phase, RuntimeStore};
-use crate::firewall::{self, NetworkRules};
+use crate::firewall::firewalld::Firewalld;
+use crate::firewall::{self, Firewall, NetworkRules};
 use crate::guests::watch::{Registry, SharedRegistry, WatchedBridge};
 use crate::guests::{
     self, AttachKind, AttachRequest, GuestEvent, GuestRecord, GuestStore, PortKind,
@@ -122,6 +123,8 @@ struct State {
 pub struct Networks {
     modes: ModeRegistry,
     kernel: Kernel,
+    firewall: Arc<Firewall>,
+    firewalld: Arc<Firewalld>,
     definitions: DefinitionStore,
     runtime: RuntimeStore,
     leases_dir: PathBuf,
@@ -177,10 +180,18 @@ fn no_such(name: &str) -> ServiceError {
 }
 
 impl Networks {
-    pub fn new(modes: ModeRegistry, kernel: Kernel, paths: &Paths) -> Self {
+    pub fn new(
+        modes: ModeRegistry,
+        kernel: Kernel,
+        firewall: Arc<Firewall>,
+        firewalld: Arc<Firewalld>,
+        paths: &Paths,
+    ) -> Self {
         Self {
             modes,
             kernel,
+            firewall,
+            firewalld,
             definitions: DefinitionStore::new(paths.config_dir.clone()),
             runtime: RuntimeStore::new(paths.runtime_dir.clone()),
             leases_dir: paths.state_dir.join("leases"),
@@ -726,7 +737,7 @@ impl Networks {
             })
             .collect();
         let batch = firewall::render(&rules);
-        let docker = firewall::docker_user_batch(&rules).await;
+        let docker = self.firewall.docker_user_batch(&rules).await;
         let changed = state.firewall.as_deref() != Some(batch.as_str());
         if changed || !docker.is_empty() {
             // Both in one batch: all of it applies or none.
@@ -735,7 +746,8 @@ impl Networks {
             } else {
                 docker
             };
-            firewall::run_nft(&full)
+            self.firewall
+                .run(&full)
                 .await
                 .map_err(|e| ServiceError::failed("updating the firewall", e))?;
             if let Err(e) = crate::files::write_atomic(&self.firewall_record(), batch.as_bytes()) {
@@ -743,12 +755,11 @@ impl Networks {
             }
             state.firewall = Some(batch);
         }
-        crate::firewall::firewalld::set_bridges(
-            rules.iter().filter_map(|r| {
+        self.firewalld
+            .set_bridges(rules.iter().filter_map(|r| {
                 firewalld_kind(&r.policy).map(|k| (r.bridge.as_str().to_owned(), k))
-            }),
-        )
-        .await;
+            }))
+            .await;
         state
             .sysctls
             .reconcile(&sysctls)
@@ -769,7 +780,7 @@ impl Networks {
         // killed between `nft` and writing the record leaves them apart.
         let (recorded, kernel) = (
             firewall::batch_fingerprint(&batch),
-            firewall::kernel_fingerprint().await,
+            self.firewall.kernel_fingerprint().await,
         );
         if recorded == kernel {
             state.firewall = Some(batch);
@@ -786,7 +797,7 @@ impl Networks {
         let Some(batch) = state.firewall.clone() else {
             return;
         };
-        if batch.lines().count() > 2 && !firewall::table_exists().await {
+        if batch.lines().count() > 2 && !self.firewall.table_exists().await {
             tracing::warn!("guestnet's nftables table was deleted by someone else; restoring it");
             state.firewall = None;
         }
