@@ -2,6 +2,8 @@
 //! over D-Bus as `org.guestnet1`.
 
 use guestnetd::bus::api as dbus_api;
+use guestnetd::firewall::firewalld::Firewalld;
+use guestnetd::firewall::Firewall;
 use guestnetd::host::kernel;
 use guestnetd::{mode_registry, networks};
 
@@ -98,23 +100,33 @@ async fn run(args: Args) -> Result<(), String> {
         runtime_dir: args.runtime_dir.clone(),
         resolv_conf: args.resolv_conf.clone(),
     };
-    let networks = Arc::new(networks::Networks::new(modes, kernel, &paths));
+    // The firewall backends, chosen once and handed to who uses them.
+    let firewall = Arc::new(Firewall::new());
+    let firewalld = Arc::new(Firewalld::new());
+    let networks = Arc::new(networks::Networks::new(
+        modes,
+        kernel,
+        firewall.clone(),
+        firewalld.clone(),
+        &paths,
+    ));
     networks.recover().await;
     networks.watch_guests().await.map_err(|e| e.to_string())?;
     let guarded = networks.clone();
-    let _firewall_guard = guestnetd::firewall::guard(move || {
-        let n = guarded.clone();
-        async move { n.restore_firewall().await }
-    })
-    .map_err(|e| format!("watching nftables (nft monitor): {e}"))?;
+    let _firewall_guard = firewall
+        .guard(move || {
+            let n = guarded.clone();
+            async move { n.restore_firewall().await }
+        })
+        .map_err(|e| format!("watching nftables (nft monitor): {e}"))?;
 
     let conn = connect(args.bus_address.as_deref()).await?;
     dbus_api::export_all(&conn, networks.clone())
         .await
         .map_err(|e| format!("exporting objects: {e}"))?;
-    // firewalld, when on the bus: guestnet's bridges into its trusted zone,
+    // firewalld, when on the bus: guestnet's bridges into their zones,
     // again after each of its reloads.
-    if let Err(e) = guestnetd::firewall::firewalld::watch(&conn).await {
+    if let Err(e) = firewalld.watch(&conn).await {
         tracing::warn!("cannot watch firewalld on the bus: {e}");
     }
     conn.request_name(guestnet_dbus::BUS_NAME)

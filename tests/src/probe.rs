@@ -1,5 +1,7 @@
-//! Data-path checks between a world's namespaces: ping, and which source
-//! address a TCP server sees (a tiny python3 server, `nc -z` as the client).
+//! Data-path checks between a world's namespaces: ping, which source
+//! address a TCP server sees (a tiny python3 server, `nc -z` as the client),
+//! and whether a connection is let through at all (one listener per guest,
+//! for many checks).
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -158,4 +160,50 @@ pub fn ping_counts(out: &str) -> Option<(u32, u32)> {
         .split(',')
         .map(|part| part.split_whitespace().next()?.parse::<u32>().ok());
     Some((nums.next()??, nums.next()??))
+}
+
+const LISTENER: &str = r#"
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", int(sys.argv[1])))
+s.listen(64)
+print("ready", flush=True)
+while True:
+    c, _ = s.accept()
+    c.close()
+"#;
+
+/// Starts a TCP server in `ns` that accepts every connection to `port`
+/// (and closes it) until the world is dropped or [`World::kill`] is called
+/// with the returned pid. For many connection checks against one guest
+/// without a server per check (see [`tcp_connects`]).
+pub fn tcp_listener(world: &World, ns: &str, port: u16) -> u32 {
+    let (pid, stdout) = world.spawn_piped(ns, &[python(), "-c", LISTENER, &port.to_string()]);
+    let mut lines = BufReader::new(stdout).lines();
+    match lines.next() {
+        Some(Ok(l)) if l == "ready" => pid,
+        other => panic!("the TCP listener in {ns} did not start: {other:?}"),
+    }
+}
+
+/// Whether a TCP connection from `client_ns` to `addr:port` is accepted
+/// (`nc -z`, within [`CONNECT_WAIT_S`] seconds). A refused connection (a
+/// firewall's reject) answers at once; a dropped one takes the whole wait.
+pub fn tcp_connects(world: &World, client_ns: &str, addr: &str, port: u16) -> bool {
+    world
+        .exec(
+            client_ns,
+            &[
+                "nc",
+                "-n",
+                "-z",
+                "-w",
+                &CONNECT_WAIT_S.to_string(),
+                addr,
+                &port.to_string(),
+            ],
+        )
+        .status
+        .success()
 }

@@ -1,10 +1,18 @@
 //! guestnet's firewall: one nftables table, `inet guestnet`, rendered whole
-//! from the policies of the active networks and replaced in one atomic `nft`
-//! batch. No other table is ever read, flushed or edited.
+//! from the policies of the active networks ([`render`], pure) and replaced
+//! in one atomic `nft` batch. No other table is ever read, flushed or edited
+//! (but for guestnet's own rules in Docker's DOCKER-USER chain).
+//!
+//! The backend is a value, [`Firewall`], made once by main and handed to the
+//! networks and to its guard: it runs `nft` and remembers what it must
+//! between runs. Nothing here is process-wide; firewalld's part is
+//! [`firewalld::Firewalld`], likewise a value.
 
 use guestnet_mode_api::{FirewallPolicy, IfName};
 use std::fmt::Write as _;
 use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
 
 pub mod firewalld;
@@ -39,10 +47,9 @@ pub fn render(networks: &[NetworkRules]) -> String {
     if with_rules.is_empty() {
         return out;
     }
-    let mut forward = String::new();
+    let forward = forward_rules(&with_rules);
     let mut postrouting = String::new();
     for n in with_rules {
-        forward_rules(&mut forward, n);
         nat_rules(&mut postrouting, n);
     }
     let _ = write!(
@@ -55,37 +62,89 @@ pub fn render(networks: &[NetworkRules]) -> String {
     out
 }
 
-fn forward_rules(out: &mut String, n: &NetworkRules) {
-    let br = n.bridge.as_str();
-    let tag = comment(&n.network);
-    // Guest to guest on one bridge (seen here when br_netfilter is loaded).
-    let _ = writeln!(out, "\t\tiifname \"{br}\" oifname \"{br}\" accept {tag}");
-    match &n.policy {
-        FirewallPolicy::None => {}
-        FirewallPolicy::Isolated { .. } => {}
-        FirewallPolicy::Routed { subnet } => {
-            let _ = writeln!(out, "\t\tiifname \"{br}\" ip saddr {subnet} accept {tag}");
-            let _ = writeln!(out, "\t\toifname \"{br}\" ip daddr {subnet} accept {tag}");
-        }
-        FirewallPolicy::Nat { subnet, uplink } => {
-            let out_if = uplink
-                .as_ref()
-                .map(|u| format!("oifname \"{u}\" "))
-                .unwrap_or_default();
-            let _ = writeln!(
-                out,
-                "\t\tiifname \"{br}\" {out_if}ip saddr {subnet} accept {tag}"
-            );
-            let _ = writeln!(
-                out,
-                "\t\toifname \"{br}\" ip daddr {subnet} ct state established,related accept {tag}"
-            );
+/// The forward chain, in four passes over the networks, so that no
+/// network's verdict depends on another network's name or place in the
+/// list. Every rule names its own network's bridge as the input or the
+/// output interface, and a packet has one of each; so within a pass the
+/// rules of two networks never match the same packet, and their order
+/// does not matter. Only the order of the passes does:
+///
+/// 1. Guest to guest on one bridge: accepted (seen here when br_netfilter
+///    is loaded), in every mode.
+/// 2. Isolated networks: everything forwarded from or to their bridges is
+///    refused, before any other network's accept can see it.
+/// 3. Inbound, by the network the packet goes into: a nat network takes
+///    only replies (`established,related`) and refuses the rest; a routed
+///    network takes anything addressed to its subnet, and refuses the rest.
+/// 4. Outbound, by the network the packet comes from: a nat network lets
+///    its subnet out (to its uplink, when it names one), a routed network
+///    its subnet; each refuses the rest.
+///
+/// Refusals are `reject`, as libvirt does, so a sender learns at once
+/// rather than timing out. Traffic touching no guestnet bridge with rules
+/// (bridged networks: the host is a plain switch; the LAN; the host's own
+/// traffic, which is not forwarded) is not matched at all.
+///
+/// What follows for a guest of the row opening a connection to a guest of
+/// the column (a bridged guest is a LAN host):
+///
+/// | from \ to | nat     | routed  | isolated | bridged |
+/// |-----------|---------|---------|----------|---------|
+/// | nat       | refused | allowed | refused  | allowed |
+/// | routed    | refused | allowed | refused  | allowed |
+/// | isolated  | refused | refused | refused  | refused |
+/// | bridged   | refused | allowed | refused  | n/a     |
+///
+/// (Each network's own guests always reach each other: pass 1; the table
+/// is between two networks.) A nat guest reaches a routed guest as it
+/// would a LAN host: the routed network's inbound accept (pass 3) comes
+/// before the nat network's outbound reject (pass 4), so this holds even
+/// when the nat network names an uplink, as in libvirt. An isolated guest
+/// reaches nothing forwarded, even with a route: unlike libvirt, whose
+/// inbound accepts come before an isolated network's rejects, pass 2 comes
+/// first.
+fn forward_rules(networks: &[&NetworkRules]) -> String {
+    let mut out = String::new();
+    for n in networks {
+        let (br, tag) = (n.bridge.as_str(), comment(&n.network));
+        let _ = writeln!(out, "\t\tiifname \"{br}\" oifname \"{br}\" accept {tag}");
+    }
+    for n in networks {
+        if let FirewallPolicy::Isolated { .. } = n.policy {
+            let (br, tag) = (n.bridge.as_str(), comment(&n.network));
+            let _ = writeln!(out, "\t\tiifname \"{br}\" reject {tag}");
+            let _ = writeln!(out, "\t\toifname \"{br}\" reject {tag}");
         }
     }
-    // Whatever the policy did not allow is refused, as libvirt does, so a
-    // sender learns at once rather than timing out.
-    let _ = writeln!(out, "\t\tiifname \"{br}\" reject {tag}");
-    let _ = writeln!(out, "\t\toifname \"{br}\" reject {tag}");
+    for n in networks {
+        let (br, tag) = (n.bridge.as_str(), comment(&n.network));
+        let accept = match &n.policy {
+            FirewallPolicy::Routed { subnet } => format!("ip daddr {subnet} accept"),
+            FirewallPolicy::Nat { subnet, .. } => {
+                format!("ip daddr {subnet} ct state established,related accept")
+            }
+            FirewallPolicy::None | FirewallPolicy::Isolated { .. } => continue,
+        };
+        let _ = writeln!(out, "\t\toifname \"{br}\" {accept} {tag}");
+        let _ = writeln!(out, "\t\toifname \"{br}\" reject {tag}");
+    }
+    for n in networks {
+        let (br, tag) = (n.bridge.as_str(), comment(&n.network));
+        let accept = match &n.policy {
+            FirewallPolicy::Routed { subnet } => format!("ip saddr {subnet} accept"),
+            FirewallPolicy::Nat { subnet, uplink } => {
+                let out_if = uplink
+                    .as_ref()
+                    .map(|u| format!("oifname \"{u}\" "))
+                    .unwrap_or_default();
+                format!("{out_if}ip saddr {subnet} accept")
+            }
+            FirewallPolicy::None | FirewallPolicy::Isolated { .. } => continue,
+        };
+        let _ = writeln!(out, "\t\tiifname \"{br}\" {accept} {tag}");
+        let _ = writeln!(out, "\t\tiifname \"{br}\" reject {tag}");
+    }
+    out
 }
 
 fn nat_rules(out: &mut String, n: &NetworkRules) {
@@ -152,38 +211,35 @@ fn docker_user_rules(networks: &[NetworkRules]) -> Vec<(String, String)> {
     out
 }
 
-/// guestnet's rules now in DOCKER-USER as (handle, comment), or `None`
-/// when there is no such chain. While the guard watches, a chain known to
-/// be absent is not listed again (one `nft` process less per change) until
-/// the guard sees Docker's table change.
-async fn docker_user_existing() -> Option<Vec<(u64, String)>> {
-    if own_changes::docker_user_known_absent() {
-        return None;
+/// The nft commands that make DOCKER-USER, which now holds guestnet's
+/// rules `existing` as (handle, comment), hold exactly `wanted` (from
+/// [`docker_user_rules`]); "" when it already does.
+fn docker_user_diff(existing: &[(u64, String)], wanted: &[(String, String)]) -> String {
+    let mut have: Vec<&str> = existing.iter().map(|(_, c)| c.as_str()).collect();
+    let mut want: Vec<&str> = wanted.iter().map(|(c, _)| c.as_str()).collect();
+    have.sort_unstable();
+    want.sort_unstable();
+    if have == want {
+        return String::new();
     }
-    let listed = list_docker_user().await;
-    own_changes::set_docker_user_present(listed.is_some());
-    listed
+    let mut batch = String::new();
+    for (handle, _) in existing {
+        let _ = writeln!(
+            batch,
+            "delete rule ip {DOCKER_USER_TABLE} {DOCKER_USER_CHAIN} handle {handle}"
+        );
+    }
+    for (_, rule) in wanted.iter().rev() {
+        let _ = writeln!(
+            batch,
+            "insert rule ip {DOCKER_USER_TABLE} {DOCKER_USER_CHAIN} {rule}"
+        );
+    }
+    batch
 }
 
-async fn list_docker_user() -> Option<Vec<(u64, String)>> {
-    let out = tokio::process::Command::new("nft")
-        .args([
-            "-j",
-            "-a",
-            "list",
-            "chain",
-            "ip",
-            DOCKER_USER_TABLE,
-            DOCKER_USER_CHAIN,
-        ])
-        .stderr(Stdio::null())
-        .output()
-        .await
-        .ok()?;
-    if !out.status.success() {
-        return None;
-    }
-    let json: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+/// guestnet's rules in `nft -j -a list chain` output, as (handle, comment).
+fn guestnet_rules_listed(json: &serde_json::Value) -> Option<Vec<(u64, String)>> {
     let rules = json["nftables"]
         .as_array()?
         .iter()
@@ -197,36 +253,6 @@ async fn list_docker_user() -> Option<Vec<(u64, String)>> {
         })
         .collect();
     Some(rules)
-}
-
-/// The nft commands that make DOCKER-USER hold exactly guestnet's wanted
-/// rules, or "" when it already does or has no such chain.
-pub async fn docker_user_batch(networks: &[NetworkRules]) -> String {
-    let Some(existing) = docker_user_existing().await else {
-        return String::new();
-    };
-    let wanted = docker_user_rules(networks);
-    let mut have: Vec<&str> = existing.iter().map(|(_, c)| c.as_str()).collect();
-    let mut want: Vec<&str> = wanted.iter().map(|(c, _)| c.as_str()).collect();
-    have.sort_unstable();
-    want.sort_unstable();
-    if have == want {
-        return String::new();
-    }
-    let mut batch = String::new();
-    for (handle, _) in &existing {
-        let _ = writeln!(
-            batch,
-            "delete rule ip {DOCKER_USER_TABLE} {DOCKER_USER_CHAIN} handle {handle}"
-        );
-    }
-    for (_, rule) in wanted.iter().rev() {
-        let _ = writeln!(
-            batch,
-            "insert rule ip {DOCKER_USER_TABLE} {DOCKER_USER_CHAIN} {rule}"
-        );
-    }
-    batch
 }
 
 /// What a table holds, for comparing: how many rules each (chain, comment)
@@ -250,21 +276,9 @@ pub fn batch_fingerprint(batch: &str) -> Fingerprint {
     out
 }
 
-/// The fingerprint of `table inet guestnet` as the kernel has it; empty
-/// when there is no such table.
-pub async fn kernel_fingerprint() -> Fingerprint {
+/// The fingerprint of a table in `nft -j list table` output.
+fn listed_fingerprint(json: &serde_json::Value) -> Fingerprint {
     let mut out = Fingerprint::new();
-    let Ok(o) = tokio::process::Command::new("nft")
-        .args(["-j", "list", "table", "inet", TABLE])
-        .stderr(Stdio::null())
-        .output()
-        .await
-    else {
-        return out;
-    };
-    let Ok(json) = serde_json::from_slice::<serde_json::Value>(&o.stdout) else {
-        return out;
-    };
     for item in json["nftables"].as_array().into_iter().flatten() {
         let rule = &item["rule"];
         if let (Some(chain), Some(comment)) = (rule["chain"].as_str(), rule["comment"].as_str()) {
@@ -275,75 +289,213 @@ pub async fn kernel_fingerprint() -> Fingerprint {
     out
 }
 
-/// Whether `table inet guestnet` is in the kernel.
-pub async fn table_exists() -> bool {
-    tokio::process::Command::new("nft")
-        .args(["list", "table", "inet", TABLE])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .await
-        .is_ok_and(|s| s.success())
+/// guestnet's nftables backend: the one way guestnetd runs `nft`, with
+/// what it must remember between runs. Made once (in main) and handed to
+/// whoever changes or watches the firewall, so a signature shows who
+/// touches it. Its shared parts are behind a std mutex that is never held
+/// across an `.await`.
+#[derive(Debug)]
+pub struct Firewall {
+    /// The nft program.
+    program: std::path::PathBuf,
+    known: std::sync::Mutex<Known>,
 }
 
-/// Watches nftables (`nft monitor`, pushed by the kernel, never polled)
-/// for the deletion of guestnet's table and for changes of Docker's
-/// DOCKER-USER chain (Docker starting after guestnet, or flushing it), and
-/// calls `restore` shortly after each. guestnet's own batches delete its
-/// table too (to replace it whole); the monitor ends each transaction
-/// with the pid of the process that made it, and transactions of
-/// guestnet's own `nft` processes ([`own_changes`]) are passed over.
-pub fn guard<F, Fut>(restore: F) -> std::io::Result<tokio::task::JoinHandle<()>>
-where
-    F: Fn() -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = ()> + Send,
-{
-    use tokio::io::AsyncBufReadExt;
-    let mut cmd = tokio::process::Command::new("nft");
-    cmd.args(["monitor"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true);
-    // SAFETY: prctl is async-signal-safe; it makes the monitor die with
-    // guestnetd even when guestnetd is killed outright.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            Ok(())
-        });
+impl Default for Firewall {
+    fn default() -> Self {
+        Self::new()
     }
-    let mut child = cmd.spawn()?;
-    let stdout = child.stdout.take().expect("stdout was piped");
-    own_changes::set_watching(true);
-    Ok(tokio::spawn(async move {
-        let _child = child;
-        let mut lines = tokio::io::BufReader::new(stdout).lines();
-        let docker_table = format!("ip {DOCKER_USER_TABLE} ");
-        // Whether the transaction being printed touched what we guard.
-        let mut touched = false;
-        while let Ok(Some(line)) = lines.next_line().await {
-            let line = line.trim_start();
-            if let Some(maker) = own_changes::transaction_end(line) {
-                if std::mem::take(&mut touched) {
-                    if maker.is_some_and(own_changes::is_ours) {
-                        continue;
-                    }
-                    tracing::debug!("nft monitor: someone else's change ({line})");
-                    // Let a burst of transactions (Docker's rules) settle.
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    restore().await;
-                }
-                continue;
-            }
-            if line.contains(&docker_table) {
-                // Docker's table changed: its chain may have come or gone.
-                own_changes::forget_docker_user();
-            }
-            touched |= guarded(line);
+}
+
+impl Firewall {
+    /// The firewall run by `nft` from `PATH`.
+    pub fn new() -> Self {
+        Self::with_program("nft")
+    }
+
+    /// The firewall run by the nft program at `program`.
+    pub fn with_program(program: impl Into<std::path::PathBuf>) -> Self {
+        Self {
+            program: program.into(),
+            known: std::sync::Mutex::default(),
         }
-        own_changes::set_watching(false);
-        tracing::warn!("nft monitor ended; a deleted firewall table will not be noticed");
-    }))
+    }
+
+    fn nft(&self) -> tokio::process::Command {
+        tokio::process::Command::new(&self.program)
+    }
+
+    /// The record; the lock is only ever held for a few field updates.
+    fn known(&self) -> std::sync::MutexGuard<'_, Known> {
+        self.known.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs one nft batch; all of it applies or none.
+    pub async fn run(&self, batch: &str) -> Result<(), FirewallError> {
+        let child = self
+            .nft()
+            .args(["-f", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(FirewallError::Spawn)?;
+        let pid = child.id().unwrap_or_default();
+        self.known().started(pid, Instant::now());
+        let ran = feed_and_wait(child, batch).await;
+        self.known().exited(pid, Instant::now());
+        ran
+    }
+
+    /// The nft commands that make DOCKER-USER hold exactly guestnet's
+    /// wanted rules for `networks`, or "" when it already does or has no
+    /// such chain.
+    pub async fn docker_user_batch(&self, networks: &[NetworkRules]) -> String {
+        match self.docker_user_existing().await {
+            Some(existing) => docker_user_diff(&existing, &docker_user_rules(networks)),
+            None => String::new(),
+        }
+    }
+
+    /// guestnet's rules now in DOCKER-USER as (handle, comment), or `None`
+    /// when there is no such chain. While the guard watches, a chain known
+    /// to be absent is not listed again (one `nft` process less per
+    /// change) until the guard sees Docker's table change.
+    async fn docker_user_existing(&self) -> Option<Vec<(u64, String)>> {
+        if self.known().docker_user_known_absent() {
+            return None;
+        }
+        let listed = self.list_docker_user().await;
+        self.known().set_docker_user_present(listed.is_some());
+        listed
+    }
+
+    async fn list_docker_user(&self) -> Option<Vec<(u64, String)>> {
+        let out = self
+            .nft()
+            .args([
+                "-j",
+                "-a",
+                "list",
+                "chain",
+                "ip",
+                DOCKER_USER_TABLE,
+                DOCKER_USER_CHAIN,
+            ])
+            .stderr(Stdio::null())
+            .output()
+            .await
+            .ok()?;
+        if !out.status.success() {
+            return None;
+        }
+        guestnet_rules_listed(&serde_json::from_slice(&out.stdout).ok()?)
+    }
+
+    /// The fingerprint of `table inet guestnet` as the kernel has it; empty
+    /// when there is no such table.
+    pub async fn kernel_fingerprint(&self) -> Fingerprint {
+        let Ok(o) = self
+            .nft()
+            .args(["-j", "list", "table", "inet", TABLE])
+            .stderr(Stdio::null())
+            .output()
+            .await
+        else {
+            return Fingerprint::new();
+        };
+        serde_json::from_slice::<serde_json::Value>(&o.stdout)
+            .map(|json| listed_fingerprint(&json))
+            .unwrap_or_default()
+    }
+
+    /// Whether `table inet guestnet` is in the kernel.
+    pub async fn table_exists(&self) -> bool {
+        self.nft()
+            .args(["list", "table", "inet", TABLE])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .await
+            .is_ok_and(|s| s.success())
+    }
+
+    /// Watches nftables (`nft monitor`, pushed by the kernel, never polled)
+    /// for the deletion of guestnet's table and for changes of Docker's
+    /// DOCKER-USER chain (Docker starting after guestnet, or flushing it),
+    /// and calls `restore` shortly after each. guestnet's own batches
+    /// delete its table too (to replace it whole); the monitor ends each
+    /// transaction with the pid of the process that made it, and
+    /// transactions of this firewall's own `nft` processes ([`Known`]) are
+    /// passed over.
+    pub fn guard<F, Fut>(
+        self: &Arc<Self>,
+        restore: F,
+    ) -> std::io::Result<tokio::task::JoinHandle<()>>
+    where
+        F: Fn() -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send,
+    {
+        use tokio::io::AsyncBufReadExt;
+        let mut cmd = self.nft();
+        cmd.args(["monitor"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true);
+        // SAFETY: prctl is async-signal-safe; it makes the monitor die with
+        // guestnetd even when guestnetd is killed outright.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn()?;
+        let stdout = child.stdout.take().expect("stdout was piped");
+        self.known().set_watching(true);
+        let me = Arc::clone(self);
+        Ok(tokio::spawn(async move {
+            let _child = child;
+            let mut lines = tokio::io::BufReader::new(stdout).lines();
+            let docker_table = format!("ip {DOCKER_USER_TABLE} ");
+            // Whether the transaction being printed touched what we guard.
+            let mut touched = false;
+            while let Ok(Some(line)) = lines.next_line().await {
+                let line = line.trim_start();
+                if let Some(maker) = transaction_end(line) {
+                    if std::mem::take(&mut touched) {
+                        if maker.is_some_and(|pid| me.known().is_ours(pid)) {
+                            continue;
+                        }
+                        tracing::debug!("nft monitor: someone else's change ({line})");
+                        // Let a burst of transactions (Docker's rules) settle.
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        restore().await;
+                    }
+                    continue;
+                }
+                if line.contains(&docker_table) {
+                    // Docker's table changed: its chain may have come or gone.
+                    me.known().forget_docker_user();
+                }
+                touched |= guarded(line);
+            }
+            me.known().set_watching(false);
+            tracing::warn!("nft monitor ended; a deleted firewall table will not be noticed");
+        }))
+    }
+}
+
+/// For the line that ends a transaction in `nft monitor`'s output (`# new
+/// generation 7 by process 1234 (nft)`): Some(Some(pid)), or Some(None)
+/// when it names no process; None for any other line.
+fn transaction_end(line: &str) -> Option<Option<u32>> {
+    let rest = line.strip_prefix("# new generation")?;
+    Some(
+        rest.split_once("by process ")
+            .and_then(|(_, p)| p.split_whitespace().next())
+            .and_then(|p| p.parse().ok()),
+    )
 }
 
 /// Whether a monitor line is the deletion of guestnet's table, a rule
@@ -362,95 +514,72 @@ fn guarded(line: &str) -> bool {
     }
 }
 
-/// Which nft processes are guestnet's own, so the guard knows its own
-/// changes; and what the guard has learnt of Docker's DOCKER-USER chain.
-mod own_changes {
-    use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
-    use std::sync::Mutex;
-    use std::time::{Duration, Instant};
+/// A pid is remembered this long after its process exits: the monitor may
+/// print the transaction after that, and a pid is not soon reused.
+const REMEMBERED_FOR: Duration = Duration::from_secs(5);
 
-    /// A pid is remembered this long after its process exits: the monitor
-    /// may print the transaction after that, and a pid is not soon reused.
-    const REMEMBERED_FOR: Duration = Duration::from_secs(5);
+/// What a [`Firewall`] knows between runs: which nft processes are its own
+/// (so its guard passes over their changes), and what the guard has learnt
+/// of Docker's DOCKER-USER chain. Plain data; the times are given.
+#[derive(Debug, Default)]
+struct Known {
+    /// Its nft processes: pid, and when it exited.
+    processes: Vec<(u32, Option<Instant>)>,
+    /// Whether a guard is watching the monitor.
+    watching: bool,
+    docker_user: DockerUser,
+}
 
-    /// guestnet's nft processes: pid, and when it exited.
-    fn processes() -> &'static Mutex<Vec<(u32, Option<Instant>)>> {
-        static PROCESSES: Mutex<Vec<(u32, Option<Instant>)>> = Mutex::new(Vec::new());
-        &PROCESSES
+/// What is known of Docker's DOCKER-USER chain.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum DockerUser {
+    #[default]
+    Unknown,
+    Absent,
+    Present,
+}
+
+impl Known {
+    /// Called once an nft process is spawned, before it is given its batch.
+    fn started(&mut self, pid: u32, now: Instant) {
+        self.processes
+            .retain(|(_, exited)| exited.is_none_or(|t| now.duration_since(t) < REMEMBERED_FOR));
+        self.processes.push((pid, None));
     }
 
-    /// Called once an nft process of guestnet's is spawned, before it is
-    /// given its batch.
-    pub fn started(pid: u32) {
-        let mut p = processes().lock().expect("own nft processes");
-        let now = Instant::now();
-        p.retain(|(_, exited)| exited.is_none_or(|t| now.duration_since(t) < REMEMBERED_FOR));
-        p.push((pid, None));
-    }
-
-    pub fn exited(pid: u32) {
-        let mut p = processes().lock().expect("own nft processes");
-        if let Some(entry) = p.iter_mut().find(|(q, _)| *q == pid) {
-            entry.1 = Some(Instant::now());
+    fn exited(&mut self, pid: u32, now: Instant) {
+        if let Some(entry) = self.processes.iter_mut().find(|(q, _)| *q == pid) {
+            entry.1 = Some(now);
         }
     }
 
-    pub fn is_ours(pid: u32) -> bool {
-        let p = processes().lock().expect("own nft processes");
-        p.iter().any(|(q, _)| *q == pid)
+    fn is_ours(&self, pid: u32) -> bool {
+        self.processes.iter().any(|(q, _)| *q == pid)
     }
 
-    /// For the line that ends a transaction in `nft monitor`'s output (`#
-    /// new generation 7 by process 1234 (nft)`): Some(Some(pid)), or
-    /// Some(None) when it names no process; None for any other line.
-    pub fn transaction_end(line: &str) -> Option<Option<u32>> {
-        let rest = line.strip_prefix("# new generation")?;
-        Some(
-            rest.split_once("by process ")
-                .and_then(|(_, p)| p.split_whitespace().next())
-                .and_then(|p| p.parse().ok()),
-        )
+    fn set_watching(&mut self, on: bool) {
+        self.watching = on;
+        self.forget_docker_user();
     }
 
-    static WATCHING: AtomicBool = AtomicBool::new(false);
-    /// DOCKER-USER: 0 unknown, 1 absent, 2 present.
-    static DOCKER_USER: AtomicU8 = AtomicU8::new(0);
-
-    pub fn set_watching(on: bool) {
-        WATCHING.store(on, Ordering::SeqCst);
-        forget_docker_user();
+    fn forget_docker_user(&mut self) {
+        self.docker_user = DockerUser::Unknown;
     }
 
-    pub fn forget_docker_user() {
-        DOCKER_USER.store(0, Ordering::SeqCst);
-    }
-
-    pub fn set_docker_user_present(present: bool) {
-        if WATCHING.load(Ordering::SeqCst) {
-            DOCKER_USER.store(if present { 2 } else { 1 }, Ordering::SeqCst);
+    fn set_docker_user_present(&mut self, present: bool) {
+        if self.watching {
+            self.docker_user = if present {
+                DockerUser::Present
+            } else {
+                DockerUser::Absent
+            };
         }
     }
 
     /// Only trusted while the guard watches: it is what forgets it.
-    pub fn docker_user_known_absent() -> bool {
-        WATCHING.load(Ordering::SeqCst) && DOCKER_USER.load(Ordering::SeqCst) == 1
+    fn docker_user_known_absent(&self) -> bool {
+        self.watching && self.docker_user == DockerUser::Absent
     }
-}
-
-/// Runs one nft batch; all of it applies or none.
-pub async fn run_nft(batch: &str) -> Result<(), FirewallError> {
-    let child = tokio::process::Command::new("nft")
-        .args(["-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(FirewallError::Spawn)?;
-    let pid = child.id().unwrap_or_default();
-    own_changes::started(pid);
-    let ran = feed_and_wait(child, batch).await;
-    own_changes::exited(pid);
-    ran
 }
 
 async fn feed_and_wait(mut child: tokio::process::Child, batch: &str) -> Result<(), FirewallError> {
@@ -488,22 +617,95 @@ mod tests {
     #[test]
     fn the_monitor_names_who_made_each_transaction() {
         assert_eq!(
-            own_changes::transaction_end("# new generation 3 by process 2877 (nft)"),
+            transaction_end("# new generation 3 by process 2877 (nft)"),
             Some(Some(2877))
         );
-        assert_eq!(
-            own_changes::transaction_end("# new generation 3"),
-            Some(None)
-        );
-        assert_eq!(
-            own_changes::transaction_end("delete table inet guestnet"),
-            None
-        );
+        assert_eq!(transaction_end("# new generation 3"), Some(None));
+        assert_eq!(transaction_end("delete table inet guestnet"), None);
         assert!(guarded("delete table inet guestnet"));
         assert!(guarded("add chain ip filter DOCKER-USER"));
         assert!(guarded("delete rule ip filter DOCKER-USER handle 9"));
         assert!(!guarded("delete table ip filter"));
         assert!(!guarded("add table inet guestnet"));
+    }
+
+    #[test]
+    fn own_nft_processes_are_known_until_a_while_after_they_exit() {
+        let t0 = Instant::now();
+        let mut k = Known::default();
+        k.started(100, t0);
+        assert!(k.is_ours(100) && !k.is_ours(101));
+        k.exited(100, t0);
+        // The monitor may print the transaction after the process exited.
+        k.started(101, t0 + Duration::from_secs(1));
+        assert!(k.is_ours(100) && k.is_ours(101));
+        // Long gone processes are forgotten; running ones never are.
+        k.started(102, t0 + REMEMBERED_FOR + Duration::from_secs(1));
+        assert!(!k.is_ours(100) && k.is_ours(101) && k.is_ours(102));
+    }
+
+    #[test]
+    fn docker_users_absence_is_trusted_only_while_a_guard_watches() {
+        let mut k = Known::default();
+        k.set_docker_user_present(false);
+        assert!(!k.docker_user_known_absent(), "nobody would notice it come");
+        k.set_watching(true);
+        k.set_docker_user_present(false);
+        assert!(k.docker_user_known_absent());
+        k.forget_docker_user(); // Docker's table changed
+        assert!(!k.docker_user_known_absent());
+        k.set_docker_user_present(false);
+        k.set_watching(false);
+        assert!(!k.docker_user_known_absent());
+    }
+
+    #[test]
+    fn two_firewall_values_share_nothing() {
+        let (a, b) = (Firewall::new(), Firewall::new());
+        a.known().started(4242, Instant::now());
+        assert!(a.known().is_ours(4242));
+        assert!(!b.known().is_ours(4242));
+    }
+
+    #[test]
+    fn docker_user_is_rewritten_only_when_its_rules_differ() {
+        let nets = [rules(FirewallPolicy::Routed {
+            subnet: "10.1.2.0/24".parse().unwrap(),
+        })];
+        let wanted = docker_user_rules(&nets);
+        let tags: Vec<&str> = wanted.iter().map(|(c, _)| c.as_str()).collect();
+        assert_eq!(tags, ["guestnet:n1:out", "guestnet:n1:in"]);
+        let existing = vec![(8, "guestnet:n1:in".into()), (7, "guestnet:n1:out".into())];
+        assert_eq!(docker_user_diff(&existing, &wanted), "");
+        let stale = vec![(7, "guestnet:old:out".to_owned())];
+        let batch = docker_user_diff(&stale, &wanted);
+        let lines: Vec<&str> = batch.lines().collect();
+        assert_eq!(lines[0], "delete rule ip filter DOCKER-USER handle 7");
+        // Inserted last first, so they end up in the wanted order.
+        assert!(lines[1].starts_with("insert rule ip filter DOCKER-USER oifname \"gnbr0\""));
+        assert!(lines[2].starts_with("insert rule ip filter DOCKER-USER iifname \"gnbr0\""));
+        assert_eq!(lines.len(), 3);
+    }
+
+    #[test]
+    fn the_kernels_listing_fingerprints_like_the_batch() {
+        let batch = render(&[rules(FirewallPolicy::Isolated {
+            subnet: "10.1.2.0/24".parse().unwrap(),
+        })]);
+        let rule = |chain: &str, handle: u64| {
+            serde_json::json!({"rule": {"family": "inet", "table": TABLE, "chain": chain,
+                "handle": handle, "comment": "guestnet:n1", "expr": []}})
+        };
+        let listed = serde_json::json!({"nftables": [
+            {"metainfo": {"json_schema_version": 1}},
+            {"table": {"family": "inet", "name": TABLE, "handle": 1}},
+            {"chain": {"family": "inet", "table": TABLE, "name": "forward", "handle": 1}},
+            rule("forward", 2), rule("forward", 3), rule("forward", 4),
+        ]});
+        assert_eq!(listed_fingerprint(&listed), batch_fingerprint(&batch));
+        let handles = guestnet_rules_listed(&listed).unwrap();
+        assert_eq!(handles.len(), 3);
+        assert_eq!(handles[0], (2, "guestnet:n1".to_owned()));
     }
 
     #[test]
@@ -528,6 +730,96 @@ mod tests {
         ));
         assert!(batch.contains("oifname \"gnbr0\" reject"));
         assert!(!batch.contains("oifname \"gnbr0\" ip daddr 10.1.2.0/24 accept"));
+    }
+
+    fn named(network: &str, bridge: &str, policy: FirewallPolicy) -> NetworkRules {
+        NetworkRules {
+            network: network.into(),
+            bridge: IfName::new(bridge).unwrap(),
+            policy,
+        }
+    }
+
+    /// Where `rule` is in the forward chain of `batch`.
+    fn place(batch: &str, rule: &str) -> usize {
+        batch
+            .lines()
+            .position(|l| l.trim().starts_with(rule))
+            .unwrap_or_else(|| panic!("no rule {rule:?} in\n{batch}"))
+    }
+
+    /// The forward rules of every order of three networks hold the same
+    /// passes: each refusal of one network comes before every accept of
+    /// another that could match the same packet.
+    #[test]
+    fn no_verdict_depends_on_the_order_of_the_networks() {
+        let nat = named(
+            "a",
+            "gnbrn",
+            FirewallPolicy::Nat {
+                subnet: "10.1.1.0/24".parse().unwrap(),
+                uplink: Some(IfName::new("eth0").unwrap()),
+            },
+        );
+        let routed = named(
+            "b",
+            "gnbrr",
+            FirewallPolicy::Routed {
+                subnet: "10.1.2.0/24".parse().unwrap(),
+            },
+        );
+        let isolated = named(
+            "c",
+            "gnbri",
+            FirewallPolicy::Isolated {
+                subnet: "10.1.3.0/24".parse().unwrap(),
+            },
+        );
+        let orders = [
+            [&nat, &routed, &isolated],
+            [&nat, &isolated, &routed],
+            [&routed, &nat, &isolated],
+            [&routed, &isolated, &nat],
+            [&isolated, &nat, &routed],
+            [&isolated, &routed, &nat],
+        ];
+        for order in orders {
+            let list: Vec<NetworkRules> = order.into_iter().cloned().collect();
+            let b = render(&list);
+            let before = |first: &str, then: &str| {
+                assert!(
+                    place(&b, first) < place(&b, then),
+                    "{first:?} must come before {then:?} in\n{b}"
+                );
+            };
+            // An isolated network refuses before anyone accepts.
+            for accept in [
+                "oifname \"gnbrr\" ip daddr 10.1.2.0/24 accept",
+                "iifname \"gnbrr\" ip saddr 10.1.2.0/24 accept",
+                "iifname \"gnbrn\" oifname \"eth0\" ip saddr 10.1.1.0/24 accept",
+            ] {
+                before("iifname \"gnbri\" reject", accept);
+                before("oifname \"gnbri\" reject", accept);
+            }
+            // Nobody's way out opens a way into a nat network ...
+            before(
+                "oifname \"gnbrn\" reject",
+                "iifname \"gnbrr\" ip saddr 10.1.2.0/24 accept",
+            );
+            // ... and a routed network's way in is not closed by a nat
+            // network's way out.
+            before(
+                "oifname \"gnbrr\" ip daddr 10.1.2.0/24 accept",
+                "iifname \"gnbrn\" reject",
+            );
+            // Each network's guests reach each other.
+            for br in ["gnbrn", "gnbrr", "gnbri"] {
+                before(
+                    &format!("iifname \"{br}\" oifname \"{br}\" accept"),
+                    "iifname \"gnbri\" reject",
+                );
+            }
+        }
     }
 
     #[test]

@@ -35,6 +35,8 @@ mod update;
 use crate::dhcp::{Lease, LeaseEvent};
 use crate::error::ServiceError;
 use crate::files::{AppliedRecord, DefinitionStore, Phase, RuntimeStore};
+use crate::firewall::firewalld::Firewalld;
+use crate::firewall::Firewall;
 use crate::guests::watch::SharedRegistry;
 use crate::guests::{GuestEvent, GuestStore};
 use crate::host::kernel::Kernel;
@@ -202,7 +204,13 @@ fn no_such(name: &str) -> ServiceError {
 }
 
 impl Networks {
-    pub fn new(modes: ModeRegistry, kernel: Kernel, paths: &Paths) -> Self {
+    pub fn new(
+        modes: ModeRegistry,
+        kernel: Kernel,
+        firewall: Arc<Firewall>,
+        firewalld: Arc<Firewalld>,
+        paths: &Paths,
+    ) -> Self {
         Self {
             modes,
             kernel,
@@ -217,7 +225,7 @@ impl Networks {
             registry: Arc::default(),
             table: RwLock::new(BTreeMap::new()),
             planning: Mutex::new(()),
-            shared: Mutex::new(Shared::new(&paths.runtime_dir)),
+            shared: Mutex::new(Shared::new(firewall, firewalld, &paths.runtime_dir)),
         }
     }
 

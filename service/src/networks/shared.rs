@@ -5,18 +5,24 @@
 
 use super::Networks;
 use crate::error::ServiceError;
-use crate::firewall::{self, NetworkRules};
+use crate::firewall::firewalld::Firewalld;
+use crate::firewall::{self, Firewall, NetworkRules};
 use crate::host::sysctl::SysctlKeeper;
 use guestnet_mode_api::{NetworkName, Plan};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 pub(super) struct Shared {
+    /// guestnet's nftables table, and the DOCKER-USER rules beside it.
+    firewall: Arc<Firewall>,
+    /// firewalld's zones for the bridges, when firewalld runs.
+    firewalld: Arc<Firewalld>,
     /// The networks whose rules and sysctls are in place (or about to be).
     plans: BTreeMap<NetworkName, Plan>,
     sysctls: SysctlKeeper,
     /// The nft batch last applied, so an unchanged table is never rewritten.
-    firewall: Option<String>,
+    applied: Option<String>,
     /// Where that batch is recorded, for the next guestnetd.
     record: PathBuf,
 }
@@ -32,11 +38,17 @@ pub(super) enum Change<'a> {
 }
 
 impl Shared {
-    pub(super) fn new(runtime_dir: &Path) -> Self {
+    pub(super) fn new(
+        firewall: Arc<Firewall>,
+        firewalld: Arc<Firewalld>,
+        runtime_dir: &Path,
+    ) -> Self {
         Shared {
+            firewall,
+            firewalld,
             plans: BTreeMap::new(),
             sysctls: SysctlKeeper::load(runtime_dir.to_owned()),
-            firewall: None,
+            applied: None,
             record: runtime_dir.join("firewall.nft"),
         }
     }
@@ -69,8 +81,8 @@ impl Networks {
             })
             .collect();
         let batch = firewall::render(&rules);
-        let docker = firewall::docker_user_batch(&rules).await;
-        let changed = shared.firewall.as_deref() != Some(batch.as_str());
+        let docker = shared.firewall.docker_user_batch(&rules).await;
+        let changed = shared.applied.as_deref() != Some(batch.as_str());
         if changed || !docker.is_empty() {
             // Both in one batch: all of it applies or none.
             let full = if changed {
@@ -78,20 +90,22 @@ impl Networks {
             } else {
                 docker
             };
-            firewall::run_nft(&full)
+            shared
+                .firewall
+                .run(&full)
                 .await
                 .map_err(|e| ServiceError::failed("updating the firewall", e))?;
             if let Err(e) = crate::files::write_atomic(&shared.record, batch.as_bytes()) {
                 tracing::warn!("recording the firewall: {e}");
             }
-            shared.firewall = Some(batch);
+            shared.applied = Some(batch);
         }
-        crate::firewall::firewalld::set_bridges(
-            rules.iter().filter_map(|r| {
+        shared
+            .firewalld
+            .set_bridges(rules.iter().filter_map(|r| {
                 firewalld_kind(&r.policy).map(|k| (r.bridge.as_str().to_owned(), k))
-            }),
-        )
-        .await;
+            }))
+            .await;
         shared
             .sysctls
             .reconcile(&sysctls)
@@ -111,10 +125,10 @@ impl Networks {
         // killed between `nft` and writing the record leaves them apart.
         let (recorded, kernel) = (
             firewall::batch_fingerprint(&batch),
-            firewall::kernel_fingerprint().await,
+            shared.firewall.kernel_fingerprint().await,
         );
         if recorded == kernel {
-            shared.firewall = Some(batch);
+            shared.applied = Some(batch);
         } else {
             tracing::debug!("the firewall record {recorded:?} is not the kernel's {kernel:?}");
         }
@@ -136,14 +150,14 @@ impl Networks {
     pub async fn restore_firewall(&self) {
         {
             let mut shared = self.shared.lock().await;
-            let Some(batch) = shared.firewall.clone() else {
+            let Some(batch) = shared.applied.clone() else {
                 return;
             };
-            if batch.lines().count() > 2 && !firewall::table_exists().await {
+            if batch.lines().count() > 2 && !shared.firewall.table_exists().await {
                 tracing::warn!(
                     "guestnet's nftables table was deleted by someone else; restoring it"
                 );
-                shared.firewall = None;
+                shared.applied = None;
             }
         }
         if let Err(e) = self.apply_shared(Change::Reassert).await {
