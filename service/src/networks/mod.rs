@@ -499,7 +499,18 @@ impl Networks {
             })?;
         let snapshot = self.snapshot().await?;
         let plan = mode.plan(def, &facts::facts(&snapshot))?;
-        facts::conflicts(&plan, &snapshot, name).map_err(ServiceError::Conflict)?;
+        facts::conflicts(
+            &plan,
+            &snapshot,
+            name,
+            &state
+                .networks
+                .iter()
+                .filter(|(other, _)| other.as_str() != name)
+                .filter_map(|(other, n)| Some((other.as_str(), n.plan.as_ref()?)))
+                .collect::<Vec<_>>(),
+        )
+        .map_err(ServiceError::Conflict)?;
         // The record goes first: a crash from here on leaves a trace that
         // tells the next guestnetd what to clean up.
         let mut record = AppliedRecord {
