@@ -524,10 +524,7 @@ impl Networks {
             .map_err(|e| ServiceError::failed("recording the network", e))?;
         if let Err(e) = links::apply(&self.kernel, &plan, name).await {
             let _ = self.runtime.remove(&def.name);
-            return Err(ServiceError::failed(
-                &format!("starting network {name:?}"),
-                e,
-            ));
+            return Err(ServiceError::starting(name, e));
         }
         let shared = self
             .apply_shared(state, Some((&def.name, &plan)), None)
