@@ -7,41 +7,9 @@
 
 use guestnet_tests::guestnet::expect_error;
 use guestnet_tests::lab::host_and_lan;
+use guestnet_tests::service::{example_library, modes_dir_with};
 use guestnet_tests::{probe, root_or_skip, service, Bus, Service, World};
-use std::path::{Path, PathBuf};
-
-/// The loader fixtures are built by `cargo build --examples`
-/// (scripts/test.sh does it) into target/<profile>/examples.
-fn example_library(name: &str) -> PathBuf {
-    let lib = service::modes_dir()
-        .join("examples")
-        .join(format!("lib{name}.so"));
-    assert!(
-        lib.is_file(),
-        "{} is missing: run `cargo build -p guestnet-mode-api --examples` first",
-        lib.display()
-    );
-    lib
-}
-
-/// A modes directory with the built-in modes and the given libraries.
-fn modes_dir_with(extra: &[(&Path, &str)]) -> tempfile::TempDir {
-    let dir = tempfile::Builder::new()
-        .prefix("gnt-modes-")
-        .tempdir()
-        .unwrap();
-    for entry in std::fs::read_dir(service::modes_dir()).unwrap() {
-        let path = entry.unwrap().path();
-        let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        if name.starts_with("libguestnet_mode_") && name.ends_with(".so") {
-            std::fs::copy(&path, dir.path().join(&name)).unwrap();
-        }
-    }
-    for (lib, as_name) in extra {
-        std::fs::copy(lib, dir.path().join(as_name)).unwrap();
-    }
-    dir
-}
+use std::path::Path;
 
 struct PluginLab {
     service: Service,
