@@ -1,6 +1,7 @@
 //! The errors a caller of guestnetd sees. Each maps to one D-Bus error name
 //! of the contract (`org.guestnet1.Error.*`, or the standard AccessDenied).
 
+use crate::host::links::ApplyError;
 use crate::mode_registry::CallError;
 use guestnet_mode_api::ModeError;
 
@@ -51,6 +52,15 @@ impl ServiceError {
 
     pub fn failed(context: &str, e: impl std::fmt::Display) -> Self {
         ServiceError::Failed(format!("{context}: {e}"))
+    }
+
+    /// A network's plan that did not apply: a route the kernel refused is a
+    /// clash with the host, anything else a failure.
+    pub fn starting(network: &str, e: ApplyError) -> Self {
+        match e {
+            ApplyError::RouteRefused(why) => ServiceError::Conflict(why),
+            ApplyError::Kernel(e) => Self::failed(&format!("starting network {network:?}"), e),
+        }
     }
 }
 

@@ -28,7 +28,6 @@ pub mod guest;
 pub mod guestnet;
 pub mod ipv4;
 pub mod lab;
-pub mod modes;
 pub mod monitor;
 pub mod polkit;
 pub mod probe;

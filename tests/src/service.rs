@@ -49,6 +49,39 @@ pub fn modes_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("."))
 }
 
+/// A mode library built as an example of guestnet-mode-api (the loader
+/// fixtures and test modes in modes/api/examples), by `cargo build
+/// --examples` (scripts/test.sh does it) into target/<profile>/examples.
+pub fn example_library(name: &str) -> PathBuf {
+    let lib = modes_dir().join("examples").join(format!("lib{name}.so"));
+    assert!(
+        lib.is_file(),
+        "{} is missing: run `cargo build -p guestnet-mode-api --examples` first",
+        lib.display()
+    );
+    lib
+}
+
+/// A temporary modes directory with the built-in modes and the given
+/// libraries, each copied under its new file name.
+pub fn modes_dir_with(extra: &[(&Path, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::Builder::new()
+        .prefix("gnt-modes-")
+        .tempdir()
+        .expect("temp dir for the modes");
+    for entry in fs::read_dir(modes_dir()).expect("read the modes directory") {
+        let path = entry.expect("read the modes directory").path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name.starts_with("libguestnet_mode_") && name.ends_with(".so") {
+            fs::copy(&path, dir.path().join(&name)).expect("copy a mode library");
+        }
+    }
+    for (lib, as_name) in extra {
+        fs::copy(lib, dir.path().join(as_name)).expect("copy a mode library");
+    }
+    dir
+}
+
 /// A guestnetd process (or none, between a stop and the next start) with its
 /// directories, which live as long as this value: a restart keeps them.
 pub struct Service {

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use guestnet_tests::guest::{attach, netns_path, try_attach, veth_opts};
 use guestnet_tests::lab::host_and_lan;
-use guestnet_tests::modes::{example_library, modes_dir_with};
+use guestnet_tests::service::{example_library, modes_dir_with};
 use guestnet_tests::{root_or_skip, Bus, Lab, Service, World};
 
 fn nat(name: &str, bridge: &str, p: &str) -> String {

@@ -7,7 +7,7 @@
 
 use guestnet_tests::guestnet::expect_error;
 use guestnet_tests::lab::host_and_lan;
-use guestnet_tests::modes::{example_library, modes_dir_with};
+use guestnet_tests::service::{example_library, modes_dir_with};
 use guestnet_tests::{probe, root_or_skip, service, Bus, Service, World};
 use std::path::Path;
 

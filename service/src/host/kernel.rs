@@ -36,6 +36,18 @@ pub enum KernelError {
 }
 
 impl KernelError {
+    /// The errno the kernel answered with, when it refused a request.
+    pub fn errno(&self) -> Option<i32> {
+        match self {
+            KernelError::Netlink { source, .. } => match source.as_ref() {
+                rtnetlink::Error::NetlinkError(m) => m.code.map(|c| c.get().abs()),
+                _ => None,
+            },
+            KernelError::Io { source, .. } => source.raw_os_error(),
+            _ => None,
+        }
+    }
+
     fn from_io(what: impl Into<String>, source: std::io::Error) -> KernelError {
         KernelError::Io {
             what: what.into(),

@@ -5,8 +5,20 @@
 
 use crate::host::facts::bridge_alias;
 use crate::host::kernel::{Kernel, KernelError, Route};
-use guestnet_mode_api::{BridgePlan, Plan};
+use guestnet_mode_api::{BridgePlan, Plan, RoutePlan};
 use ipnet::Ipv4Net;
+
+/// Why a plan could not be applied.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// The kernel refused a route of the plan because of what the host
+    /// already has (a route to the same place at the same metric, a gateway
+    /// it cannot reach): the plan clashes with the host.
+    #[error("{0}")]
+    RouteRefused(String),
+    #[error(transparent)]
+    Kernel(#[from] KernelError),
+}
 
 /// A step taken, and how to take it back.
 enum Undo {
@@ -27,6 +39,9 @@ enum Undo {
     AddRoute {
         route: Route,
         oif: u32,
+    },
+    DeleteRoute {
+        route: Route,
     },
     Release {
         index: u32,
@@ -49,6 +64,7 @@ impl Journal {
                     kernel.add_address(*index, name, *net).await
                 }
                 Undo::AddRoute { route, oif } => kernel.add_route(route, *oif).await,
+                Undo::DeleteRoute { route } => kernel.delete_route(route).await,
                 Undo::Release { index, name } => kernel.set_master(*index, name, None).await,
             };
             if let Err(e) = result {
@@ -59,7 +75,7 @@ impl Journal {
 }
 
 /// Applies the plan's links, addresses and routes for `network`.
-pub async fn apply(kernel: &Kernel, plan: &Plan, network: &str) -> Result<(), KernelError> {
+pub async fn apply(kernel: &Kernel, plan: &Plan, network: &str) -> Result<(), ApplyError> {
     let mut journal = Journal::default();
     match apply_steps(kernel, plan, network, &mut journal).await {
         Ok(()) => Ok(()),
@@ -75,7 +91,7 @@ async fn apply_steps(
     plan: &Plan,
     network: &str,
     journal: &mut Journal,
-) -> Result<(), KernelError> {
+) -> Result<(), ApplyError> {
     let alias = bridge_alias(network);
     let snapshot = kernel.snapshot().await?;
     let bridge_name = plan.bridge.name().as_str();
@@ -126,15 +142,26 @@ async fn apply_steps(
         });
     }
     for r in &plan.routes {
-        kernel.add_route(&planned_route(r, bridge), bridge).await?;
+        let route = planned_route(r, bridge);
+        if let Err(e) = kernel.add_route(&route, bridge).await {
+            return Err(match refusal(&e, r, bridge_name) {
+                Some(why) => ApplyError::RouteRefused(format!(
+                    "route {} planned by network {network:?} was refused by the kernel: {why}",
+                    r.destination.trunc()
+                )),
+                None => e.into(),
+            });
+        }
+        journal.0.push(Undo::DeleteRoute { route });
     }
     Ok(())
 }
 
-/// The kernel route of a planned one, out of the network's bridge.
-fn planned_route(r: &guestnet_mode_api::RoutePlan, bridge: u32) -> Route {
+/// A planned route as guestnet installs it: through the bridge, at no
+/// metric of its own (0, the kernel's default), marked static.
+fn planned_route(r: &RoutePlan, bridge: u32) -> Route {
     Route {
-        destination: r.destination,
+        destination: r.destination.trunc(),
         gateway: r.gateway,
         oif: Some(bridge),
         metric: None,
@@ -155,7 +182,7 @@ pub async fn update(
     old: &Plan,
     new: &Plan,
     network: &str,
-) -> Result<(), KernelError> {
+) -> Result<(), ApplyError> {
     let snapshot = kernel.snapshot().await?;
     let bridge_name = new.bridge.name().as_str();
     let bridge = snapshot
@@ -183,7 +210,7 @@ pub async fn update(
     let wanted = |r: &Route| {
         new.routes
             .iter()
-            .any(|p| p.destination == r.destination && p.gateway == r.gateway)
+            .any(|p| p.destination.trunc() == r.destination && p.gateway == r.gateway)
     };
     for gone in old.routes.iter().map(|r| planned_route(r, bridge.index)) {
         let present = snapshot
@@ -202,22 +229,26 @@ pub async fn update(
     }
     // After the addresses: a route via a gateway needs its subnet there.
     let snapshot = kernel.snapshot().await?;
-    for route in new.routes.iter().map(|r| planned_route(r, bridge.index)) {
+    for r in &new.routes {
+        let route = planned_route(r, bridge.index);
         let present = snapshot
             .routes_via(bridge.index)
-            .any(|r| r.destination == route.destination && r.gateway == route.gateway);
-        if !present {
-            kernel.add_route(&route, bridge.index).await?;
+            .any(|p| p.destination == route.destination && p.gateway == route.gateway);
+        if present {
+            continue;
+        }
+        if let Err(e) = kernel.add_route(&route, bridge.index).await {
+            return Err(match refusal(&e, r, bridge_name) {
+                Some(why) => ApplyError::RouteRefused(format!(
+                    "route {} planned by network {network:?} was refused by the kernel: {why}",
+                    r.destination.trunc()
+                )),
+                None => e.into(),
+            });
         }
     }
     tracing::debug!("updated the links of {network} in place");
     Ok(())
-}
-
-/// Makes a re-adopted network's bridge hold what its record says (a
-/// guestnetd killed in the middle of an Update left some of it undone).
-pub async fn reconcile(kernel: &Kernel, plan: &Plan, network: &str) -> Result<(), KernelError> {
-    update(kernel, plan, plan, network).await
 }
 
 /// The MTU a plan sets on its bridge, if it sets one.
@@ -248,6 +279,28 @@ pub fn same_bridge(old: &BridgePlan, new: &BridgePlan) -> bool {
 
 fn is_uplink(plan: &Plan, ifname: &str) -> bool {
     matches!(&plan.bridge, BridgePlan::EnslaveUplink { uplink, .. } if uplink.as_str() == ifname)
+}
+
+/// Why the kernel refused a planned route, in words, when the refusal is
+/// about the plan and the host (not a failure of the host itself).
+fn refusal(e: &KernelError, r: &RoutePlan, bridge: &str) -> Option<String> {
+    let dest = r.destination.trunc();
+    let via = match r.gateway {
+        Some(gw) => format!("gateway {gw}"),
+        None => "the route".to_owned(),
+    };
+    match e.errno()? {
+        libc::EEXIST => Some(format!(
+            "the host already has a route to {dest} at metric 0, the metric guestnet installs planned routes at"
+        )),
+        libc::ENETUNREACH | libc::EHOSTUNREACH => Some(format!(
+            "{via} is not reachable through bridge {bridge} (no subnet of the bridge holds it)"
+        )),
+        libc::EINVAL => Some(format!(
+            "the kernel finds {via} through bridge {bridge} invalid"
+        )),
+        _ => None,
+    }
 }
 
 /// Creates the bridge with the NIC's MAC (so the LAN sees the same host),
@@ -322,6 +375,13 @@ pub async fn teardown(kernel: &Kernel, plan: &Plan, network: &str) -> Vec<Kernel
         return errors; // already gone
     };
     let ours = bridge.alias.as_deref() == Some(&bridge_alias(network));
+    // The plan's routes through the bridge: they go with a bridge that is
+    // deleted, and are removed by hand from one that stays.
+    let planned: Vec<Route> = snapshot
+        .routes_via(bridge.index)
+        .filter(|r| is_planned(plan, r))
+        .cloned()
+        .collect();
     match &plan.bridge {
         BridgePlan::Create { .. } => {
             if ours {
@@ -333,10 +393,22 @@ pub async fn teardown(kernel: &Kernel, plan: &Plan, network: &str) -> Vec<Kernel
         }
         BridgePlan::EnslaveUplink { uplink, .. } => {
             if ours {
-                give_back_uplink(kernel, &snapshot, &bridge, uplink.as_str(), &mut errors).await;
+                give_back_uplink(
+                    kernel,
+                    plan,
+                    &snapshot,
+                    &bridge,
+                    uplink.as_str(),
+                    &planned,
+                    &mut errors,
+                )
+                .await;
             }
         }
         BridgePlan::Existing { .. } => {
+            for r in &planned {
+                collect(&mut errors, kernel.delete_route(r).await);
+            }
             for net in &plan.addresses {
                 collect(
                     &mut errors,
@@ -348,18 +420,31 @@ pub async fn teardown(kernel: &Kernel, plan: &Plan, network: &str) -> Vec<Kernel
     errors
 }
 
-/// Moves the bridge's addresses and routes back to the NIC, releases it and
+/// Whether `route` is one of the plan's routes as `apply` installed it.
+fn is_planned(plan: &Plan, route: &Route) -> bool {
+    !route.is_kernel()
+        && plan.routes.iter().any(|p| {
+            p.destination.trunc() == route.destination
+                && p.gateway == route.gateway
+                && route.metric.unwrap_or(0) == 0
+        })
+}
+
+/// Moves the bridge's addresses and routes (but for the plan's own: its
+/// addresses, and its routes in `planned`) back to the NIC, releases it and
 /// deletes the bridge.
 async fn give_back_uplink(
     kernel: &Kernel,
+    plan: &Plan,
     snapshot: &crate::host::kernel::Snapshot,
     bridge: &crate::host::kernel::Link,
     uplink: &str,
+    planned: &[Route],
     errors: &mut Vec<KernelError>,
 ) {
     let routes: Vec<Route> = snapshot
         .routes_via(bridge.index)
-        .filter(|r| !r.is_kernel())
+        .filter(|r| !r.is_kernel() && !planned.contains(r))
         .cloned()
         .collect();
     let nic = snapshot.link(uplink).cloned();
@@ -372,7 +457,11 @@ async fn give_back_uplink(
         return;
     };
     collect(errors, kernel.set_up(nic.index, &nic.name).await);
-    for net in &bridge.addresses {
+    for net in bridge
+        .addresses
+        .iter()
+        .filter(|a| !plan.addresses.contains(a))
+    {
         collect(errors, kernel.add_address(nic.index, &nic.name, *net).await);
     }
     for r in &routes {
@@ -383,5 +472,68 @@ async fn give_back_uplink(
 fn collect(errors: &mut Vec<KernelError>, r: Result<(), KernelError>) {
     if let Err(e) = r {
         errors.push(e);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(errno: i32, gateway: Option<&str>) -> Option<String> {
+        let e = KernelError::Io {
+            what: "adding route to 10.61.0.0/24".into(),
+            source: std::io::Error::from_raw_os_error(errno),
+        };
+        let r = RoutePlan {
+            destination: "10.61.0.0/24".parse().unwrap(),
+            gateway: gateway.map(|g| g.parse().unwrap()),
+        };
+        refusal(&e, &r, "gnbr1")
+    }
+
+    #[test]
+    fn a_refused_route_is_told_in_words() {
+        let why = refused(libc::EEXIST, None).unwrap();
+        assert!(
+            why.contains("already has a route to 10.61.0.0/24 at metric 0"),
+            "{why}"
+        );
+        assert!(!why.contains("os error"), "{why}");
+        let why = refused(libc::ENETUNREACH, Some("10.9.9.9")).unwrap();
+        assert_eq!(
+            why,
+            "gateway 10.9.9.9 is not reachable through bridge gnbr1 (no subnet of the bridge holds it)"
+        );
+        // A failure of the host itself stays a failure.
+        assert_eq!(refused(libc::ENOMEM, None), None);
+    }
+
+    #[test]
+    fn only_the_plans_own_routes_count_as_planned() {
+        let plan = Plan {
+            bridge: BridgePlan::Existing {
+                name: guestnet_mode_api::IfName::new("br0").unwrap(),
+            },
+            addresses: vec![],
+            routes: vec![RoutePlan {
+                destination: "10.61.0.7/24".parse().unwrap(),
+                gateway: Some("10.60.0.9".parse().unwrap()),
+            }],
+            sysctls: vec![],
+            firewall: guestnet_mode_api::FirewallPolicy::None,
+            dhcp: None,
+            dns: None,
+        };
+        let mut r = planned_route(&plan.routes[0], 3);
+        assert_eq!(r.destination, "10.61.0.0/24".parse::<Ipv4Net>().unwrap());
+        assert!(is_planned(&plan, &r));
+        r.gateway = Some("10.60.0.8".parse().unwrap());
+        assert!(
+            !is_planned(&plan, &r),
+            "the uplink's own route to the same place"
+        );
+        let mut subnet = planned_route(&plan.routes[0], 3);
+        subnet.protocol = 2; // kernel
+        assert!(!is_planned(&plan, &subnet));
     }
 }

@@ -172,7 +172,7 @@ impl Networks {
         let _planning = self.planning.lock().await;
         let snapshot = self.snapshot().await?;
         let plan = self.plan(def, facts::facts(&snapshot)).await?;
-        facts::conflicts(&plan, &snapshot, name).map_err(ServiceError::Conflict)?;
+        self.check_plan(&plan, &snapshot, &def.name)?;
         // The record goes first: a crash from here on leaves a trace that
         // tells the next guestnetd what to clean up.
         let record = AppliedRecord {
@@ -187,10 +187,7 @@ impl Networks {
             .map_err(|e| ServiceError::failed("recording the network", e))?;
         if let Err(e) = links::apply(&self.kernel, &plan, name).await {
             let _ = self.runtime.remove(&def.name);
-            return Err(ServiceError::failed(
-                &format!("starting network {name:?}"),
-                e,
-            ));
+            return Err(ServiceError::starting(name, e));
         }
         Ok(plan)
     }

@@ -364,14 +364,28 @@ impl Networks {
         }
     }
 
-    /// The plans of the active networks other than `except`, for checking a
-    /// new plan against what they own.
-    fn other_active_plans(&self, except: &NetworkName) -> Vec<(NetworkName, Plan)> {
+    /// The active networks other than `except`, with their plans, for
+    /// checking a new plan against what they own.
+    fn other_active_plans(&self, except: &NetworkName) -> Vec<(String, Plan)> {
         self.slots()
             .iter()
             .map(|s| s.network())
             .filter(|n| &n.definition.name != except)
-            .filter_map(|n| n.plan.map(|p| (n.definition.name, p)))
+            .filter_map(|n| n.plan.map(|p| (n.definition.name.to_string(), p)))
             .collect()
+    }
+
+    /// Refuses a plan that clashes with the host (less `own`, the links the
+    /// network holds now) or with another active network.
+    fn check_plan(
+        &self,
+        plan: &Plan,
+        snapshot: &crate::host::kernel::Snapshot,
+        name: &NetworkName,
+    ) -> Result<(), ServiceError> {
+        let others = self.other_active_plans(name);
+        let others: Vec<(&str, &Plan)> = others.iter().map(|(n, p)| (n.as_str(), p)).collect();
+        crate::host::facts::conflicts(plan, snapshot, name.as_str(), &others)
+            .map_err(ServiceError::Conflict)
     }
 }

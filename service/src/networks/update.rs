@@ -83,7 +83,7 @@ impl Networks {
             others.links.retain(|l| l.index != own);
             others.routes.retain(|r| r.oif != Some(own));
         }
-        facts::conflicts(&new_plan, &others, name).map_err(ServiceError::Conflict)?;
+        self.check_plan(&new_plan, &others, &def.name)?;
         if new_plan == *old_plan {
             return Ok(new_plan);
         }
@@ -108,10 +108,7 @@ impl Networks {
         let back = || self.put_back(old, &new_plan, old_plan);
         if let Err(e) = links::update(&self.kernel, old_plan, &new_plan, name).await {
             back().await;
-            return Err(ServiceError::failed(
-                &format!("updating network {name:?}"),
-                e,
-            ));
+            return Err(ServiceError::starting(name, e));
         }
         drop(planning);
         if let Err(e) = self.apply_shared(Change::Put(&def.name, &new_plan)).await {
@@ -231,7 +228,7 @@ impl Networks {
         {
             let _planning = self.planning.lock().await;
             let snapshot = self.snapshot().await?;
-            facts::conflicts(plan, &snapshot, name).map_err(ServiceError::Conflict)?;
+            self.check_plan(plan, &snapshot, &def.name)?;
             let record = AppliedRecord {
                 definition: def.clone(),
                 persistent,
@@ -244,7 +241,7 @@ impl Networks {
                 .map_err(|e| ServiceError::failed("recording the network", e))?;
             links::apply(&self.kernel, plan, name)
                 .await
-                .map_err(|e| ServiceError::failed(&format!("starting network {name:?}"), e))?;
+                .map_err(|e| ServiceError::starting(name, e))?;
         }
         if let Err(e) = self.apply_shared(Change::Put(&def.name, plan)).await {
             for err in links::teardown(&self.kernel, plan, name).await {
