@@ -587,3 +587,102 @@ async fn unexport_network(conn: &Connection, name: &str) {
         tracing::warn!("removing the object of network {name}: {e}");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zbus::DBusError as _;
+
+    /// The error name and message a caller gets for `e`, from the reply
+    /// guestnetd builds.
+    fn on_the_wire(e: ServiceError) -> (String, String) {
+        let call = zbus::message::Message::method_call("/org/guestnet1", "GetNetwork")
+            .unwrap()
+            .sender(":1.7")
+            .unwrap()
+            .destination("org.guestnet1")
+            .unwrap()
+            .build(&())
+            .unwrap();
+        let reply = DbusError::from(e).create_reply(&call.header()).unwrap();
+        let header = reply.header();
+        let name = header.error_name().expect("an error reply").to_string();
+        let body: String = reply.body().deserialize().unwrap();
+        (name, body)
+    }
+
+    /// Every error's name and message as guestnetd sent them before the
+    /// errors were derived: the derivation must not change a byte.
+    #[test]
+    fn errors_keep_their_names_and_messages_on_the_wire() {
+        let io = std::io::Error::other("disk on fire");
+        let cases = [
+            (
+                ServiceError::NoSuchNetwork("n1".into()),
+                "org.guestnet1.Error.NoSuchNetwork",
+                "no network named \"n1\"",
+            ),
+            (
+                ServiceError::AlreadyExists("a network n1 exists".into()),
+                "org.guestnet1.Error.AlreadyExists",
+                "a network n1 exists",
+            ),
+            (
+                ServiceError::InvalidConfig("subnet: bad".into()),
+                "org.guestnet1.Error.InvalidConfig",
+                "invalid definition: subnet: bad",
+            ),
+            (
+                ServiceError::Conflict("10.0.0.0/24 is in use".into()),
+                "org.guestnet1.Error.Conflict",
+                "10.0.0.0/24 is in use",
+            ),
+            (
+                ServiceError::NotActive("n1".into()),
+                "org.guestnet1.Error.NotActive",
+                "network \"n1\" is not active",
+            ),
+            (
+                ServiceError::AlreadyActive("n1".into()),
+                "org.guestnet1.Error.AlreadyActive",
+                "network \"n1\" is already active",
+            ),
+            (
+                ServiceError::UnknownMode {
+                    mode: "warp".into(),
+                    loaded: "nat, routed".into(),
+                },
+                "org.guestnet1.Error.UnknownMode",
+                "no mode named \"warp\" is loaded (loaded: nat, routed)",
+            ),
+            (
+                ServiceError::Timeout("no lease".into()),
+                "org.guestnet1.Error.Timeout",
+                "no lease",
+            ),
+            (
+                ServiceError::Failed("no free interface name".into()),
+                "org.guestnet1.Error.Failed",
+                "no free interface name",
+            ),
+            (
+                ServiceError::failed("saving the definition", io),
+                "org.guestnet1.Error.Failed",
+                "saving the definition: disk on fire",
+            ),
+            (
+                ServiceError::AccessDenied("uid 1000 is not authorized".into()),
+                "org.freedesktop.DBus.Error.AccessDenied",
+                "uid 1000 is not authorized",
+            ),
+            (
+                ServiceError::InvalidArgs("mac: bad".into()),
+                "org.freedesktop.DBus.Error.InvalidArgs",
+                "mac: bad",
+            ),
+        ];
+        for (error, name, message) in cases {
+            assert_eq!(on_the_wire(error), (name.to_owned(), message.to_owned()));
+        }
+    }
+}
