@@ -5,7 +5,7 @@
 
 use crate::bus::authority::{self, Action};
 use crate::dhcp::{Lease, LeaseChange};
-use crate::error::ServiceError;
+use crate::error::{BusError, ServiceError};
 use crate::guests::AttachRequest;
 use crate::networks::{Fate, Networks};
 use guestnet_dbus::{network_path, MANAGER_PATH};
@@ -18,44 +18,6 @@ use zbus::object_server::SignalEmitter;
 use zbus::zvariant::OwnedObjectPath;
 use zbus::zvariant::{OwnedValue, Value};
 use zbus::{interface, Connection};
-
-/// A [`ServiceError`] on the wire.
-#[derive(Debug)]
-pub struct DbusError(ServiceError);
-
-impl From<ServiceError> for DbusError {
-    fn from(e: ServiceError) -> Self {
-        DbusError(e)
-    }
-}
-
-impl From<zbus::Error> for DbusError {
-    fn from(e: zbus::Error) -> Self {
-        DbusError(ServiceError::failed("D-Bus", e))
-    }
-}
-
-impl std::fmt::Display for DbusError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.0.dbus_name(), self.0)
-    }
-}
-
-impl std::error::Error for DbusError {}
-
-impl zbus::DBusError for DbusError {
-    fn create_reply(&self, call: &Header<'_>) -> zbus::Result<zbus::message::Message> {
-        zbus::message::Message::error(call, self.name())?.build(&(self.0.to_string(),))
-    }
-
-    fn name(&self) -> zbus::names::ErrorName<'_> {
-        zbus::names::ErrorName::from_static_str_unchecked(self.0.dbus_name())
-    }
-
-    fn description(&self) -> Option<&str> {
-        None
-    }
-}
 
 fn object_path(name: &str) -> OwnedObjectPath {
     OwnedObjectPath::try_from(network_path(name)).expect("network paths are valid object paths")
@@ -76,7 +38,7 @@ impl Manager {
             .collect()
     }
 
-    async fn get_network(&self, name: String) -> Result<OwnedObjectPath, DbusError> {
+    async fn get_network(&self, name: String) -> Result<OwnedObjectPath, BusError> {
         match self.networks.get(&name).await {
             Some(_) => Ok(object_path(&name)),
             None => Err(ServiceError::NoSuchNetwork(name).into()),
@@ -89,7 +51,7 @@ impl Manager {
         toml: String,
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
-    ) -> Result<OwnedObjectPath, DbusError> {
+    ) -> Result<OwnedObjectPath, BusError> {
         authority::check(conn, &header, Action::ManageNetworks).await?;
         let name = self.networks.define(&toml).await?;
         export_network(conn, &self.networks, name.as_str()).await?;
@@ -102,7 +64,7 @@ impl Manager {
         toml: String,
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
-    ) -> Result<OwnedObjectPath, DbusError> {
+    ) -> Result<OwnedObjectPath, BusError> {
         authority::check(conn, &header, Action::ManageNetworks).await?;
         let name = self.networks.create(&toml).await?;
         export_network(conn, &self.networks, name.as_str()).await?;
@@ -187,7 +149,7 @@ impl NetworkObject {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
         #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
-    ) -> Result<(), DbusError> {
+    ) -> Result<(), BusError> {
         authority::check(conn, &header, Action::ManageNetworks).await?;
         let before = self.props().await;
         self.networks.start(&self.name).await?;
@@ -200,7 +162,7 @@ impl NetworkObject {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
         #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
-    ) -> Result<(), DbusError> {
+    ) -> Result<(), BusError> {
         authority::check(conn, &header, Action::ManageNetworks).await?;
         let before = self.props().await;
         let result = self.networks.stop(&self.name).await;
@@ -219,7 +181,7 @@ impl NetworkObject {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
         #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
-    ) -> Result<(), DbusError> {
+    ) -> Result<(), BusError> {
         authority::check(conn, &header, Action::ManageNetworks).await?;
         let before = self.props().await;
         match self.networks.undefine(&self.name).await? {
@@ -235,7 +197,7 @@ impl NetworkObject {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
         #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
-    ) -> Result<(), DbusError> {
+    ) -> Result<(), BusError> {
         authority::check(conn, &header, Action::ManageNetworks).await?;
         let before = self.props().await;
         let result = self.networks.update(&self.name, &toml).await;
@@ -244,14 +206,14 @@ impl NetworkObject {
     }
 
     /// (mac, ip, hostname, client id, expiry in unix seconds) of every lease.
-    async fn list_leases(&self) -> Result<Vec<LeaseTuple>, DbusError> {
+    async fn list_leases(&self) -> Result<Vec<LeaseTuple>, BusError> {
         let leases = self.networks.leases(&self.name).await?;
         Ok(leases.iter().map(lease_tuple).collect())
     }
 
     /// The lease of `mac`: at once if it exists, else when it is granted,
     /// or org.guestnet1.Error.Timeout after `timeout_ms`.
-    async fn wait_for_lease(&self, mac: String, timeout_ms: u32) -> Result<LeaseTuple, DbusError> {
+    async fn wait_for_lease(&self, mac: String, timeout_ms: u32) -> Result<LeaseTuple, BusError> {
         let mac: MacAddr = mac
             .parse()
             .map_err(|e: String| ServiceError::InvalidArgs(format!("mac: {e}")))?;
@@ -296,7 +258,7 @@ impl NetworkObject {
     }
 
     /// (interface, mac, guest name) of every port on the network's bridge.
-    async fn list_guests(&self) -> Result<Vec<(String, String, String)>, DbusError> {
+    async fn list_guests(&self) -> Result<Vec<(String, String, String)>, BusError> {
         let guests = self.networks.list_guests(&self.name).await?;
         Ok(guests
             .into_iter()
@@ -313,7 +275,7 @@ impl NetworkObject {
         options: HashMap<String, OwnedValue>,
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
-    ) -> Result<String, DbusError> {
+    ) -> Result<String, BusError> {
         authority::check(conn, &header, Action::AttachGuests).await?;
         let request = AttachRequest::from_options(&options)?;
         Ok(self
@@ -329,7 +291,7 @@ impl NetworkObject {
         ifname: String,
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
-    ) -> Result<(), DbusError> {
+    ) -> Result<(), BusError> {
         authority::check(conn, &header, Action::AttachGuests).await?;
         Ok(self.networks.detach_guest(&self.name, &ifname).await?)
     }
@@ -380,7 +342,7 @@ impl NetworkObject {
         expiry: u64,
     ) -> zbus::Result<()>;
 
-    async fn get_config(&self) -> Result<String, DbusError> {
+    async fn get_config(&self) -> Result<String, BusError> {
         let net = self
             .networks
             .get(&self.name)
@@ -604,7 +566,7 @@ mod tests {
             .unwrap()
             .build(&())
             .unwrap();
-        let reply = DbusError::from(e).create_reply(&call.header()).unwrap();
+        let reply = BusError::from(e).create_reply(&call.header()).unwrap();
         let header = reply.header();
         let name = header.error_name().expect("an error reply").to_string();
         let body: String = reply.body().deserialize().unwrap();
