@@ -8,13 +8,13 @@ use crate::dhcp::{Lease, LeaseChange};
 use crate::error::{BusError, ServiceError};
 use crate::guests::AttachRequest;
 use crate::networks::{Fate, Networks};
-use guestnet_dbus::{network_path, MANAGER_PATH};
+use guestnet_dbus::{network_path, MANAGER_PATH, NETWORK_INTERFACE};
 use guestnet_mode_api::MacAddr;
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 use zbus::message::Header;
-use zbus::object_server::SignalEmitter;
+use zbus::object_server::{ObjectServer, SignalEmitter};
 use zbus::zvariant::OwnedObjectPath;
 use zbus::zvariant::{OwnedValue, Value};
 use zbus::{interface, Connection};
@@ -94,45 +94,40 @@ impl NetworkObject {
         })
     }
 
-    /// The properties a life-cycle change can move, as they are now.
-    async fn props(&self) -> Vec<(&'static str, OwnedValue)> {
-        let Some(n) = self.networks.get(&self.name).await else {
-            return Vec::new();
-        };
-        let v = |x: Value<'_>| OwnedValue::try_from(x).expect("plain values own");
-        vec![
-            ("Active", v(n.is_active().into())),
-            ("Persistent", v(n.persistent.into())),
-            ("Autostart", v(n.definition.autostart.into())),
-            ("Bridge", v(n.bridge().into())),
-            ("Addresses", v(n.addresses().into())),
-            ("Mode", v(n.definition.mode.clone().into())),
-            (
-                "Domain",
-                v(n.definition
-                    .dns
-                    .domain
-                    .as_ref()
-                    .map(|d| d.to_string())
-                    .unwrap_or_default()
-                    .into()),
-            ),
-        ]
+    /// Every property as its getter reads it now: the same values
+    /// `Get`, `GetAll` and `GetManagedObjects` answer with, so what
+    /// [`Self::announce`] sends cannot drift from what callers read. Empty
+    /// if the network is gone.
+    async fn properties(
+        &self,
+        server: &ObjectServer,
+        conn: &Connection,
+        emitter: &SignalEmitter<'_>,
+    ) -> HashMap<String, OwnedValue> {
+        <Self as zbus::object_server::Interface>::get_all(self, server, conn, None, emitter)
+            .await
+            .unwrap_or_default()
     }
 
     /// Emits one PropertiesChanged with the properties that differ from
-    /// `before`, if any.
-    async fn announce(&self, emitter: &SignalEmitter<'_>, before: Vec<(&'static str, OwnedValue)>) {
-        let after = self.props().await;
+    /// `before` (taken with [`Self::properties`]), if any.
+    async fn announce(
+        &self,
+        server: &ObjectServer,
+        conn: &Connection,
+        emitter: &SignalEmitter<'_>,
+        before: HashMap<String, OwnedValue>,
+    ) {
+        let after = self.properties(server, conn, emitter).await;
         let changed: HashMap<&str, Value<'_>> = after
             .iter()
-            .filter(|(k, v)| !before.iter().any(|(bk, bv)| bk == k && bv == v))
-            .map(|(k, v)| (*k, Value::from(v.clone())))
+            .filter(|(k, v)| before.get(*k) != Some(*v))
+            .map(|(k, v)| (k.as_str(), Value::from(v.clone())))
             .collect();
         if changed.is_empty() {
             return;
         }
-        let iface = zbus::names::InterfaceName::from_static_str_unchecked("org.guestnet1.Network");
+        let iface = zbus::names::InterfaceName::from_static_str_unchecked(NETWORK_INTERFACE);
         let sent =
             zbus::fdo::Properties::properties_changed(emitter, iface, changed, Cow::Borrowed(&[]))
                 .await;
@@ -148,12 +143,13 @@ impl NetworkObject {
         &self,
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
+        #[zbus(object_server)] server: &ObjectServer,
         #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
     ) -> Result<(), BusError> {
         authority::check(conn, &header, Action::ManageNetworks).await?;
-        let before = self.props().await;
+        let before = self.properties(server, conn, &emitter).await;
         self.networks.start(&self.name).await?;
-        self.announce(&emitter, before).await;
+        self.announce(server, conn, &emitter, before).await;
         Ok(())
     }
 
@@ -161,16 +157,17 @@ impl NetworkObject {
         &self,
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
+        #[zbus(object_server)] server: &ObjectServer,
         #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
     ) -> Result<(), BusError> {
         authority::check(conn, &header, Action::ManageNetworks).await?;
-        let before = self.props().await;
+        let before = self.properties(server, conn, &emitter).await;
         let result = self.networks.stop(&self.name).await;
         // A transient network is gone even when its teardown met errors.
         if self.networks.get(&self.name).await.is_none() {
             unexport_network(conn, &self.name).await;
         } else {
-            self.announce(&emitter, before).await;
+            self.announce(server, conn, &emitter, before).await;
         }
         result?;
         Ok(())
@@ -180,13 +177,14 @@ impl NetworkObject {
         &self,
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
+        #[zbus(object_server)] server: &ObjectServer,
         #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
     ) -> Result<(), BusError> {
         authority::check(conn, &header, Action::ManageNetworks).await?;
-        let before = self.props().await;
+        let before = self.properties(server, conn, &emitter).await;
         match self.networks.undefine(&self.name).await? {
             Fate::Removed => unexport_network(conn, &self.name).await,
-            Fate::Kept => self.announce(&emitter, before).await,
+            Fate::Kept => self.announce(server, conn, &emitter, before).await,
         }
         Ok(())
     }
@@ -196,12 +194,13 @@ impl NetworkObject {
         toml: String,
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
+        #[zbus(object_server)] server: &ObjectServer,
         #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
     ) -> Result<(), BusError> {
         authority::check(conn, &header, Action::ManageNetworks).await?;
-        let before = self.props().await;
+        let before = self.properties(server, conn, &emitter).await;
         let result = self.networks.update(&self.name, &toml).await;
-        self.announce(&emitter, before).await;
+        self.announce(server, conn, &emitter, before).await;
         Ok(result?)
     }
 
