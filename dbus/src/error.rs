@@ -129,6 +129,15 @@ mod tests {
 
     #[test]
     fn a_client_gets_the_error_back_by_name() {
+        let call = zbus::Message::method_call("/org/guestnet1", "GetNetwork")
+            .unwrap()
+            .sender(":1.7")
+            .unwrap()
+            .build(&())
+            .unwrap();
+        let sent = Error::NoSuchNetwork("no network named \"x\"".into());
+        let reply = sent.create_reply(&call.header()).unwrap();
+        assert_eq!(Error::from(zbus::Error::from(reply)), sent);
         let fdo = zbus::Error::from(zbus::fdo::Error::AccessDenied("no".into()));
         assert!(matches!(Error::from(fdo), Error::ZBus(_)));
     }
