@@ -5,57 +5,19 @@
 
 use crate::bus::authority::{self, Action};
 use crate::dhcp::{Lease, LeaseChange};
-use crate::error::ServiceError;
+use crate::error::{BusError, ServiceError};
 use crate::guests::AttachRequest;
 use crate::networks::{Fate, Networks};
-use guestnet_dbus::{network_path, MANAGER_PATH};
+use guestnet_dbus::{network_path, MANAGER_PATH, NETWORK_INTERFACE};
 use guestnet_mode_api::MacAddr;
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 use zbus::message::Header;
-use zbus::object_server::SignalEmitter;
+use zbus::object_server::{ObjectServer, SignalEmitter};
 use zbus::zvariant::OwnedObjectPath;
 use zbus::zvariant::{OwnedValue, Value};
 use zbus::{interface, Connection};
-
-/// A [`ServiceError`] on the wire.
-#[derive(Debug)]
-pub struct DbusError(ServiceError);
-
-impl From<ServiceError> for DbusError {
-    fn from(e: ServiceError) -> Self {
-        DbusError(e)
-    }
-}
-
-impl From<zbus::Error> for DbusError {
-    fn from(e: zbus::Error) -> Self {
-        DbusError(ServiceError::failed("D-Bus", e))
-    }
-}
-
-impl std::fmt::Display for DbusError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.0.dbus_name(), self.0)
-    }
-}
-
-impl std::error::Error for DbusError {}
-
-impl zbus::DBusError for DbusError {
-    fn create_reply(&self, call: &Header<'_>) -> zbus::Result<zbus::message::Message> {
-        zbus::message::Message::error(call, self.name())?.build(&(self.0.to_string(),))
-    }
-
-    fn name(&self) -> zbus::names::ErrorName<'_> {
-        zbus::names::ErrorName::from_static_str_unchecked(self.0.dbus_name())
-    }
-
-    fn description(&self) -> Option<&str> {
-        None
-    }
-}
 
 fn object_path(name: &str) -> OwnedObjectPath {
     OwnedObjectPath::try_from(network_path(name)).expect("network paths are valid object paths")
@@ -76,7 +38,7 @@ impl Manager {
             .collect()
     }
 
-    async fn get_network(&self, name: String) -> Result<OwnedObjectPath, DbusError> {
+    async fn get_network(&self, name: String) -> Result<OwnedObjectPath, BusError> {
         match self.networks.get(&name).await {
             Some(_) => Ok(object_path(&name)),
             None => Err(ServiceError::NoSuchNetwork(name).into()),
@@ -89,7 +51,7 @@ impl Manager {
         toml: String,
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
-    ) -> Result<OwnedObjectPath, DbusError> {
+    ) -> Result<OwnedObjectPath, BusError> {
         authority::check(conn, &header, Action::ManageNetworks).await?;
         let name = self.networks.define(&toml).await?;
         export_network(conn, &self.networks, name.as_str()).await?;
@@ -102,7 +64,7 @@ impl Manager {
         toml: String,
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
-    ) -> Result<OwnedObjectPath, DbusError> {
+    ) -> Result<OwnedObjectPath, BusError> {
         authority::check(conn, &header, Action::ManageNetworks).await?;
         let name = self.networks.create(&toml).await?;
         export_network(conn, &self.networks, name.as_str()).await?;
@@ -132,45 +94,40 @@ impl NetworkObject {
         })
     }
 
-    /// The properties a life-cycle change can move, as they are now.
-    async fn props(&self) -> Vec<(&'static str, OwnedValue)> {
-        let Some(n) = self.networks.get(&self.name).await else {
-            return Vec::new();
-        };
-        let v = |x: Value<'_>| OwnedValue::try_from(x).expect("plain values own");
-        vec![
-            ("Active", v(n.is_active().into())),
-            ("Persistent", v(n.persistent.into())),
-            ("Autostart", v(n.definition.autostart.into())),
-            ("Bridge", v(n.bridge().into())),
-            ("Addresses", v(n.addresses().into())),
-            ("Mode", v(n.definition.mode.clone().into())),
-            (
-                "Domain",
-                v(n.definition
-                    .dns
-                    .domain
-                    .as_ref()
-                    .map(|d| d.to_string())
-                    .unwrap_or_default()
-                    .into()),
-            ),
-        ]
+    /// Every property as its getter reads it now: the same values
+    /// `Get`, `GetAll` and `GetManagedObjects` answer with, so what
+    /// [`Self::announce`] sends cannot drift from what callers read. Empty
+    /// if the network is gone.
+    async fn properties(
+        &self,
+        server: &ObjectServer,
+        conn: &Connection,
+        emitter: &SignalEmitter<'_>,
+    ) -> HashMap<String, OwnedValue> {
+        <Self as zbus::object_server::Interface>::get_all(self, server, conn, None, emitter)
+            .await
+            .unwrap_or_default()
     }
 
     /// Emits one PropertiesChanged with the properties that differ from
-    /// `before`, if any.
-    async fn announce(&self, emitter: &SignalEmitter<'_>, before: Vec<(&'static str, OwnedValue)>) {
-        let after = self.props().await;
+    /// `before` (taken with [`Self::properties`]), if any.
+    async fn announce(
+        &self,
+        server: &ObjectServer,
+        conn: &Connection,
+        emitter: &SignalEmitter<'_>,
+        before: HashMap<String, OwnedValue>,
+    ) {
+        let after = self.properties(server, conn, emitter).await;
         let changed: HashMap<&str, Value<'_>> = after
             .iter()
-            .filter(|(k, v)| !before.iter().any(|(bk, bv)| bk == k && bv == v))
-            .map(|(k, v)| (*k, Value::from(v.clone())))
+            .filter(|(k, v)| before.get(*k) != Some(*v))
+            .map(|(k, v)| (k.as_str(), Value::from(v.clone())))
             .collect();
         if changed.is_empty() {
             return;
         }
-        let iface = zbus::names::InterfaceName::from_static_str_unchecked("org.guestnet1.Network");
+        let iface = zbus::names::InterfaceName::from_static_str_unchecked(NETWORK_INTERFACE);
         let sent =
             zbus::fdo::Properties::properties_changed(emitter, iface, changed, Cow::Borrowed(&[]))
                 .await;
@@ -186,12 +143,13 @@ impl NetworkObject {
         &self,
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
+        #[zbus(object_server)] server: &ObjectServer,
         #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
-    ) -> Result<(), DbusError> {
+    ) -> Result<(), BusError> {
         authority::check(conn, &header, Action::ManageNetworks).await?;
-        let before = self.props().await;
+        let before = self.properties(server, conn, &emitter).await;
         self.networks.start(&self.name).await?;
-        self.announce(&emitter, before).await;
+        self.announce(server, conn, &emitter, before).await;
         Ok(())
     }
 
@@ -199,16 +157,17 @@ impl NetworkObject {
         &self,
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
+        #[zbus(object_server)] server: &ObjectServer,
         #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
-    ) -> Result<(), DbusError> {
+    ) -> Result<(), BusError> {
         authority::check(conn, &header, Action::ManageNetworks).await?;
-        let before = self.props().await;
+        let before = self.properties(server, conn, &emitter).await;
         let result = self.networks.stop(&self.name).await;
         // A transient network is gone even when its teardown met errors.
         if self.networks.get(&self.name).await.is_none() {
             unexport_network(conn, &self.name).await;
         } else {
-            self.announce(&emitter, before).await;
+            self.announce(server, conn, &emitter, before).await;
         }
         result?;
         Ok(())
@@ -218,13 +177,14 @@ impl NetworkObject {
         &self,
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
+        #[zbus(object_server)] server: &ObjectServer,
         #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
-    ) -> Result<(), DbusError> {
+    ) -> Result<(), BusError> {
         authority::check(conn, &header, Action::ManageNetworks).await?;
-        let before = self.props().await;
+        let before = self.properties(server, conn, &emitter).await;
         match self.networks.undefine(&self.name).await? {
             Fate::Removed => unexport_network(conn, &self.name).await,
-            Fate::Kept => self.announce(&emitter, before).await,
+            Fate::Kept => self.announce(server, conn, &emitter, before).await,
         }
         Ok(())
     }
@@ -234,24 +194,25 @@ impl NetworkObject {
         toml: String,
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
+        #[zbus(object_server)] server: &ObjectServer,
         #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
-    ) -> Result<(), DbusError> {
+    ) -> Result<(), BusError> {
         authority::check(conn, &header, Action::ManageNetworks).await?;
-        let before = self.props().await;
+        let before = self.properties(server, conn, &emitter).await;
         let result = self.networks.update(&self.name, &toml).await;
-        self.announce(&emitter, before).await;
+        self.announce(server, conn, &emitter, before).await;
         Ok(result?)
     }
 
     /// (mac, ip, hostname, client id, expiry in unix seconds) of every lease.
-    async fn list_leases(&self) -> Result<Vec<LeaseTuple>, DbusError> {
+    async fn list_leases(&self) -> Result<Vec<LeaseTuple>, BusError> {
         let leases = self.networks.leases(&self.name).await?;
         Ok(leases.iter().map(lease_tuple).collect())
     }
 
     /// The lease of `mac`: at once if it exists, else when it is granted,
     /// or org.guestnet1.Error.Timeout after `timeout_ms`.
-    async fn wait_for_lease(&self, mac: String, timeout_ms: u32) -> Result<LeaseTuple, DbusError> {
+    async fn wait_for_lease(&self, mac: String, timeout_ms: u32) -> Result<LeaseTuple, BusError> {
         let mac: MacAddr = mac
             .parse()
             .map_err(|e: String| ServiceError::InvalidArgs(format!("mac: {e}")))?;
@@ -296,7 +257,7 @@ impl NetworkObject {
     }
 
     /// (interface, mac, guest name) of every port on the network's bridge.
-    async fn list_guests(&self) -> Result<Vec<(String, String, String)>, DbusError> {
+    async fn list_guests(&self) -> Result<Vec<(String, String, String)>, BusError> {
         let guests = self.networks.list_guests(&self.name).await?;
         Ok(guests
             .into_iter()
@@ -313,7 +274,7 @@ impl NetworkObject {
         options: HashMap<String, OwnedValue>,
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
-    ) -> Result<String, DbusError> {
+    ) -> Result<String, BusError> {
         authority::check(conn, &header, Action::AttachGuests).await?;
         let request = AttachRequest::from_options(&options)?;
         Ok(self
@@ -329,7 +290,7 @@ impl NetworkObject {
         ifname: String,
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
-    ) -> Result<(), DbusError> {
+    ) -> Result<(), BusError> {
         authority::check(conn, &header, Action::AttachGuests).await?;
         Ok(self.networks.detach_guest(&self.name, &ifname).await?)
     }
@@ -380,7 +341,7 @@ impl NetworkObject {
         expiry: u64,
     ) -> zbus::Result<()>;
 
-    async fn get_config(&self) -> Result<String, DbusError> {
+    async fn get_config(&self) -> Result<String, BusError> {
         let net = self
             .networks
             .get(&self.name)
@@ -585,5 +546,104 @@ async fn unexport_network(conn: &Connection, name: &str) {
         .await
     {
         tracing::warn!("removing the object of network {name}: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zbus::DBusError as _;
+
+    /// The error name and message a caller gets for `e`, from the reply
+    /// guestnetd builds.
+    fn on_the_wire(e: ServiceError) -> (String, String) {
+        let call = zbus::message::Message::method_call("/org/guestnet1", "GetNetwork")
+            .unwrap()
+            .sender(":1.7")
+            .unwrap()
+            .destination("org.guestnet1")
+            .unwrap()
+            .build(&())
+            .unwrap();
+        let reply = BusError::from(e).create_reply(&call.header()).unwrap();
+        let header = reply.header();
+        let name = header.error_name().expect("an error reply").to_string();
+        let body: String = reply.body().deserialize().unwrap();
+        (name, body)
+    }
+
+    /// Every error's name and message as guestnetd sent them before the
+    /// errors were derived: the derivation must not change a byte.
+    #[test]
+    fn errors_keep_their_names_and_messages_on_the_wire() {
+        let io = std::io::Error::other("disk on fire");
+        let cases = [
+            (
+                ServiceError::NoSuchNetwork("n1".into()),
+                "org.guestnet1.Error.NoSuchNetwork",
+                "no network named \"n1\"",
+            ),
+            (
+                ServiceError::AlreadyExists("a network n1 exists".into()),
+                "org.guestnet1.Error.AlreadyExists",
+                "a network n1 exists",
+            ),
+            (
+                ServiceError::InvalidConfig("subnet: bad".into()),
+                "org.guestnet1.Error.InvalidConfig",
+                "invalid definition: subnet: bad",
+            ),
+            (
+                ServiceError::Conflict("10.0.0.0/24 is in use".into()),
+                "org.guestnet1.Error.Conflict",
+                "10.0.0.0/24 is in use",
+            ),
+            (
+                ServiceError::NotActive("n1".into()),
+                "org.guestnet1.Error.NotActive",
+                "network \"n1\" is not active",
+            ),
+            (
+                ServiceError::AlreadyActive("n1".into()),
+                "org.guestnet1.Error.AlreadyActive",
+                "network \"n1\" is already active",
+            ),
+            (
+                ServiceError::UnknownMode {
+                    mode: "warp".into(),
+                    loaded: "nat, routed".into(),
+                },
+                "org.guestnet1.Error.UnknownMode",
+                "no mode named \"warp\" is loaded (loaded: nat, routed)",
+            ),
+            (
+                ServiceError::Timeout("no lease".into()),
+                "org.guestnet1.Error.Timeout",
+                "no lease",
+            ),
+            (
+                ServiceError::Failed("no free interface name".into()),
+                "org.guestnet1.Error.Failed",
+                "no free interface name",
+            ),
+            (
+                ServiceError::failed("saving the definition", io),
+                "org.guestnet1.Error.Failed",
+                "saving the definition: disk on fire",
+            ),
+            (
+                ServiceError::AccessDenied("uid 1000 is not authorized".into()),
+                "org.freedesktop.DBus.Error.AccessDenied",
+                "uid 1000 is not authorized",
+            ),
+            (
+                ServiceError::InvalidArgs("mac: bad".into()),
+                "org.freedesktop.DBus.Error.InvalidArgs",
+                "mac: bad",
+            ),
+        ];
+        for (error, name, message) in cases {
+            assert_eq!(on_the_wire(error), (name.to_owned(), message.to_owned()));
+        }
     }
 }

@@ -5,10 +5,12 @@
 //! only uid 0 is, and the refusal says so.
 
 use crate::error::ServiceError;
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use zbus::message::{Flags, Header};
 use zbus::names::BusName;
-use zbus::zvariant::Value;
+use zbus::proxy::CacheProperties;
+use zbus::zvariant::{Type, Value};
 use zbus::Connection;
 
 /// The polkit actions of `dbus/data/org.guestnet1.policy`.
@@ -29,11 +31,42 @@ impl Action {
     }
 }
 
-const POLKIT_NAME: &str = "org.freedesktop.PolicyKit1";
-const POLKIT_PATH: &str = "/org/freedesktop/PolicyKit1/Authority";
-const POLKIT_INTERFACE: &str = "org.freedesktop.PolicyKit1.Authority";
 /// CheckAuthorization flag: the caller may be asked for a password.
 const ALLOW_USER_INTERACTION: u32 = 1;
+
+/// The part of polkit's authority guestnetd uses.
+#[zbus::proxy(
+    interface = "org.freedesktop.PolicyKit1.Authority",
+    default_service = "org.freedesktop.PolicyKit1",
+    default_path = "/org/freedesktop/PolicyKit1/Authority",
+    gen_blocking = false
+)]
+trait Authority {
+    fn check_authorization(
+        &self,
+        subject: &Subject<'_>,
+        action_id: &str,
+        details: &HashMap<&str, &str>,
+        flags: u32,
+        cancellation_id: &str,
+    ) -> zbus::Result<AuthorizationResult>;
+}
+
+/// Who asks: `(sa{sv})`, a kind ("system-bus-name") and its details.
+#[derive(Debug, Serialize, Type)]
+struct Subject<'a> {
+    kind: &'a str,
+    details: HashMap<&'a str, Value<'a>>,
+}
+
+/// polkit's answer: `(bba{ss})`.
+#[derive(Debug, Deserialize, Type)]
+struct AuthorizationResult {
+    is_authorized: bool,
+    is_challenge: bool,
+    #[allow(dead_code)]
+    details: HashMap<String, String>,
+}
 
 /// Allows the call in `header` to perform `action`, or says why not.
 pub async fn check(
@@ -92,32 +125,29 @@ async fn ask_polkit(
     action: Action,
     interactive: bool,
 ) -> Result<PolkitAnswer, NoPolkit> {
-    let mut subject_details: HashMap<&str, Value<'_>> = HashMap::new();
-    subject_details.insert("name", Value::from(sender));
-    let subject = ("system-bus-name", subject_details);
-    let details: HashMap<&str, &str> = HashMap::new();
+    let subject = Subject {
+        kind: "system-bus-name",
+        details: HashMap::from([("name", Value::from(sender))]),
+    };
     let flags = if interactive {
         ALLOW_USER_INTERACTION
     } else {
         0
     };
-    let reply = conn
-        .call_method(
-            Some(POLKIT_NAME),
-            POLKIT_PATH,
-            Some(POLKIT_INTERFACE),
-            "CheckAuthorization",
-            &(subject, action.id(), details, flags, ""),
-        )
+    let authority = AuthorityProxy::builder(conn)
+        .cache_properties(CacheProperties::No)
+        .build()
         .await
         .map_err(|e| NoPolkit(e.to_string()))?;
-    let (authorized, challenge, _details): (bool, bool, HashMap<String, String>) = reply
-        .body()
-        .deserialize()
-        .map_err(|e| NoPolkit(format!("unreadable answer: {e}")))?;
-    Ok(if authorized {
+    let answer = authority
+        .check_authorization(&subject, action.id(), &HashMap::new(), flags, "")
+        .await
+        .map_err(|e| NoPolkit(e.to_string()))?;
+    Ok(if answer.is_authorized {
         PolkitAnswer::Authorized
     } else {
-        PolkitAnswer::NotAuthorized { challenge }
+        PolkitAnswer::NotAuthorized {
+            challenge: answer.is_challenge,
+        }
     })
 }
