@@ -284,14 +284,28 @@ impl NetworkObject {
     }
 
     /// Removes a port guestnetd made, or releases one someone else put on
-    /// the bridge.
+    /// the bridge. A tap made for another user is that user's: taking it
+    /// away needs the right to manage networks, not only to attach guests.
     async fn detach_guest(
         &self,
         ifname: String,
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<(), BusError> {
-        authority::check(conn, &header, Action::AttachGuests).await?;
+        let caller = authority::check(conn, &header, Action::AttachGuests).await?;
+        match self.networks.port_owner(&self.name, &ifname) {
+            Some(owner) if owner != caller && caller != 0 => {
+                authority::check(conn, &header, Action::ManageNetworks)
+                    .await
+                    .map_err(|_| {
+                        ServiceError::AccessDenied(format!(
+                            "{ifname} is the tap of uid {owner}: uid {caller} may detach only its                              own guests without {}",
+                            Action::ManageNetworks.id()
+                        ))
+                    })?;
+            }
+            _ => {}
+        }
         Ok(self.networks.detach_guest(&self.name, &ifname).await?)
     }
 

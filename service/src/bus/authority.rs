@@ -69,11 +69,12 @@ struct AuthorizationResult {
 }
 
 /// Allows the call in `header` to perform `action`, or says why not.
+/// Returns the caller's uid.
 pub async fn check(
     conn: &Connection,
     header: &Header<'_>,
     action: Action,
-) -> Result<(), ServiceError> {
+) -> Result<u32, ServiceError> {
     let sender = header
         .sender()
         .ok_or_else(|| ServiceError::AccessDenied("the call has no sender".into()))?
@@ -88,14 +89,14 @@ pub async fn check(
         .await
         .map_err(|e| ServiceError::failed("asking the bus who called", e))?;
     if uid == 0 {
-        return Ok(());
+        return Ok(uid);
     }
     let interactive = header
         .primary()
         .flags()
         .contains(Flags::AllowInteractiveAuth);
     match ask_polkit(conn, &sender, action, interactive).await {
-        Ok(PolkitAnswer::Authorized) => Ok(()),
+        Ok(PolkitAnswer::Authorized) => Ok(uid),
         Ok(PolkitAnswer::NotAuthorized { challenge }) => Err(ServiceError::AccessDenied(format!(
             "uid {uid} is not authorized for {}{}",
             action.id(),

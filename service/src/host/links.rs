@@ -4,7 +4,7 @@
 //! the rest behind.
 
 use crate::host::facts::bridge_alias;
-use crate::host::kernel::{Kernel, KernelError, Route};
+use crate::host::kernel::{Kernel, KernelError, Route, Snapshot};
 use guestnet_mode_api::{BridgePlan, Plan, RoutePlan};
 use ipnet::Ipv4Net;
 
@@ -74,10 +74,16 @@ impl Journal {
     }
 }
 
-/// Applies the plan's links, addresses and routes for `network`.
-pub async fn apply(kernel: &Kernel, plan: &Plan, network: &str) -> Result<(), ApplyError> {
+/// Applies the plan's links, addresses and routes for `network`, on the
+/// host as `snapshot` (taken when the plan was made) shows it.
+pub async fn apply(
+    kernel: &Kernel,
+    plan: &Plan,
+    network: &str,
+    snapshot: &Snapshot,
+) -> Result<(), ApplyError> {
     let mut journal = Journal::default();
-    match apply_steps(kernel, plan, network, &mut journal).await {
+    match apply_steps(kernel, plan, network, snapshot, &mut journal).await {
         Ok(()) => Ok(()),
         Err(e) => {
             journal.roll_back(kernel).await;
@@ -90,17 +96,22 @@ async fn apply_steps(
     kernel: &Kernel,
     plan: &Plan,
     network: &str,
+    snapshot: &Snapshot,
     journal: &mut Journal,
 ) -> Result<(), ApplyError> {
     let alias = bridge_alias(network);
-    let snapshot = kernel.snapshot().await?;
     let bridge_name = plan.bridge.name().as_str();
-    // A bridge of ours left by a crash is replaced, never doubled.
+    // A bridge of ours left by a crash is replaced, never doubled; the host
+    // is read again after that, as it changed.
+    let after_leftover;
+    let mut snapshot = snapshot;
     if let Some(old) = snapshot.link(bridge_name) {
         if old.alias.as_deref() == Some(&alias)
             && !matches!(plan.bridge, BridgePlan::Existing { .. })
         {
             kernel.delete_link(old.index, &old.name).await?;
+            after_leftover = kernel.snapshot().await?;
+            snapshot = &after_leftover;
         }
     }
     let bridge = match &plan.bridge {
@@ -118,6 +129,7 @@ async fn apply_steps(
         BridgePlan::EnslaveUplink { name, uplink, mtu } => {
             enslave_uplink(
                 kernel,
+                snapshot,
                 name.as_str(),
                 uplink.as_str(),
                 *mtu,
@@ -182,8 +194,8 @@ pub async fn update(
     old: &Plan,
     new: &Plan,
     network: &str,
+    snapshot: &Snapshot,
 ) -> Result<(), ApplyError> {
-    let snapshot = kernel.snapshot().await?;
     let bridge_name = new.bridge.name().as_str();
     let bridge = snapshot
         .link(bridge_name)
@@ -227,8 +239,15 @@ pub async fn update(
                 .await?;
         }
     }
-    // After the addresses: a route via a gateway needs its subnet there.
-    let snapshot = kernel.snapshot().await?;
+    // After the addresses: a route via a gateway needs its subnet there,
+    // and the routes of a removed subnet went with it.
+    let after_addresses;
+    let snapshot = if old.addresses.iter().any(|a| !new.addresses.contains(a)) {
+        after_addresses = kernel.snapshot().await?;
+        &after_addresses
+    } else {
+        snapshot
+    };
     for r in &new.routes {
         let route = planned_route(r, bridge.index);
         let present = snapshot
@@ -307,13 +326,13 @@ fn refusal(e: &KernelError, r: &RoutePlan, bridge: &str) -> Option<String> {
 /// moves the NIC's addresses and routes onto it and enslaves the NIC.
 async fn enslave_uplink(
     kernel: &Kernel,
+    snapshot: &Snapshot,
     name: &str,
     uplink: &str,
     mtu: Option<u32>,
     alias: &str,
     journal: &mut Journal,
 ) -> Result<u32, KernelError> {
-    let snapshot = kernel.snapshot().await?;
     let nic = snapshot
         .link(uplink)
         .ok_or_else(|| KernelError::NoSuchLink(uplink.to_owned()))?
@@ -362,14 +381,16 @@ async fn enslave_uplink(
     Ok(bridge)
 }
 
-/// Removes what `apply` made for `network`. Returns every error met; the
-/// steps after a failed one still run.
-pub async fn teardown(kernel: &Kernel, plan: &Plan, network: &str) -> Vec<KernelError> {
+/// Removes what `apply` made for `network`, on the host as `snapshot`
+/// shows it. Returns every error met; the steps after a failed one still
+/// run.
+pub async fn teardown(
+    kernel: &Kernel,
+    plan: &Plan,
+    network: &str,
+    snapshot: &Snapshot,
+) -> Vec<KernelError> {
     let mut errors = Vec::new();
-    let snapshot = match kernel.snapshot().await {
-        Ok(s) => s,
-        Err(e) => return vec![e],
-    };
     let bridge_name = plan.bridge.name().as_str();
     let Some(bridge) = snapshot.link(bridge_name).cloned() else {
         return errors; // already gone
@@ -396,7 +417,7 @@ pub async fn teardown(kernel: &Kernel, plan: &Plan, network: &str) -> Vec<Kernel
                 give_back_uplink(
                     kernel,
                     plan,
-                    &snapshot,
+                    snapshot,
                     &bridge,
                     uplink.as_str(),
                     &planned,

@@ -185,11 +185,24 @@ impl Networks {
         self.runtime
             .save(&record)
             .map_err(|e| ServiceError::failed("recording the network", e))?;
-        if let Err(e) = links::apply(&self.kernel, &plan, name).await {
+        if let Err(e) = links::apply(&self.kernel, &plan, name, &snapshot).await {
             let _ = self.runtime.remove(&def.name);
             return Err(ServiceError::starting(name, e));
         }
         Ok(plan)
+    }
+
+    /// Tears down a plan's links on the host as it is now (after a failed
+    /// step, when nothing read before can be trusted).
+    pub(super) async fn teardown_links(&self, plan: &Plan, name: &str) -> Vec<String> {
+        match self.snapshot().await {
+            Ok(snapshot) => links::teardown(&self.kernel, plan, name, &snapshot)
+                .await
+                .into_iter()
+                .map(|e| e.to_string())
+                .collect(),
+            Err(e) => vec![e.to_string()],
+        }
     }
 
     pub(super) async fn snapshot(&self) -> Result<crate::host::kernel::Snapshot, ServiceError> {
@@ -231,7 +244,7 @@ impl Networks {
                 Ok(plan)
             }
             Err(e) => {
-                for err in links::teardown(&self.kernel, &plan, name).await {
+                for err in self.teardown_links(&plan, name).await {
                     tracing::warn!("rolling back {name}: {err}");
                 }
                 let _ = self.apply_shared(Change::Remove(&def.name)).await;
@@ -260,12 +273,18 @@ impl Networks {
         if let Some(services) = held.slot.take_services() {
             services.stop().await;
         }
-        self.unplug_guests(name, plan).await;
-        let mut problems: Vec<String> = links::teardown(&self.kernel, plan, name.as_str())
-            .await
-            .into_iter()
-            .map(|e| e.to_string())
-            .collect();
+        // One reading of the host for the whole teardown.
+        let mut problems: Vec<String> = match self.snapshot().await {
+            Ok(snapshot) => {
+                self.unplug_guests(name, plan, &snapshot).await;
+                links::teardown(&self.kernel, plan, name.as_str(), &snapshot)
+                    .await
+                    .into_iter()
+                    .map(|e| e.to_string())
+                    .collect()
+            }
+            Err(e) => vec![e.to_string()],
+        };
         if let Err(e) = self.apply_shared(Change::Remove(name)).await {
             problems.push(e.to_string());
         }

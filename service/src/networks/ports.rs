@@ -13,7 +13,7 @@ use crate::guests::watch::{Port, WatchedBridge};
 use crate::guests::{
     self, port_alias, AttachKind, AttachRequest, GuestEvent, GuestRecord, PortKind,
 };
-use crate::host::kernel::Link;
+use crate::host::kernel::{Link, Snapshot};
 use guestnet_mode_api::{BridgePlan, MacAddr, NetworkName, Plan};
 use std::fs::File;
 
@@ -135,8 +135,8 @@ impl Networks {
 
     /// Before a network stops: announces each guest leaving, forgets the
     /// bridge, and deletes the ports guestnetd made for it.
-    pub(super) async fn unplug_guests(&self, name: &NetworkName, plan: &Plan) {
-        let guests = self.ports_of(plan).await;
+    pub(super) async fn unplug_guests(&self, name: &NetworkName, plan: &Plan, snapshot: &Snapshot) {
+        let guests = self.ports_of(plan, snapshot);
         self.unwatch_bridge(name);
         for g in guests {
             let _ = self.guest_events.send(GuestEvent {
@@ -147,24 +147,23 @@ impl Networks {
                 attached: false,
             });
         }
-        self.delete_made_ports(name, plan).await;
+        self.delete_made_ports(name, plan, snapshot).await;
     }
 
     /// Deletes the ports guestnetd made for a network, each only if the
     /// link is still that port, and forgets them.
-    pub(super) async fn delete_made_ports(&self, name: &NetworkName, plan: &Plan) {
-        let bridge = self
-            .kernel
-            .link_by_name(plan.bridge.name().as_str())
-            .await
-            .ok()
-            .flatten()
-            .map(|b| b.index);
+    pub(super) async fn delete_made_ports(
+        &self,
+        name: &NetworkName,
+        plan: &Plan,
+        snapshot: &Snapshot,
+    ) {
+        let bridge = snapshot.link(plan.bridge.name().as_str()).map(|b| b.index);
         for r in self.guest_store.load(name).values() {
-            let Ok(Some(link)) = self.kernel.link_by_name(&r.ifname).await else {
+            let Some(link) = snapshot.link(&r.ifname) else {
                 continue;
             };
-            if !is_ours(r, &link, name, bridge) {
+            if !is_ours(r, link, name, bridge) {
                 tracing::info!(
                     "not removing {}: the link of that name is no longer {name}'s port",
                     r.ifname
@@ -181,10 +180,7 @@ impl Networks {
     }
 
     /// The ports of a plan's bridge, less a bridged network's uplink.
-    pub(super) async fn ports_of(&self, plan: &Plan) -> Vec<Guest> {
-        let Ok(snapshot) = self.kernel.snapshot().await else {
-            return Vec::new();
-        };
+    fn ports_of(&self, plan: &Plan, snapshot: &Snapshot) -> Vec<Guest> {
         let Some(bridge) = snapshot.link(plan.bridge.name().as_str()) else {
             return Vec::new();
         };
@@ -206,7 +202,7 @@ impl Networks {
     pub async fn list_guests(&self, name: &str) -> Result<Vec<Guest>, ServiceError> {
         let plan = self.slot(name)?.network().plan;
         Ok(match plan {
-            Some(plan) => self.ports_of(&plan).await,
+            Some(plan) => self.ports_of(&plan, &self.snapshot().await?),
             None => Vec::new(),
         })
     }
@@ -441,6 +437,15 @@ impl Networks {
             .await
             .map_err(|e| failed(&e))?;
         Ok(index)
+    }
+
+    /// The uid a tap of this network was made for, if `ifname` is one.
+    pub fn port_owner(&self, name: &str, ifname: &str) -> Option<u32> {
+        let network = NetworkName::new(name).ok()?;
+        match self.guest_store.load(&network).get(ifname)?.port {
+            PortKind::Tap { owner } => Some(owner),
+            PortKind::Veth => None,
+        }
     }
 
     /// Removes a port guestnetd made for this network, or releases a guest

@@ -6,6 +6,7 @@ use super::shared::Change;
 use super::{Network, Networks, Slot};
 use crate::files::{AppliedRecord, Phase};
 use crate::host::facts;
+use crate::host::kernel::Snapshot;
 use crate::host::links;
 use guestnet_mode_api::{BridgePlan, NetworkName};
 
@@ -118,8 +119,9 @@ impl Networks {
                         "stopping"
                     }
                 );
-                self.delete_made_ports(&name, &record.plan).await;
-                for e in links::teardown(&self.kernel, &record.plan, name.as_str()).await {
+                self.delete_made_ports(&name, &record.plan, &snapshot).await;
+                for e in links::teardown(&self.kernel, &record.plan, name.as_str(), &snapshot).await
+                {
                     tracing::warn!("cleaning up {name}: {e}");
                 }
                 let _ = self.runtime.remove(&name);
@@ -130,13 +132,14 @@ impl Networks {
             }
             if Self::own_bridge(&snapshot, &name, &record.plan).is_none() {
                 tracing::warn!("network {name} was active but its bridge is gone; cleaning up");
-                for e in links::teardown(&self.kernel, &record.plan, name.as_str()).await {
+                for e in links::teardown(&self.kernel, &record.plan, name.as_str(), &snapshot).await
+                {
                     tracing::warn!("cleaning up {name}: {e}");
                 }
                 let _ = self.runtime.remove(&name);
                 continue;
             }
-            self.readopt_one(record).await;
+            self.readopt_one(record, &snapshot).await;
             tracing::info!("re-adopted active network {name}");
         }
     }
@@ -144,10 +147,12 @@ impl Networks {
     /// Takes back one network whose bridge is in place: its links as the
     /// record says (an Update killed half-way is rolled forward), its
     /// guests, its servers.
-    async fn readopt_one(&self, record: AppliedRecord) {
+    async fn readopt_one(&self, record: AppliedRecord, snapshot: &Snapshot) {
         let name = record.definition.name.clone();
         let from = record.previous.as_ref().unwrap_or(&record.plan);
-        if let Err(e) = links::update(&self.kernel, from, &record.plan, name.as_str()).await {
+        if let Err(e) =
+            links::update(&self.kernel, from, &record.plan, name.as_str(), snapshot).await
+        {
             tracing::warn!("bringing the links of {name} to its record: {e}");
         }
         if record.previous.is_some() {

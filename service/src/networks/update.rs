@@ -78,7 +78,7 @@ impl Networks {
         let facts = facts::facts_for_update(&snapshot, old_plan);
         let new_plan = self.plan(def, facts).await?;
         // What the network holds now is no clash with what it will hold.
-        let mut others = snapshot;
+        let mut others = snapshot.clone();
         if let Some(own) = Self::own_bridge(&others, &def.name, old_plan).map(|l| l.index) {
             others.links.retain(|l| l.index != own);
             others.routes.retain(|r| r.oif != Some(own));
@@ -106,7 +106,7 @@ impl Networks {
             .save(&record)
             .map_err(|e| ServiceError::failed("recording the network", e))?;
         let back = || self.put_back(old, &new_plan, old_plan);
-        if let Err(e) = links::update(&self.kernel, old_plan, &new_plan, name).await {
+        if let Err(e) = links::update(&self.kernel, old_plan, &new_plan, name, &snapshot).await {
             back().await;
             return Err(ServiceError::starting(name, e));
         }
@@ -133,7 +133,13 @@ impl Networks {
     /// network as it was.
     async fn put_back(&self, old: &Network, new_plan: &Plan, old_plan: &Plan) {
         let name = old.definition.name.as_str();
-        if let Err(e) = links::update(&self.kernel, new_plan, old_plan, name).await {
+        let back = match self.snapshot().await {
+            Ok(now) => links::update(&self.kernel, new_plan, old_plan, name, &now)
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(e) = back {
             tracing::warn!("putting the links of {name} back: {e}");
         }
         if let Some(r) = old.record(Phase::Active) {
@@ -205,14 +211,13 @@ impl Networks {
         name: &guestnet_mode_api::NetworkName,
         plan: &Plan,
     ) -> Result<(), ServiceError> {
-        let errors = links::teardown(&self.kernel, plan, name.as_str()).await;
+        let errors = self.teardown_links(plan, name.as_str()).await;
         if errors.is_empty() {
             Ok(())
         } else {
-            let text: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
             Err(ServiceError::Failed(format!(
                 "taking down the old bridge of {name}: {}",
-                text.join("; ")
+                errors.join("; ")
             )))
         }
     }
@@ -239,12 +244,12 @@ impl Networks {
             self.runtime
                 .save(&record)
                 .map_err(|e| ServiceError::failed("recording the network", e))?;
-            links::apply(&self.kernel, plan, name)
+            links::apply(&self.kernel, plan, name, &snapshot)
                 .await
                 .map_err(|e| ServiceError::starting(name, e))?;
         }
         if let Err(e) = self.apply_shared(Change::Put(&def.name, plan)).await {
-            for err in links::teardown(&self.kernel, plan, name).await {
+            for err in self.teardown_links(plan, name).await {
                 tracing::warn!("rolling back {name}: {err}");
             }
             return Err(e);
