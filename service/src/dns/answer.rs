@@ -196,7 +196,7 @@ pub fn handle_tcp_stream(data: &[u8], zone: &Zone) -> Vec<Action> {
 mod tests {
     use super::*;
     use crate::dns::query::tests::query_bytes;
-    use guestnet_mode_api::{DnsName, DnsRecord};
+
     use hickory_proto::op::Message;
     use hickory_proto::rr::RData;
     use std::net::Ipv4Addr;
@@ -208,15 +208,7 @@ mod tests {
     const ANY: u16 = 255;
 
     fn zone() -> Zone {
-        let mut z = Zone::new(
-            Some(DnsName::new("guest.lan").unwrap()),
-            &[DnsRecord {
-                name: "web".into(),
-                ip: Ipv4Addr::new(192, 168, 122, 5),
-            }],
-        );
-        z.add_lease("vm1", Ipv4Addr::new(192, 168, 122, 50));
-        z
+        super::super::zone::example()
     }
 
     fn reply(action: Action) -> Message {

@@ -395,22 +395,14 @@ async fn write_replies(mut writer: OwnedWriteHalf, mut outbox: mpsc::Receiver<Ve
 mod tests {
     use super::*;
     use crate::dns::query::tests::query_bytes;
-    use guestnet_mode_api::{DnsName, DnsRecord};
+
     use hickory_proto::op::{Message, ResponseCode};
     use std::sync::RwLock;
 
     const LOOPBACK: Ipv4Addr = Ipv4Addr::LOCALHOST;
 
     fn zone() -> SharedZone {
-        let mut z = Zone::new(
-            Some(DnsName::new("guest.lan").unwrap()),
-            &[DnsRecord {
-                name: "web".into(),
-                ip: Ipv4Addr::new(192, 168, 122, 5),
-            }],
-        );
-        z.add_lease("vm1", Ipv4Addr::new(192, 168, 122, 50));
-        Arc::new(RwLock::new(z))
+        Arc::new(RwLock::new(super::super::zone::example()))
     }
 
     /// An upstream on 127.0.0.1 answering every UDP query with 10.9.9.9.

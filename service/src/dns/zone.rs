@@ -339,6 +339,21 @@ fn decimal_octet(label: &[u8]) -> Option<u8> {
     u8::try_from(value).ok()
 }
 
+/// The zone the DNS tests answer from: `guest.lan` with the static host
+/// `web` (192.168.122.5) and the lease `vm1` (192.168.122.50).
+#[cfg(test)]
+pub(crate) fn example() -> Zone {
+    let mut z = Zone::new(
+        Some(DnsName::new("guest.lan").unwrap()),
+        &[DnsRecord {
+            name: "web".into(),
+            ip: Ipv4Addr::new(192, 168, 122, 5),
+        }],
+    );
+    z.add_lease("vm1", Ipv4Addr::new(192, 168, 122, 50));
+    z
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

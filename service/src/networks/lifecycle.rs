@@ -168,13 +168,27 @@ impl Networks {
         def: &Definition,
         persistent: bool,
     ) -> Result<Plan, ServiceError> {
-        let name = def.name.as_str();
         let _planning = self.planning.lock().await;
         let snapshot = self.snapshot().await?;
         let plan = self.plan(def, facts::facts(&snapshot)).await?;
-        self.check_plan(&plan, &snapshot, &def.name)?;
-        // The record goes first: a crash from here on leaves a trace that
-        // tells the next guestnetd what to clean up.
+        self.record_and_link(def, persistent, &plan, &snapshot)
+            .await?;
+        Ok(plan)
+    }
+
+    /// Checks a plan against the host and the other active networks,
+    /// records it and makes its links. The record goes first: a crash from
+    /// here on leaves a trace that tells the next guestnetd what to clean
+    /// up. Called under the planning lock, with the host as read under it.
+    pub(super) async fn record_and_link(
+        &self,
+        def: &Definition,
+        persistent: bool,
+        plan: &Plan,
+        snapshot: &crate::host::kernel::Snapshot,
+    ) -> Result<(), ServiceError> {
+        let name = def.name.as_str();
+        self.check_plan(plan, snapshot, &def.name)?;
         let record = AppliedRecord {
             definition: def.clone(),
             persistent,
@@ -185,11 +199,11 @@ impl Networks {
         self.runtime
             .save(&record)
             .map_err(|e| ServiceError::failed("recording the network", e))?;
-        if let Err(e) = links::apply(&self.kernel, &plan, name, &snapshot).await {
+        if let Err(e) = links::apply(&self.kernel, plan, name, snapshot).await {
             let _ = self.runtime.remove(&def.name);
             return Err(ServiceError::starting(name, e));
         }
-        Ok(plan)
+        Ok(())
     }
 
     /// Tears down a plan's links on the host as it is now (after a failed

@@ -225,13 +225,8 @@ impl Networks {
             ),
             AttachKind::Tap { .. } => None,
         };
-        let held = self.hold(name).await?;
-        let net = held.slot.network();
-        let plan = net
-            .plan
-            .ok_or_else(|| ServiceError::NotActive(name.to_owned()))?;
+        let (_held, net, _plan, bridge) = self.hold_active(name).await?;
         let network = net.definition.name.clone();
-        let bridge = self.bridge_of(name, &plan).await?;
         let ifname = self.free_port_name(&request.kind).await?;
         let mac = match request.mac {
             Some(m) => m,
@@ -317,14 +312,27 @@ impl Networks {
         }
     }
 
-    /// The bridge of an active network, looked up by name rather than by a
-    /// dump of the host, so the thousandth guest costs what the first did.
-    async fn bridge_of(&self, name: &str, plan: &Plan) -> Result<Link, ServiceError> {
-        self.kernel
+    /// An active network held for a guest call: its change lock, what it
+    /// is, its plan and its bridge. The bridge is looked up by name rather
+    /// than by a dump of the host, so the thousandth guest costs what the
+    /// first did.
+    async fn hold_active(
+        &self,
+        name: &str,
+    ) -> Result<(super::Held, super::Network, Plan, Link), ServiceError> {
+        let held = self.hold(name).await?;
+        let net = held.slot.network();
+        let plan = net
+            .plan
+            .clone()
+            .ok_or_else(|| ServiceError::NotActive(name.to_owned()))?;
+        let bridge = self
+            .kernel
             .link_by_name(plan.bridge.name().as_str())
             .await
             .map_err(|e| ServiceError::failed("looking up the bridge", e))?
-            .ok_or_else(|| ServiceError::Failed(format!("the bridge of {name:?} is gone")))
+            .ok_or_else(|| ServiceError::Failed(format!("the bridge of {name:?} is gone")))?;
+        Ok((held, net, plan, bridge))
     }
 
     /// The first `gntapN` or `gnvethN` that is neither one of our ports nor
@@ -452,13 +460,8 @@ impl Networks {
     /// someone else put on the bridge (leaving it otherwise alone). A
     /// bridged network's uplink is not a guest and is refused.
     pub async fn detach_guest(&self, name: &str, ifname: &str) -> Result<(), ServiceError> {
-        let held = self.hold(name).await?;
-        let net = held.slot.network();
-        let plan = net
-            .plan
-            .ok_or_else(|| ServiceError::NotActive(name.to_owned()))?;
+        let (_held, net, plan, bridge) = self.hold_active(name).await?;
         let network = net.definition.name.clone();
-        let bridge = self.bridge_of(name, &plan).await?;
         if uplink_of(&plan) == Some(ifname) {
             return Err(ServiceError::InvalidArgs(format!(
                 "{ifname:?} is the uplink of bridged network {name:?}, not a guest: \

@@ -233,20 +233,8 @@ impl Networks {
         {
             let _planning = self.planning.lock().await;
             let snapshot = self.snapshot().await?;
-            self.check_plan(plan, &snapshot, &def.name)?;
-            let record = AppliedRecord {
-                definition: def.clone(),
-                persistent,
-                plan: plan.clone(),
-                phase: Phase::Applying,
-                previous: None,
-            };
-            self.runtime
-                .save(&record)
-                .map_err(|e| ServiceError::failed("recording the network", e))?;
-            links::apply(&self.kernel, plan, name, &snapshot)
-                .await
-                .map_err(|e| ServiceError::starting(name, e))?;
+            self.record_and_link(def, persistent, plan, &snapshot)
+                .await?;
         }
         if let Err(e) = self.apply_shared(Change::Put(&def.name, plan)).await {
             for err in self.teardown_links(plan, name).await {
