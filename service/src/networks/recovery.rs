@@ -89,7 +89,7 @@ impl Networks {
             tracing::warn!("ignoring {}: {}", b.path.display(), b.reason);
             let _ = std::fs::remove_file(&b.path);
         }
-        let snapshot = match self.kernel.snapshot().await {
+        let mut snapshot = match self.kernel.snapshot().await {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!("cannot read the host's interfaces: {e}");
@@ -102,10 +102,21 @@ impl Networks {
                 // A bridge created just before the kill may not carry its
                 // mark yet; the name was free when the start began.
                 if let BridgePlan::Create { name: br, .. } = &record.plan.bridge {
-                    if let Some(l) = snapshot.link(br.as_str()) {
-                        if l.alias.is_none() && l.kind.as_deref() == Some("bridge") {
-                            let alias = facts::bridge_alias(name.as_str());
-                            let _ = self.kernel.set_alias(l.index, &l.name, &alias).await;
+                    let unmarked = snapshot.links.iter_mut().find(|l| {
+                        l.name == br.as_str()
+                            && l.alias.is_none()
+                            && l.kind.as_deref() == Some("bridge")
+                    });
+                    if let Some(l) = unmarked {
+                        let alias = facts::bridge_alias(name.as_str());
+                        if self
+                            .kernel
+                            .set_alias(l.index, &l.name, &alias)
+                            .await
+                            .is_ok()
+                        {
+                            // What the teardown below reads: the mark is there now.
+                            l.alias = Some(alias);
                         }
                     }
                 }
