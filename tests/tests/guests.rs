@@ -13,11 +13,12 @@ use std::time::{Duration, Instant};
 use guestnet_tests::dhcp_client::{Udhcpc, UdhcpcOpts, LEASE_TIMEOUT};
 use guestnet_tests::guest::{
     attach, detach, is_up, link_stat, list, mac_of, netns_path, tap_as_user, tap_opts, try_attach,
-    try_detach, unused_uid, veth_opts, Capture, GuestPort, Opt, TestUser,
+    try_detach, unused_uid, veth_opts, Capture, GuestPort, Opt,
 };
 use guestnet_tests::guestnet::{error, Guestnet};
 use guestnet_tests::lab::{LAN_ADDR, UPLINK};
 use guestnet_tests::monitor::Monitor;
+use guestnet_tests::users::TestUser;
 use guestnet_tests::world::read_all;
 use guestnet_tests::{probe, root_or_skip, Lab};
 

@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use guestnet_tests::bus::BusOptions;
 use guestnet_tests::guestnet::{strings, NETWORK_IFACE};
-use guestnet_tests::polkit::{self, PolkitLock, Polkitd, TestGroup, TestUser};
+use guestnet_tests::polkit::{self, PolkitLock, Polkitd};
+use guestnet_tests::users::{TestGroup, TestUser};
 use guestnet_tests::{root_or_skip, BusError, Guestnet, Lab};
 
 const DENIED: &str = "org.freedesktop.DBus.Error.AccessDenied";
@@ -118,8 +119,8 @@ fn a_group_rule_grants_its_members_and_polkit_refuses_everyone_else() {
     let lock = PolkitLock::acquire();
     let _actions = polkit::install_actions(&lock);
     let group = TestGroup::create();
-    let member = TestUser::create(&[&group]);
-    let outsider = TestUser::create(&[]);
+    let member = TestUser::in_groups(&[&group]);
+    let outsider = TestUser::new();
     let lab = polkit_lab();
     let pk = Polkitd::start(&lab.world, &lab.host, lab.bus.address());
     let root = lab.gn();
