@@ -311,10 +311,7 @@ impl CtlMonitor {
 
     fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
-            // SAFETY: kill(2) of our own child, not yet reaped.
-            unsafe {
-                libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
-            }
+            cmd::signal(child.id(), libc::SIGTERM);
             let deadline = Instant::now() + Duration::from_secs(5);
             while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(10));

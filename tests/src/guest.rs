@@ -6,7 +6,6 @@
 //! frame into it, a capture on the bridge).
 
 use std::io::{BufRead, BufReader};
-use std::path::Path;
 use std::time::Duration;
 
 use crate::busctl::BusError;
@@ -266,14 +265,6 @@ pub fn unused_uid() -> u32 {
 
 // ---- a tap's data path ----
 
-fn python() -> &'static str {
-    if Path::new("/usr/bin/python3").exists() {
-        "/usr/bin/python3"
-    } else {
-        "python3"
-    }
-}
-
 /// Opens the tap named argv[1] on fd 3 (the clone device, opened before the
 /// uid was dropped) with TUNSETIFF, as the user it runs as; then, with
 /// argv[2] a MAC, writes ARP requests from that MAC (who-has argv[3]) into
@@ -324,7 +315,16 @@ pub fn tap_as_user(
                   shift 3\n\
                   exec setpriv --reuid=\"$uid\" --regid=\"$gid\" --clear-groups -- \"$py\" -c \"$0\" \"$@\"";
     let (uid, gid) = (uid.to_string(), gid.to_string());
-    let mut args = vec!["sh", "-c", script, TAP_USER, &uid, &gid, python(), tap];
+    let mut args = vec![
+        "sh",
+        "-c",
+        script,
+        TAP_USER,
+        &uid,
+        &gid,
+        cmd::python3(),
+        tap,
+    ];
     if let Some((mac, ip)) = frame_from {
         args.extend([mac, ip]);
     }
@@ -367,7 +367,8 @@ impl<'w> Capture<'w> {
     /// `wait` at most; returns once the socket is bound.
     pub fn start(world: &'w World, ns: &str, dev: &str, mac: &str, wait: Duration) -> Capture<'w> {
         let secs = format!("{:.1}", wait.as_secs_f64());
-        let (pid, stdout) = world.spawn_piped(ns, &[python(), "-c", CAPTURE, dev, mac, &secs]);
+        let (pid, stdout) =
+            world.spawn_piped(ns, &[cmd::python3(), "-c", CAPTURE, dev, mac, &secs]);
         let mut lines = BufReader::new(stdout).lines();
         match lines.next() {
             Some(Ok(l)) if l == "ready" => {}

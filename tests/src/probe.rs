@@ -2,8 +2,8 @@
 //! address a TCP server sees (a tiny python3 server, `nc -z` as the client).
 
 use std::io::{BufRead, BufReader};
-use std::path::Path;
 
+use crate::cmd;
 use crate::world::World;
 
 /// One ping (`ping -c1 -W1`) from `from_ns` to `addr`.
@@ -50,14 +50,6 @@ pub fn describe(world: &World, ns: &str) -> String {
     )
 }
 
-fn python() -> &'static str {
-    if Path::new("/usr/bin/python3").exists() {
-        "/usr/bin/python3"
-    } else {
-        "python3"
-    }
-}
-
 const SERVER: &str = r#"
 import socket, sys
 port, wait = int(sys.argv[1]), float(sys.argv[2])
@@ -90,7 +82,8 @@ pub fn tcp_peer(
 ) -> Option<String> {
     let port_s = port.to_string();
     let wait = (CONNECT_WAIT_S + 3).to_string();
-    let (pid, stdout) = world.spawn_piped(server_ns, &[python(), "-c", SERVER, &port_s, &wait]);
+    let (pid, stdout) =
+        world.spawn_piped(server_ns, &[cmd::python3(), "-c", SERVER, &port_s, &wait]);
     let mut lines = BufReader::new(stdout).lines();
     match lines.next() {
         Some(Ok(l)) if l == "ready" => {}

@@ -247,13 +247,13 @@ impl Service {
         let Some(mut child) = self.child.take() else {
             panic!("guestnetd is not running");
         };
-        signal(&child, libc::SIGTERM);
+        cmd::signal(child.id(), libc::SIGTERM);
         let deadline = Instant::now() + STARTUP_TIMEOUT;
         loop {
             match child.try_wait() {
                 Ok(Some(_)) => break,
                 Ok(None) if Instant::now() > deadline => {
-                    signal(&child, libc::SIGKILL);
+                    cmd::signal(child.id(), libc::SIGKILL);
                     let _ = child.wait();
                     panic!(
                         "guestnetd did not exit within {STARTUP_TIMEOUT:?} of SIGTERM\n--- guestnetd log (tail) ---\n{}",
@@ -273,7 +273,7 @@ impl Service {
         let Some(mut child) = self.child.take() else {
             panic!("guestnetd is not running");
         };
-        signal(&child, libc::SIGKILL);
+        cmd::signal(child.id(), libc::SIGKILL);
         let _ = child.wait();
         self.wait_for_name(false);
     }
@@ -339,17 +339,10 @@ impl Service {
     }
 }
 
-fn signal(child: &Child, sig: libc::c_int) {
-    // SAFETY: kill(2) of our own child, which has not been reaped yet.
-    unsafe {
-        libc::kill(child.id() as libc::pid_t, sig);
-    }
-}
-
 impl Drop for Service {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            signal(&child, libc::SIGKILL);
+            cmd::signal(child.id(), libc::SIGKILL);
             let _ = child.wait();
         }
         if std::thread::panicking() {

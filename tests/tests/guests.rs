@@ -20,7 +20,7 @@ use guestnet_tests::lab::{LAN_ADDR, UPLINK};
 use guestnet_tests::monitor::Monitor;
 use guestnet_tests::users::TestUser;
 use guestnet_tests::world::read_all;
-use guestnet_tests::{probe, root_or_skip, Lab};
+use guestnet_tests::{cmd, probe, root_or_skip, Lab};
 
 const SIGNAL_WAIT: Duration = Duration::from_secs(5);
 const INVALID_ARGS: &str = "org.freedesktop.DBus.Error.InvalidArgs";
@@ -92,14 +92,6 @@ fn any_guest_signals(mon: &Monitor) -> Vec<String> {
         .filter(|s| s.member.starts_with("Guest"))
         .map(|s| format!("{} {} {:?}", s.path, s.member, s.args))
         .collect()
-}
-
-/// Whether our child `pid` still runs (not exited, not a zombie).
-fn still_running(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-        stat.rsplit_once(") ")
-            .is_some_and(|(_, rest)| !rest.starts_with('Z') && !rest.starts_with('X'))
-    })
 }
 
 /// "N packets transmitted, M received, ..." of ping's summary.
@@ -494,7 +486,7 @@ fn guests_keep_talking_while_guestnetd_restarts_and_crashes() {
     lab.service.start_again();
     let restarts_done = t0.elapsed();
     assert!(
-        still_running(ping),
+        cmd::still_running(ping),
         "the restarts took {restarts_done:?}, longer than the pings ran: raise COUNT"
     );
     let out = read_all(stdout);

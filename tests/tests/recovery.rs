@@ -64,14 +64,6 @@ fn started(gn: &Guestnet, name: &str, mode: &str, bridge: &str, p: &str) -> Stri
     net
 }
 
-/// Whether our child `pid` still runs (not exited, not a zombie).
-fn still_running(pid: u32) -> bool {
-    fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-        stat.rsplit_once(") ")
-            .is_some_and(|(_, rest)| !rest.starts_with('Z') && !rest.starts_with('X'))
-    })
-}
-
 /// "N packets transmitted, M received, ..." of ping's summary.
 fn ping_counts(out: &str) -> Option<(u32, u32)> {
     let line = out.lines().find(|l| l.contains("packets transmitted"))?;
@@ -426,7 +418,7 @@ fn sigkill_and_start_readopt_every_active_network_untouched_and_guests_lose_no_p
     let w = &lab.world;
     for (what, pid, _) in &pings {
         assert!(
-            still_running(*pid),
+            cmd::still_running(*pid),
             "the kill and start took {restarted:?}, longer than the pings ({what}) ran: raise COUNT"
         );
     }
