@@ -1,10 +1,12 @@
-//! Data-path checks between a world's namespaces: ping, and which source
-//! address a TCP server sees (a tiny python3 server, `nc -z` as the client).
+//! Data-path checks between a world's namespaces: ping (once, or a long
+//! one that counts what a disturbance lost), and which source address a TCP
+//! server sees (a tiny python3 server, `nc -z` as the client).
 
 use std::io::{BufRead, BufReader};
+use std::process::ChildStdout;
 
 use crate::cmd;
-use crate::world::World;
+use crate::world::{read_all, World};
 
 /// One ping (`ping -c1 -W1`) from `from_ns` to `addr`.
 pub fn ping_once(world: &World, from_ns: &str, addr: &str) -> bool {
@@ -37,6 +39,62 @@ pub fn assert_no_ping(world: &World, from_ns: &str, addr: &str) {
     if ping(world, from_ns, addr, 2) {
         panic!("{addr} answers ping from {from_ns}, and must not");
     }
+}
+
+/// A ping running in the background while a test disturbs something
+/// (`ping -n -i 0.05 -c COUNT -W 1`: one every 50 ms), to count what the
+/// disturbance lost.
+pub struct LongPing {
+    pid: u32,
+    stdout: ChildStdout,
+}
+
+/// How a [`LongPing`] ended: its summary line's counts, and all it printed.
+#[derive(Debug)]
+pub struct PingSummary {
+    pub sent: u32,
+    pub received: u32,
+    pub output: String,
+}
+
+impl LongPing {
+    /// Starts `count` pings from `from_ns` to `addr`, 50 ms apart.
+    pub fn start(world: &World, from_ns: &str, addr: &str, count: u32) -> LongPing {
+        let count = count.to_string();
+        let (pid, stdout) = world.spawn_piped(
+            from_ns,
+            &["ping", "-n", "-i", "0.05", "-c", &count, "-W", "1", addr],
+        );
+        LongPing { pid, stdout }
+    }
+
+    /// Whether it still pings (a disturbance that outlasts it is not
+    /// measured by it).
+    pub fn is_running(&self) -> bool {
+        cmd::still_running(self.pid)
+    }
+
+    /// Waits for the last ping; panics when ping printed no summary.
+    pub fn finish(self, world: &World) -> PingSummary {
+        let output = read_all(self.stdout);
+        world.wait(self.pid);
+        let (sent, received) =
+            ping_counts(&output).unwrap_or_else(|| panic!("no ping summary in:\n{output}"));
+        PingSummary {
+            sent,
+            received,
+            output,
+        }
+    }
+}
+
+/// "N packets transmitted, M received, ..." of ping's summary.
+fn ping_counts(out: &str) -> Option<(u32, u32)> {
+    let line = out.lines().find(|l| l.contains("packets transmitted"))?;
+    let mut nums = line
+        .split(',')
+        .map(|part| part.split_whitespace().next()?.parse::<u32>().ok());
+    Some((nums.next()??, nums.next()??))
 }
 
 /// Addresses and routes of `ns`, for failure messages.

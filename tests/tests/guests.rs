@@ -18,9 +18,9 @@ use guestnet_tests::guest::{
 use guestnet_tests::guestnet::{error, Guestnet};
 use guestnet_tests::lab::{LAN_ADDR, UPLINK};
 use guestnet_tests::monitor::Monitor;
+use guestnet_tests::probe::LongPing;
 use guestnet_tests::users::TestUser;
-use guestnet_tests::world::read_all;
-use guestnet_tests::{cmd, probe, root_or_skip, Lab};
+use guestnet_tests::{probe, root_or_skip, Lab};
 
 const SIGNAL_WAIT: Duration = Duration::from_secs(5);
 const INVALID_ARGS: &str = "org.freedesktop.DBus.Error.InvalidArgs";
@@ -92,15 +92,6 @@ fn any_guest_signals(mon: &Monitor) -> Vec<String> {
         .filter(|s| s.member.starts_with("Guest"))
         .map(|s| format!("{} {} {:?}", s.path, s.member, s.args))
         .collect()
-}
-
-/// "N packets transmitted, M received, ..." of ping's summary.
-fn ping_counts(out: &str) -> Option<(u32, u32)> {
-    let line = out.lines().find(|l| l.contains("packets transmitted"))?;
-    let mut nums = line
-        .split(',')
-        .map(|part| part.split_whitespace().next()?.parse::<u32>().ok());
-    Some((nums.next()??, nums.next()??))
 }
 
 #[test]
@@ -463,21 +454,7 @@ fn guests_keep_talking_while_guestnetd_restarts_and_crashes() {
 
     // 200 pings, 50 ms apart: 10 s, the restarts inside them.
     const COUNT: u32 = 200;
-    let count = COUNT.to_string();
-    let (ping, stdout) = lab.world.spawn_piped(
-        &c1,
-        &[
-            "ping",
-            "-n",
-            "-i",
-            "0.05",
-            "-c",
-            &count,
-            "-W",
-            "1",
-            "10.77.73.12",
-        ],
-    );
+    let ping = LongPing::start(&lab.world, &c1, "10.77.73.12", COUNT);
     let t0 = Instant::now();
     std::thread::sleep(Duration::from_millis(700));
     lab.service.restart();
@@ -486,17 +463,15 @@ fn guests_keep_talking_while_guestnetd_restarts_and_crashes() {
     lab.service.start_again();
     let restarts_done = t0.elapsed();
     assert!(
-        cmd::still_running(ping),
+        ping.is_running(),
         "the restarts took {restarts_done:?}, longer than the pings ran: raise COUNT"
     );
-    let out = read_all(stdout);
-    lab.world.wait(ping);
-    let (sent, received) =
-        ping_counts(&out).unwrap_or_else(|| panic!("no ping summary in:\n{out}"));
+    let pinged = ping.finish(&lab.world);
     assert_eq!(
-        (sent, received),
+        (pinged.sent, pinged.received),
         (COUNT, COUNT),
-        "pings between two guests were lost across a restart and a crash of guestnetd:\n{out}"
+        "pings between two guests were lost across a restart and a crash of guestnetd:\n{}",
+        pinged.output
     );
 
     let w = &lab.world;

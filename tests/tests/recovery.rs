@@ -37,7 +37,8 @@ use guestnet_tests::guest::{attach, list, netns_path, tap_opts, veth_opts, Guest
 use guestnet_tests::guestnet::{Guestnet, Lease};
 use guestnet_tests::lab::{LAN_ADDR, UPLINK};
 use guestnet_tests::monitor::Monitor;
-use guestnet_tests::world::{read_all, World};
+use guestnet_tests::probe::LongPing;
+use guestnet_tests::world::World;
 use guestnet_tests::{cmd, probe, root_or_skip, Lab, Service};
 use serde_json::{json, Value};
 use zbus::zvariant::Value as ZValue;
@@ -62,15 +63,6 @@ fn started(gn: &Guestnet, name: &str, mode: &str, bridge: &str, p: &str) -> Stri
     let net = gn.define(&definition(name, mode, bridge, p));
     gn.start(&net);
     net
-}
-
-/// "N packets transmitted, M received, ..." of ping's summary.
-fn ping_counts(out: &str) -> Option<(u32, u32)> {
-    let line = out.lines().find(|l| l.contains("packets transmitted"))?;
-    let mut nums = line
-        .split(',')
-        .map(|part| part.split_whitespace().next()?.parse::<u32>().ok());
-    Some((nums.next()??, nums.next()??))
 }
 
 /// The leases without their expiry, for comparisons.
@@ -392,23 +384,12 @@ fn sigkill_and_start_readopt_every_active_network_untouched_and_guests_lose_no_p
 
     // 120 pings each, 50 ms apart (6 s), the kill and the start inside them.
     const COUNT: u32 = 120;
-    let count = COUNT.to_string();
-    let ping_args = |to: &str| -> Vec<String> {
-        ["ping", "-n", "-i", "0.05", "-c", &count, "-W", "1", to]
-            .map(str::to_owned)
-            .to_vec()
-    };
-    let pings: Vec<(&str, u32, std::process::ChildStdout)> = [
+    let pings: Vec<(&str, LongPing)> = [
         ("guest to guest", ip2.as_str()),
         ("guest to the lan machine (NAT)", LAN_ADDR),
     ]
     .iter()
-    .map(|(what, to)| {
-        let args = ping_args(to);
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let (pid, out) = w.spawn_piped(&c1, &args);
-        (*what, pid, out)
-    })
+    .map(|(what, to)| (*what, LongPing::start(w, &c1, to, COUNT)))
     .collect();
     let t0 = Instant::now();
     std::thread::sleep(Duration::from_millis(1000));
@@ -416,20 +397,19 @@ fn sigkill_and_start_readopt_every_active_network_untouched_and_guests_lose_no_p
     lab.service.start_again();
     let restarted = t0.elapsed();
     let w = &lab.world;
-    for (what, pid, _) in &pings {
+    for (what, ping) in &pings {
         assert!(
-            cmd::still_running(*pid),
+            ping.is_running(),
             "the kill and start took {restarted:?}, longer than the pings ({what}) ran: raise COUNT"
         );
     }
-    for (what, pid, out) in pings {
-        let out = read_all(out);
-        w.wait(pid);
-        let counts = ping_counts(&out).unwrap_or_else(|| panic!("no ping summary in:\n{out}"));
+    for (what, ping) in pings {
+        let pinged = ping.finish(w);
         assert_eq!(
-            counts,
+            (pinged.sent, pinged.received),
             (COUNT, COUNT),
-            "pings {what} were lost while guestnetd was killed and started again:\n{out}"
+            "pings {what} were lost while guestnetd was killed and started again:\n{}",
+            pinged.output
         );
     }
 
