@@ -4,6 +4,7 @@
 //! log; `try_*` methods go through dbus-send and return the D-Bus error with
 //! its name, for tests about errors.
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use crate::busctl::{BusError, Busctl};
@@ -308,6 +309,22 @@ impl Lease {
     pub fn expires_in(&self) -> i64 {
         self.expiry as i64 - unix_now() as i64
     }
+}
+
+/// The leases without their expiry (which moves on every renewal), as a
+/// set, for comparing the leases of two moments.
+pub fn lease_keys(leases: &[Lease]) -> BTreeSet<(String, String, String, String)> {
+    leases
+        .iter()
+        .map(|l| {
+            (
+                l.mac.clone(),
+                l.ip.clone(),
+                l.hostname.clone(),
+                l.client_id.clone(),
+            )
+        })
+        .collect()
 }
 
 /// Now, unix seconds.

@@ -34,7 +34,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use guestnet_dbus::{network_path, NetworkProxy};
 use guestnet_tests::dhcp_client::{mac, Udhcpc, UdhcpcOpts, LEASE_TIMEOUT};
 use guestnet_tests::guest::{attach, list, netns_path, tap_opts, veth_opts, GuestPort};
-use guestnet_tests::guestnet::{Guestnet, Lease};
+use guestnet_tests::guestnet::{lease_keys, Guestnet, Lease};
 use guestnet_tests::lab::{LAN_ADDR, UPLINK};
 use guestnet_tests::monitor::Monitor;
 use guestnet_tests::probe::LongPing;
@@ -63,21 +63,6 @@ fn started(gn: &Guestnet, name: &str, mode: &str, bridge: &str, p: &str) -> Stri
     let net = gn.define(&definition(name, mode, bridge, p));
     gn.start(&net);
     net
-}
-
-/// The leases without their expiry, for comparisons.
-fn lease_keys(leases: &[Lease]) -> BTreeSet<(String, String, String, String)> {
-    leases
-        .iter()
-        .map(|l| {
-            (
-                l.mac.clone(),
-                l.ip.clone(),
-                l.hostname.clone(),
-                l.client_id.clone(),
-            )
-        })
-        .collect()
 }
 
 /// What guestnetd logged since the harness started it for the `n`th time.
