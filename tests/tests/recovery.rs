@@ -34,8 +34,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use guestnet_dbus::{network_path, NetworkProxy};
 use guestnet_tests::dhcp_client::{mac, Udhcpc, UdhcpcOpts, LEASE_TIMEOUT};
 use guestnet_tests::guest::{attach, list, netns_path, tap_opts, veth_opts, GuestPort};
-use guestnet_tests::guestnet::{lease_keys, Guestnet, Lease};
-use guestnet_tests::lab::{LAN_ADDR, UPLINK};
+use guestnet_tests::guestnet::{lease_keys, Lease};
+use guestnet_tests::lab::{definition, started, LAN_ADDR, UPLINK};
 use guestnet_tests::monitor::Monitor;
 use guestnet_tests::probe::LongPing;
 use guestnet_tests::world::World;
@@ -46,24 +46,6 @@ use zbus::zvariant::Value as ZValue;
 // ---------------------------------------------------------------------------
 // Shared helpers
 // ---------------------------------------------------------------------------
-
-/// A network `name` of `mode` on `bridge` with address `P.1/24`, a DHCP pool
-/// `P.100`-`P.199`, and DNS forwarded to the lan machine.
-fn definition(name: &str, mode: &str, bridge: &str, p: &str) -> String {
-    format!(
-        "name = \"{name}\"\nmode = \"{mode}\"\nbridge = \"{bridge}\"\n\
-         [ipv4]\naddress = \"{p}.1/24\"\n\
-         dhcp = {{ start = \"{p}.100\", end = \"{p}.199\", lease_time = \"1h\" }}\n\
-         [dns]\ndomain = \"{name}.lan\"\nforwarders = [\"{LAN_ADDR}\"]\n"
-    )
-}
-
-/// Defines and starts a network; returns its object path.
-fn started(gn: &Guestnet, name: &str, mode: &str, bridge: &str, p: &str) -> String {
-    let net = gn.define(&definition(name, mode, bridge, p));
-    gn.start(&net);
-    net
-}
 
 /// What guestnetd logged since the harness started it for the `n`th time.
 fn log_since_start(svc: &Service, n: u32) -> String {
