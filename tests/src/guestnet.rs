@@ -14,6 +14,18 @@ pub const BUS_NAME: &str = "org.guestnet1";
 pub const MANAGER_PATH: &str = "/org/guestnet1";
 pub const MANAGER_IFACE: &str = "org.guestnet1.Manager";
 pub const NETWORK_IFACE: &str = "org.guestnet1.Network";
+/// Every property of org.guestnet1.Network.
+pub const NETWORK_PROPERTIES: [&str; 9] = [
+    "Active",
+    "Addresses",
+    "Autostart",
+    "Bridge",
+    "Domain",
+    "Mode",
+    "Name",
+    "Persistent",
+    "Uuid",
+];
 
 /// The full D-Bus name of a guestnet error, e.g. `error("Conflict")`.
 pub fn error(short: &str) -> String {

@@ -84,6 +84,14 @@ pub fn started(gn: &Guestnet, name: &str, mode: &str, bridge: &str, p: &str) -> 
     net
 }
 
+/// A NAT network `name` on `bridge` with address `cidr`, and nothing else
+/// (the defaults: DHCP and DNS as guestnet chooses).
+pub fn nat_definition(name: &str, bridge: &str, cidr: &str) -> String {
+    format!(
+        "name = \"{name}\"\nmode = \"nat\"\nbridge = \"{bridge}\"\n[ipv4]\naddress = \"{cidr}\"\n"
+    )
+}
+
 /// A world with host and lan, a private bus, and guestnetd in the host.
 /// Fields drop in order: the service, then the bus, then the world.
 pub struct Lab {
