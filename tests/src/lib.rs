@@ -29,6 +29,7 @@ pub mod guest;
 pub mod guestnet;
 pub mod ipv4;
 pub mod lab;
+pub mod lease_journal;
 pub mod monitor;
 pub mod polkit;
 pub mod probe;

@@ -39,7 +39,7 @@ use guestnet_tests::lab::{definition, started, LAN_ADDR, UPLINK};
 use guestnet_tests::monitor::Monitor;
 use guestnet_tests::probe::LongPing;
 use guestnet_tests::world::World;
-use guestnet_tests::{cmd, probe, root_or_skip, Lab, Service};
+use guestnet_tests::{cmd, lease_journal, probe, root_or_skip, Lab, Service};
 use serde_json::{json, Value};
 use zbus::zvariant::Value as ZValue;
 
@@ -73,46 +73,6 @@ fn rules_of<'a>(table: &'a str, name: &str) -> Vec<&'a str> {
         .map(str::trim)
         .filter(|l| l.contains(&tag))
         .collect()
-}
-
-/// CRC-32 (IEEE), as the lease journal frames its records.
-fn crc32(data: &[u8]) -> u32 {
-    let mut crc = 0xffff_ffffu32;
-    for &b in data {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 {
-                (crc >> 1) ^ 0xedb8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
-}
-
-/// The lease journal's framed records (u32 length, u32 CRC-32, JSON, all
-/// little-endian): the records of the valid prefix, and its length.
-fn journal_records(bytes: &[u8]) -> (Vec<Value>, usize) {
-    let mut out = Vec::new();
-    let mut at = 0;
-    while bytes.len() - at >= 8 {
-        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
-        let crc = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().unwrap());
-        if len > 4096 || bytes.len() - at - 8 < len {
-            break;
-        }
-        let payload = &bytes[at + 8..at + 8 + len];
-        if crc32(payload) != crc {
-            break;
-        }
-        match serde_json::from_slice::<Value>(payload) {
-            Ok(v) => out.push(v),
-            Err(_) => break,
-        }
-        at += 8 + len;
-    }
-    (out, at)
 }
 
 // ---------------------------------------------------------------------------
@@ -1317,7 +1277,7 @@ fn check_files(dir: &Path, existing: &BTreeSet<String>, out: &mut Vec<String>) {
                 }
             }
             Some("journal") => {
-                let (_, valid) = journal_records(&bytes);
+                let (_, valid) = lease_journal::records(&bytes);
                 if valid != bytes.len() {
                     out.push(format!(
                         "{}: only {valid} of {} bytes are whole records",
@@ -1720,7 +1680,7 @@ fn a_torn_journal_tail_is_dropped_and_the_leases_before_it_stay() {
     // write leaves): each is cut off at the next start, which says so.
     let whole =
         fs::read(&journal).unwrap_or_else(|e| panic!("no journal at {}: {e}", journal.display()));
-    let (records, valid) = journal_records(&whole);
+    let (records, valid) = lease_journal::records(&whole);
     assert!(
         valid == whole.len() && records.len() >= 3,
         "the journal is not {}+ whole records: {records:?}",
@@ -1784,7 +1744,7 @@ fn a_torn_journal_tail_is_dropped_and_the_leases_before_it_stay() {
     assert!(after.iter().any(|l| l.mac == mac(96, 3) && l.ip == ip3));
     let bytes = fs::read(&journal).unwrap();
     assert_eq!(
-        journal_records(&bytes).1,
+        lease_journal::records(&bytes).1,
         bytes.len(),
         "the journal is not whole after the kill"
     );
