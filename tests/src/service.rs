@@ -169,12 +169,7 @@ impl Service {
             .append(true)
             .open(&self.log)
             .expect("open guestnetd log");
-        let _ = writeln!(
-            logf,
-            "===== test harness: start #{} of guestnetd: {}",
-            self.starts,
-            cmd::show(&args)
-        );
+        let _ = writeln!(logf, "{}: {}", start_marker(self.starts), cmd::show(&args));
         let mut command = Command::new(&args[0]);
         command
             .args(&args[1..])
@@ -329,6 +324,16 @@ impl Service {
         &self.log
     }
 
+    /// What guestnetd logged since the harness started it for the `n`th
+    /// time (the first start is 1), a panic when it was not started that often.
+    pub fn log_since_start(&self, n: u32) -> String {
+        let log = fs::read_to_string(self.log_path()).unwrap_or_default();
+        match log.find(&start_marker(n)) {
+            Some(at) => log[at..].to_owned(),
+            None => panic!("no start #{n} in guestnetd's log:\n{log}"),
+        }
+    }
+
     pub fn log_tail(&self, lines: usize) -> String {
         cmd::tail(&self.log, lines)
     }
@@ -337,6 +342,11 @@ impl Service {
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }
+}
+
+/// The line the harness writes into guestnetd's log before its `n`th start.
+fn start_marker(n: u32) -> String {
+    format!("===== test harness: start #{n} of guestnetd")
 }
 
 impl Drop for Service {

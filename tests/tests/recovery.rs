@@ -35,35 +35,17 @@ use guestnet_dbus::{network_path, NetworkProxy};
 use guestnet_tests::dhcp_client::{mac, Udhcpc, UdhcpcOpts, LEASE_TIMEOUT};
 use guestnet_tests::guest::{attach, list, netns_path, tap_opts, veth_opts, GuestPort};
 use guestnet_tests::guestnet::{lease_keys, Lease};
+use guestnet_tests::host_view::HostView;
 use guestnet_tests::lab::{definition, started, LAN_ADDR, UPLINK};
 use guestnet_tests::monitor::Monitor;
 use guestnet_tests::probe::LongPing;
-use guestnet_tests::world::World;
-use guestnet_tests::{cmd, lease_journal, probe, root_or_skip, Lab, Service};
-use serde_json::{json, Value};
+use guestnet_tests::{cmd, lease_journal, probe, root_or_skip, Lab};
+use serde_json::Value;
 use zbus::zvariant::Value as ZValue;
 
 // ---------------------------------------------------------------------------
 // Shared helpers
 // ---------------------------------------------------------------------------
-
-/// What guestnetd logged since the harness started it for the `n`th time.
-fn log_since_start(svc: &Service, n: u32) -> String {
-    let log = fs::read_to_string(svc.log_path()).unwrap_or_default();
-    let marker = format!("===== test harness: start #{n} of guestnetd");
-    match log.find(&marker) {
-        Some(at) => log[at..].to_owned(),
-        None => panic!("no start #{n} in guestnetd's log:\n{log}"),
-    }
-}
-
-/// `nft list table inet guestnet` in `ns` (None when there is no such table).
-fn nft_table(w: &World, ns: &str) -> Option<String> {
-    let out = w.exec(ns, &["nft", "list", "table", "inet", "guestnet"]);
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
-}
 
 /// The rules of `table` (nft's text) that carry network `name`'s comment.
 fn rules_of<'a>(table: &'a str, name: &str) -> Vec<&'a str> {
@@ -78,157 +60,6 @@ fn rules_of<'a>(table: &'a str, name: &str) -> Vec<&'a str> {
 // ---------------------------------------------------------------------------
 // 1. A kill and a start re-adopt everything untouched
 // ---------------------------------------------------------------------------
-
-/// What a re-creation of anything in a namespace would change: links (with
-/// their ifindex), addresses, routes, and guestnet's nftables table with its
-/// rule handles.
-struct HostView {
-    links: BTreeMap<String, Value>,
-    addresses: BTreeSet<String>,
-    routes: BTreeSet<String>,
-    nft: Value,
-    /// An IPv6 address is still in duplicate address detection (its local
-    /// route comes when that ends).
-    tentative: bool,
-}
-
-impl HostView {
-    fn read(w: &World, ns: &str) -> HostView {
-        let links = w
-            .ip_json(ns, "-d link show")
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-            .into_iter()
-            .map(|l| {
-                let name = l["ifname"].as_str().unwrap_or_default().to_owned();
-                // Not the bridge's timers or counters, which tick on their own.
-                let facts = json!({
-                    "ifindex": l["ifindex"],
-                    "master": l["master"],
-                    "mtu": l["mtu"],
-                    "address": l["address"],
-                    "flags": l["flags"],
-                    "operstate": l["operstate"],
-                    "ifalias": l["ifalias"],
-                    "kind": l["linkinfo"]["info_kind"],
-                    "slave_kind": l["linkinfo"]["info_slave_kind"],
-                });
-                (name, facts)
-            })
-            .collect();
-        let mut addresses = BTreeSet::new();
-        let mut tentative = false;
-        for l in w.ip_json(ns, "addr show").as_array().into_iter().flatten() {
-            for a in l["addr_info"].as_array().into_iter().flatten() {
-                tentative |= a["tentative"] == true;
-                addresses.insert(format!(
-                    "{} {} {}/{} scope {}",
-                    l["ifname"], a["family"], a["local"], a["prefixlen"], a["scope"]
-                ));
-            }
-        }
-        let mut routes = BTreeSet::new();
-        for family in ["-4", "-6"] {
-            let v = w.ip_json(ns, &format!("{family} route show table all"));
-            for r in v.as_array().into_iter().flatten() {
-                routes.insert(format!(
-                    "{family} {} {} via {} dev {} proto {} scope {} table {} src {} metric {}",
-                    r["type"],
-                    r["dst"],
-                    r["gateway"],
-                    r["dev"],
-                    r["protocol"],
-                    r["scope"],
-                    r["table"],
-                    r["prefsrc"],
-                    r["metric"]
-                ));
-            }
-        }
-        let out = w.exec(
-            ns,
-            &["nft", "-a", "-j", "list", "table", "inet", "guestnet"],
-        );
-        let nft = if out.status.success() {
-            serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-                panic!(
-                    "nft -j printed no JSON ({e}): {}",
-                    String::from_utf8_lossy(&out.stdout)
-                )
-            })
-        } else {
-            Value::Null
-        };
-        HostView {
-            links,
-            addresses,
-            routes,
-            nft,
-            tentative,
-        }
-    }
-
-    /// The view once it stopped changing by itself (carriers coming up,
-    /// IPv6 addresses leaving DAD and their local routes appearing): two
-    /// reads 300 ms apart agree; 15 s at most.
-    fn settled(w: &World, ns: &str) -> HostView {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        let mut view = HostView::read(w, ns);
-        loop {
-            std::thread::sleep(Duration::from_millis(300));
-            let next = HostView::read(w, ns);
-            let changes = next.changes_since(&view);
-            if changes.is_empty() && !next.tentative {
-                return next;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{ns} keeps changing on its own:\n{}",
-                changes.join("\n")
-            );
-            view = next;
-        }
-    }
-
-    /// What differs from `before`, one line each.
-    fn changes_since(&self, before: &HostView) -> Vec<String> {
-        let mut out = Vec::new();
-        for (name, facts) in &before.links {
-            match self.links.get(name) {
-                None => out.push(format!("link {name} is gone (was {facts})")),
-                Some(now) if now != facts => {
-                    out.push(format!("link {name} changed: {facts} -> {now}"))
-                }
-                Some(_) => {}
-            }
-        }
-        for (name, facts) in &self.links {
-            if !before.links.contains_key(name) {
-                out.push(format!("link {name} is new: {facts}"));
-            }
-        }
-        for a in before.addresses.difference(&self.addresses) {
-            out.push(format!("address gone: {a}"));
-        }
-        for a in self.addresses.difference(&before.addresses) {
-            out.push(format!("address new: {a}"));
-        }
-        for r in before.routes.difference(&self.routes) {
-            out.push(format!("route gone: {r}"));
-        }
-        for r in self.routes.difference(&before.routes) {
-            out.push(format!("route new: {r}"));
-        }
-        if self.nft != before.nft {
-            out.push(format!(
-                "the nftables table changed:\n--- before ---\n{:#}\n--- after ---\n{:#}",
-                before.nft, self.nft
-            ));
-        }
-        out
-    }
-}
 
 #[test]
 fn sigkill_and_start_readopt_every_active_network_untouched_and_guests_lose_no_packet() {
@@ -361,7 +192,7 @@ fn sigkill_and_start_readopt_every_active_network_untouched_and_guests_lose_no_p
             "the guests of {n} changed across the kill"
         );
     }
-    let log = log_since_start(&lab.service, 2);
+    let log = lab.service.log_since_start(2);
     for name in ["natnet", "rtnet", "isonet"] {
         assert!(
             log.contains(&format!("re-adopted active network {name}")),
@@ -874,7 +705,7 @@ impl Chaos {
             .as_array()
             .cloned()
             .unwrap_or_default();
-        let table = nft_table(w, host);
+        let table = self.lab.guestnet_table();
         let run = svc.runtime_dir();
 
         let mut allowed_links: BTreeSet<String> =
@@ -1355,7 +1186,7 @@ fn sigkill_at_random_moments_of_calls_always_converges() {
         chaos.api.define(spec, spec.subnets[0]);
         chaos.api.start(spec.name);
     }
-    let table = nft_table(&chaos.lab.world, &chaos.lab.host).expect("guestnet's table");
+    let table = chaos.lab.guestnet_table().expect("guestnet's table");
     for spec in &NETS {
         let n = rules_of(&table, spec.name).len();
         assert!(n > 0, "{} has no rules:\n{table}", spec.name);
@@ -1705,7 +1536,7 @@ fn a_torn_journal_tail_is_dropped_and_the_leases_before_it_stay() {
             before,
             "tail {i}: leases lost or changed after a torn tail was cut off"
         );
-        let log = log_since_start(&lab.service, i as u32 + 2);
+        let log = lab.service.log_since_start(i as u32 + 2);
         let said = format!(
             "dropped {} bytes of a torn or corrupt journal tail",
             tail.len()
@@ -1764,7 +1595,7 @@ fn a_flushed_ruleset_or_a_deleted_table_comes_back_within_a_second() {
     let g1 = lab.add_guest("g1", "vg1", "gnbr1", "10.77.97.10/24", Some("10.77.97.1"));
     // The lan machine has no route to the guests: only NAT answers this.
     probe::assert_ping(w, &g1, LAN_ADDR);
-    let table = nft_table(w, host).expect("guestnet's table");
+    let table = lab.guestnet_table().expect("guestnet's table");
 
     let deletions: [(&str, &[&str]); 2] = [
         ("nft flush ruleset", &["nft", "flush", "ruleset"]),
@@ -1779,7 +1610,7 @@ fn a_flushed_ruleset_or_a_deleted_table_comes_back_within_a_second() {
             let t0 = Instant::now();
             // Back means back as it was: poll until the table is whole again.
             let back = loop {
-                if let Some(t) = nft_table(w, host) {
+                if let Some(t) = lab.guestnet_table() {
                     if t == table || t0.elapsed() > Duration::from_secs(1) {
                         break Some(t);
                     }
@@ -1815,9 +1646,9 @@ fn a_flushed_ruleset_or_a_deleted_table_comes_back_within_a_second() {
     // brings it back, and the guest (plugged in again: the stop deleted the
     // bridge) goes out again.
     gn.stop(&net);
-    assert_eq!(nft_table(w, host), None, "the stop left the table");
+    assert_eq!(lab.guestnet_table(), None, "the stop left the table");
     gn.start(&net);
-    assert_eq!(nft_table(w, host).as_deref(), Some(table.as_str()));
+    assert_eq!(lab.guestnet_table().as_deref(), Some(table.as_str()));
     w.ip(host, "link set vg1 master gnbr1");
     probe::assert_ping(w, &g1, LAN_ADDR);
 }
