@@ -20,6 +20,7 @@
 
 pub mod bus;
 pub mod busctl;
+pub mod chaos;
 pub mod cli;
 pub mod cmd;
 pub mod dhcp_client;
