@@ -36,6 +36,7 @@ use zbus::zvariant::Value as ZValue;
 
 use crate::guest::netns_path;
 use crate::lab::{definition, Lab, UPLINK};
+use crate::service::files_under;
 use crate::{cmd, lease_journal};
 
 /// One of the networks the stress test plays with. `subnets`: Update
@@ -1120,7 +1121,7 @@ impl Chaos {
         s.push_str("--- files ---\n");
         let svc = &self.lab.service;
         for dir in [svc.config_dir(), svc.state_dir(), svc.runtime_dir()] {
-            for f in walk(dir) {
+            for f in files_under(dir) {
                 let text = fs::read(&f)
                     .map(|b| String::from_utf8_lossy(&b).into_owned())
                     .unwrap_or_default();
@@ -1140,32 +1141,11 @@ impl Chaos {
     }
 }
 
-/// Every file under `dir`, recursively.
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut todo = vec![dir.to_owned()];
-    while let Some(d) = todo.pop() {
-        let Ok(entries) = fs::read_dir(&d) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                todo.push(p);
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
 /// No temporary file left, every file whole: definitions parse as TOML and
 /// are named after their network, records as JSON, lease journals frame
 /// by frame, and only networks that exist have a journal.
 fn check_files(dir: &Path, existing: &BTreeSet<String>, out: &mut Vec<String>) {
-    for f in walk(dir) {
+    for f in files_under(dir) {
         let name = f
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())

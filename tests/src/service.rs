@@ -8,6 +8,7 @@
 //! build the service: `cargo build -p guestnetd -p guestnet-mode-nat ...`
 //! first.
 
+use std::collections::BTreeSet;
 use std::fs;
 use std::io::Write;
 use std::os::unix::process::CommandExt;
@@ -342,6 +343,27 @@ impl Service {
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }
+}
+
+/// Every file under `dir` (a service's config, state or runtime
+/// directory), recursively, in order.
+pub fn files_under(dir: &Path) -> BTreeSet<PathBuf> {
+    let mut out = BTreeSet::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        let Ok(entries) = fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                todo.push(p);
+            } else {
+                out.insert(p);
+            }
+        }
+    }
+    out
 }
 
 /// The line the harness writes into guestnetd's log before its `n`th start.
