@@ -178,19 +178,12 @@ pub fn try_attach(
     let stderr = String::from_utf8_lossy(&out.stderr).trim().to_owned();
     // `Error: GDBus.Error:NAME: MESSAGE`, maybe followed by a hint line.
     let first = stderr.lines().next().unwrap_or_default();
-    match first
-        .strip_prefix("Error: GDBus.Error:")
-        .and_then(|rest| rest.split_once(": ").or(Some((rest, ""))))
-    {
-        Some((name, message)) if !name.is_empty() && !name.contains(' ') => Err(BusError {
-            name: name.to_owned(),
-            message: message.to_owned(),
-        }),
-        _ => Err(BusError {
+    Err(
+        BusError::parse(first, "Error: GDBus.Error:").unwrap_or_else(|| BusError {
             name: String::new(),
             message: cmd::failure(&args, &out),
         }),
-    }
+    )
 }
 
 /// DetachGuest through busctl; panics on failure.
