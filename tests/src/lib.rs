@@ -32,6 +32,7 @@ pub mod host_view;
 pub mod ipv4;
 pub mod lab;
 pub mod lease_journal;
+pub mod lines;
 pub mod monitor;
 pub mod polkit;
 pub mod probe;
