@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::cmd;
-use crate::guestnet::{Lease, NETWORK_IFACE};
+use crate::guestnet::{lease_from_json, Lease, NETWORK_IFACE};
 use crate::lines::Lines;
 
 static MARKERS: AtomicU32 = AtomicU32::new(0);
@@ -34,8 +34,8 @@ impl Signal {
     /// values as separate arguments.
     pub fn lease(&self) -> Option<Lease> {
         match self.args.as_slice() {
-            [one] => Lease::from_json(one),
-            _ => Lease::from_json(&serde_json::Value::Array(self.args.clone())),
+            [one] => lease_from_json(one),
+            _ => lease_from_json(&serde_json::Value::Array(self.args.clone())),
         }
     }
 }
