@@ -4,8 +4,9 @@
 # every network converged (fully active or fully absent, nothing leaked,
 # every file whole, what a call acknowledged still true): the test
 # `sigkill_at_random_moments_of_calls_always_converges` of
-# tests/tests/recovery.rs, run long. Everything happens in network
-# namespaces of the test's own; nothing touches the machine's.
+# tests/tests/recovery.rs (its engine: tests/src/chaos.rs), run long.
+# Everything happens in network namespaces of the test's own; nothing
+# touches the machine's.
 #
 #   sudo scripts/stress-recovery.sh [--no-build] [ROUNDS] [SEED]
 #

@@ -13,6 +13,19 @@ pub struct BusError {
     pub message: String,
 }
 
+impl BusError {
+    /// The error a D-Bus client printed as `PREFIX NAME: MESSAGE` (or
+    /// `PREFIX NAME`), None when `text` is no such error.
+    pub fn parse(text: &str, prefix: &str) -> Option<BusError> {
+        let rest = text.strip_prefix(prefix)?;
+        let (name, message) = rest.split_once(": ").unwrap_or((rest, ""));
+        (!name.is_empty() && !name.contains(' ')).then(|| BusError {
+            name: name.to_owned(),
+            message: message.to_owned(),
+        })
+    }
+}
+
 impl fmt::Display for BusError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {}", self.name, self.message)
@@ -208,19 +221,12 @@ impl Busctl {
         }
         let stderr = String::from_utf8_lossy(&out.stderr).trim().to_owned();
         // dbus-send prints "Error NAME: MESSAGE".
-        match stderr
-            .strip_prefix("Error ")
-            .and_then(|rest| rest.split_once(": ").or(Some((rest, ""))))
-        {
-            Some((name, message)) if !name.is_empty() && !name.contains(' ') => Err(BusError {
-                name: name.to_owned(),
-                message: message.to_owned(),
-            }),
-            _ => Err(BusError {
+        Err(
+            BusError::parse(&stderr, "Error ").unwrap_or_else(|| BusError {
                 name: String::new(),
                 message: format!("{}\n{stderr}", cmd::failure(&argv, &out)),
             }),
-        }
+        )
     }
 
     /// Sets a property like [`Busctl::set_property`] but through `dbus-send`,

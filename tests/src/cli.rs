@@ -6,15 +6,13 @@
 //! guestnetctl` first. guestnetctl only talks to the bus (a unix socket), so
 //! it runs in the test process's own namespace and changes nothing there.
 
-use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Arc, Condvar, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::cmd;
+use crate::lines::Lines;
 
 /// The guestnetctl binary the tests run.
 pub fn binary() -> PathBuf {
@@ -174,18 +172,11 @@ impl Ctl {
     }
 }
 
-#[derive(Default)]
-struct Seen {
-    lines: Vec<String>,
-    closed: bool,
-}
-
 /// A running `guestnetctl --json monitor`, its stdout collected by a
 /// thread; killed on drop.
 pub struct CtlMonitor {
     child: Option<Child>,
-    seen: Arc<(Mutex<Seen>, Condvar)>,
-    reader: Option<JoinHandle<()>>,
+    out: Lines<String>,
     stderr: tempfile::NamedTempFile,
     argv: Vec<String>,
 }
@@ -208,23 +199,9 @@ impl CtlMonitor {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start `{}`: {e}", cmd::show(&argv)));
         let stdout = child.stdout.take().expect("piped stdout");
-        let seen: Arc<(Mutex<Seen>, Condvar)> = Arc::default();
-        let seen2 = seen.clone();
-        let reader = std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                let (lock, cv) = &*seen2;
-                lock.lock().unwrap().lines.push(line);
-                cv.notify_all();
-            }
-            let (lock, cv) = &*seen2;
-            lock.lock().unwrap().closed = true;
-            cv.notify_all();
-        });
         let mut m = CtlMonitor {
             child: Some(child),
-            seen,
-            reader: Some(reader),
+            out: Lines::collect(stdout, Some),
             stderr,
             argv,
         };
@@ -260,7 +237,7 @@ impl CtlMonitor {
 
     /// Every line so far.
     pub fn lines(&self) -> Vec<String> {
-        self.seen.0.lock().unwrap().lines.clone()
+        self.out.items()
     }
 
     /// Every line so far, each parsed as JSON; panics on a line that is not
@@ -283,22 +260,22 @@ impl CtlMonitor {
         pred: impl Fn(&serde_json::Value) -> bool,
     ) -> Option<serde_json::Value> {
         let deadline = Instant::now() + timeout;
-        let (lock, cv) = &*self.seen;
-        let mut guard = lock.lock().unwrap();
         loop {
-            if let Some(v) = guard
-                .lines
-                .iter()
-                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-                .find(|v| pred(v))
-            {
-                return Some(v);
+            let (found, n, closed) = self.out.with(|lines, closed| {
+                let found = lines
+                    .iter()
+                    .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                    .find(|v| pred(v));
+                (found, lines.len(), closed)
+            });
+            if found.is_some() {
+                return found;
             }
             let now = Instant::now();
-            if now >= deadline || guard.closed {
+            if now >= deadline || closed {
                 return None;
             }
-            guard = cv.wait_timeout(guard, deadline - now).unwrap().0;
+            self.out.wait_for_more_than(n, deadline - now);
         }
     }
 
@@ -311,10 +288,7 @@ impl CtlMonitor {
 
     fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
-            // SAFETY: kill(2) of our own child, not yet reaped.
-            unsafe {
-                libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
-            }
+            cmd::signal(child.id(), libc::SIGTERM);
             let deadline = Instant::now() + Duration::from_secs(5);
             while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(10));
@@ -322,9 +296,7 @@ impl CtlMonitor {
             let _ = child.kill();
             let _ = child.wait();
         }
-        if let Some(r) = self.reader.take() {
-            let _ = r.join();
-        }
+        self.out.join();
     }
 
     /// What it said on stderr.

@@ -1,8 +1,9 @@
-//! Running programs and reporting their failures in a way a person can act on.
+//! Running programs and reporting their failures in a way a person can act on;
+//! signalling, killing and watching the processes a test started.
 
 use std::ffi::OsStr;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output};
 
 /// Runs `args[0]` with the rest as arguments and returns its output, whatever
 /// its exit status. Panics only when the program cannot be started at all.
@@ -62,5 +63,47 @@ pub fn tail(path: &Path, lines: usize) -> String {
             s
         }
         Err(e) => format!("(cannot read {}: {e})\n", path.display()),
+    }
+}
+
+/// Sends `sig` to `pid`: a child of the test's that is not reaped yet (so
+/// the pid is still its own), or a process in a namespace of the test's own.
+pub fn signal(pid: u32, sig: libc::c_int) {
+    // SAFETY: kill(2) has no memory-safety preconditions; the callers name
+    // processes of their own (see above).
+    unsafe {
+        libc::kill(pid as libc::pid_t, sig);
+    }
+}
+
+/// Kills `child` outright (SIGKILL to its process group, then to itself)
+/// and reaps it. The child must have been spawned with `process_group(0)`,
+/// so that its pgid is its own pid and the group is the test's alone.
+pub fn kill_group(child: &mut Child) {
+    let pid = child.id() as libc::pid_t;
+    // SAFETY: kill(2) of our own child's process group and of the child,
+    // neither reaped yet.
+    unsafe {
+        libc::kill(-pid, libc::SIGKILL);
+        libc::kill(pid, libc::SIGKILL);
+    }
+    let _ = child.wait();
+}
+
+/// Whether our child `pid` still runs (not exited, not a zombie).
+pub fn still_running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(") ")
+            .is_some_and(|(_, rest)| !rest.starts_with('Z') && !rest.starts_with('X'))
+    })
+}
+
+/// The python3 to run the harness's little scripts with: Debian's, not one
+/// a version manager put first on PATH.
+pub fn python3() -> &'static str {
+    if Path::new("/usr/bin/python3").exists() {
+        "/usr/bin/python3"
+    } else {
+        "python3"
     }
 }

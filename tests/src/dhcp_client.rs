@@ -192,13 +192,6 @@ fn write_script(path: &Path, text: &str) {
         .unwrap_or_else(|e| panic!("chmod {}: {e}", path.display()));
 }
 
-fn send_signal(pid: u32, sig: libc::c_int) {
-    // SAFETY: kill(2) of a client this value started and has not reaped.
-    unsafe {
-        libc::kill(pid as libc::pid_t, sig);
-    }
-}
-
 /// One client process (udhcpc or dhclient) and its files.
 struct ClientProc {
     what: &'static str,
@@ -327,13 +320,7 @@ impl ClientProc {
 
     fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let pid = child.id() as libc::pid_t;
-            // SAFETY: kill(2) of our own child's process group and the child.
-            unsafe {
-                libc::kill(-pid, libc::SIGKILL);
-                libc::kill(pid, libc::SIGKILL);
-            }
-            let _ = child.wait();
+            cmd::kill_group(&mut child);
         }
     }
 }
@@ -478,7 +465,7 @@ impl Udhcpc {
     #[track_caller]
     pub fn renew(&self, timeout: Duration) -> Event {
         let from = self.events().len();
-        send_signal(self.pid(), libc::SIGUSR1);
+        cmd::signal(self.pid(), libc::SIGUSR1);
         self.proc
             .wait_event(&["renew", "bound"], from, timeout)
             .unwrap_or_else(|| {
@@ -495,7 +482,7 @@ impl Udhcpc {
     #[track_caller]
     pub fn release(&self) {
         let from = self.events().len();
-        send_signal(self.pid(), libc::SIGUSR2);
+        cmd::signal(self.pid(), libc::SIGUSR2);
         if self
             .proc
             .wait_event(&["deconfig"], from, Duration::from_secs(10))

@@ -1,14 +1,11 @@
 //! Guests on a network's bridge through the D-Bus API: AttachGuest,
 //! DetachGuest and ListGuests, called with real clients (busctl for results,
 //! gdbus where a test needs an error's name: dbus-send cannot pass an
-//! `a{sv}`); users of the test's own for tap ownership; and the data-path
+//! `a{sv}`); a uid nobody has, for tap ownership; and the data-path
 //! helpers a tap needs (a process that opens it as some user and writes a
 //! frame into it, a capture on the bridge).
 
-use std::fs;
 use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use crate::busctl::BusError;
@@ -181,19 +178,12 @@ pub fn try_attach(
     let stderr = String::from_utf8_lossy(&out.stderr).trim().to_owned();
     // `Error: GDBus.Error:NAME: MESSAGE`, maybe followed by a hint line.
     let first = stderr.lines().next().unwrap_or_default();
-    match first
-        .strip_prefix("Error: GDBus.Error:")
-        .and_then(|rest| rest.split_once(": ").or(Some((rest, ""))))
-    {
-        Some((name, message)) if !name.is_empty() && !name.contains(' ') => Err(BusError {
-            name: name.to_owned(),
-            message: message.to_owned(),
-        }),
-        _ => Err(BusError {
+    Err(
+        BusError::parse(first, "Error: GDBus.Error:").unwrap_or_else(|| BusError {
             name: String::new(),
             message: cmd::failure(&args, &out),
         }),
-    }
+    )
 }
 
 /// DetachGuest through busctl; panics on failure.
@@ -252,142 +242,7 @@ pub fn link_stat(world: &World, ns: &str, name: &str, dir: &str, what: &str) -> 
         .unwrap_or_else(|| panic!("no stats64.{dir}.{what} for {name} in {ns}: {v}"))
 }
 
-// ---- users of the test's own ----
-
-/// The prefix of the users made here: `gntgu<pid>-<n>`, so users left by a
-/// test process killed outright are removed by the next one.
-const USER_PREFIX: &str = "gntgu";
-
-static USERS: AtomicU32 = AtomicU32::new(0);
-
-/// A user of the test's own (useradd: no home, no login shell, a group of
-/// its own); deleted with that group on drop, also when the test panics.
-pub struct TestUser {
-    name: String,
-    uid: u32,
-    gid: u32,
-}
-
-/// Runs a command that edits /etc/passwd or /etc/group, trying again while
-/// another process (a parallel test) holds their lock.
-fn run_shadow_tool(args: &[&str]) -> std::process::Output {
-    let mut out = cmd::run(args);
-    for _ in 0..50 {
-        let err = String::from_utf8_lossy(&out.stderr);
-        if out.status.success() || !err.contains("lock") {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-        out = cmd::run(args);
-    }
-    out
-}
-
-fn is_stale_user(name: &str) -> bool {
-    crate::left_by_gone_process(name, USER_PREFIX)
-}
-
-fn reap_stale_users() {
-    let users: Vec<String> = fs::read_to_string("/etc/passwd")
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.split(':').next())
-        .filter(|n| is_stale_user(n))
-        .map(str::to_owned)
-        .collect();
-    for u in users {
-        eprintln!("removing user {u} left by a test process that is gone");
-        let _ = run_shadow_tool(&["userdel", &u]);
-        let _ = run_shadow_tool(&["groupdel", &u]);
-    }
-}
-
-impl TestUser {
-    /// Makes a user with a unique name.
-    pub fn new() -> TestUser {
-        static REAP: std::sync::Once = std::sync::Once::new();
-        REAP.call_once(reap_stale_users);
-        let name = format!(
-            "{USER_PREFIX}{}-{}",
-            std::process::id(),
-            USERS.fetch_add(1, Ordering::SeqCst)
-        );
-        let args = [
-            "useradd",
-            "--no-create-home",
-            "--home-dir",
-            "/nonexistent",
-            "--shell",
-            "/usr/sbin/nologin",
-            "--user-group",
-            name.as_str(),
-        ]
-        .map(str::to_owned);
-        let out = run_shadow_tool(&args.each_ref().map(String::as_str));
-        // Dropped from here on, even if useradd half-failed.
-        let mut user = TestUser {
-            name,
-            uid: 0,
-            gid: 0,
-        };
-        if !out.status.success() {
-            panic!("{}", cmd::failure(&args, &out));
-        }
-        let id = |flag: &str| -> u32 {
-            let s = cmd::run_ok(&["id", flag, &user.name]);
-            s.trim()
-                .parse()
-                .unwrap_or_else(|_| panic!("id {flag} {} printed {s:?}", user.name))
-        };
-        user.uid = id("-u");
-        user.gid = id("-g");
-        assert!(
-            user.uid != 0 && user.gid != 0,
-            "useradd made uid {} gid {}",
-            user.uid,
-            user.gid
-        );
-        user
-    }
-
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    pub fn uid(&self) -> u32 {
-        self.uid
-    }
-
-    pub fn gid(&self) -> u32 {
-        self.gid
-    }
-}
-
-impl Default for TestUser {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Drop for TestUser {
-    fn drop(&mut self) {
-        let out = run_shadow_tool(&["userdel", &self.name]);
-        if !out.status.success() {
-            eprintln!(
-                "warning: userdel {} failed: {}",
-                self.name,
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        let has_group = fs::read_to_string("/etc/group")
-            .unwrap_or_default()
-            .lines()
-            .any(|l| l.split(':').next() == Some(self.name.as_str()));
-        if has_group {
-            let _ = run_shadow_tool(&["groupdel", &self.name]);
-        }
-    }
-}
+// ---- users ----
 
 /// A uid no user of this machine has.
 pub fn unused_uid() -> u32 {
@@ -402,14 +257,6 @@ pub fn unused_uid() -> u32 {
 }
 
 // ---- a tap's data path ----
-
-fn python() -> &'static str {
-    if Path::new("/usr/bin/python3").exists() {
-        "/usr/bin/python3"
-    } else {
-        "python3"
-    }
-}
 
 /// Opens the tap named argv[1] on fd 3 (the clone device, opened before the
 /// uid was dropped) with TUNSETIFF, as the user it runs as; then, with
@@ -461,7 +308,16 @@ pub fn tap_as_user(
                   shift 3\n\
                   exec setpriv --reuid=\"$uid\" --regid=\"$gid\" --clear-groups -- \"$py\" -c \"$0\" \"$@\"";
     let (uid, gid) = (uid.to_string(), gid.to_string());
-    let mut args = vec!["sh", "-c", script, TAP_USER, &uid, &gid, python(), tap];
+    let mut args = vec![
+        "sh",
+        "-c",
+        script,
+        TAP_USER,
+        &uid,
+        &gid,
+        cmd::python3(),
+        tap,
+    ];
     if let Some((mac, ip)) = frame_from {
         args.extend([mac, ip]);
     }
@@ -504,7 +360,8 @@ impl<'w> Capture<'w> {
     /// `wait` at most; returns once the socket is bound.
     pub fn start(world: &'w World, ns: &str, dev: &str, mac: &str, wait: Duration) -> Capture<'w> {
         let secs = format!("{:.1}", wait.as_secs_f64());
-        let (pid, stdout) = world.spawn_piped(ns, &[python(), "-c", CAPTURE, dev, mac, &secs]);
+        let (pid, stdout) =
+            world.spawn_piped(ns, &[cmd::python3(), "-c", CAPTURE, dev, mac, &secs]);
         let mut lines = BufReader::new(stdout).lines();
         match lines.next() {
             Some(Ok(l)) if l == "ready" => {}

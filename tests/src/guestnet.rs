@@ -4,6 +4,7 @@
 //! log; `try_*` methods go through dbus-send and return the D-Bus error with
 //! its name, for tests about errors.
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use crate::busctl::{BusError, Busctl};
@@ -13,6 +14,18 @@ pub const BUS_NAME: &str = "org.guestnet1";
 pub const MANAGER_PATH: &str = "/org/guestnet1";
 pub const MANAGER_IFACE: &str = "org.guestnet1.Manager";
 pub const NETWORK_IFACE: &str = "org.guestnet1.Network";
+/// Every property of org.guestnet1.Network.
+pub const NETWORK_PROPERTIES: [&str; 9] = [
+    "Active",
+    "Addresses",
+    "Autostart",
+    "Bridge",
+    "Domain",
+    "Mode",
+    "Name",
+    "Persistent",
+    "Uuid",
+];
 
 /// The full D-Bus name of a guestnet error, e.g. `error("Conflict")`.
 pub fn error(short: &str) -> String {
@@ -273,41 +286,44 @@ impl Guestnet {
     }
 }
 
-/// One lease as ListLeases, WaitForLease and the Lease* signals give it:
-/// `(sssst)`.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Lease {
-    /// Lower-case, colon-separated: `52:54:00:aa:bb:cc`.
-    pub mac: String,
-    pub ip: String,
-    /// "" when the client gave none.
-    pub hostname: String,
-    /// The client identifier as colon-separated hex bytes, "" when none.
-    pub client_id: String,
-    /// When it expires, unix seconds.
-    pub expiry: u64,
+/// One lease as ListLeases, WaitForLease and the Lease* signals give it,
+/// `(sssst)`: guestnet-dbus's own type.
+pub use guestnet_dbus::Lease;
+
+/// A lease from busctl's JSON for `(sssst)`: an array of the five values.
+pub fn lease_from_json(v: &serde_json::Value) -> Option<Lease> {
+    let a = v.as_array()?;
+    if a.len() != 5 {
+        return None;
+    }
+    Some(Lease {
+        mac: a[0].as_str()?.to_owned(),
+        ip: a[1].as_str()?.to_owned(),
+        hostname: a[2].as_str()?.to_owned(),
+        client_id: a[3].as_str()?.to_owned(),
+        expiry: a[4].as_u64()?,
+    })
 }
 
-impl Lease {
-    /// From busctl's JSON for `(sssst)`: an array of the five values.
-    pub fn from_json(v: &serde_json::Value) -> Option<Lease> {
-        let a = v.as_array()?;
-        if a.len() != 5 {
-            return None;
-        }
-        Some(Lease {
-            mac: a[0].as_str()?.to_owned(),
-            ip: a[1].as_str()?.to_owned(),
-            hostname: a[2].as_str()?.to_owned(),
-            client_id: a[3].as_str()?.to_owned(),
-            expiry: a[4].as_u64()?,
-        })
-    }
+/// Seconds from now until `lease` expires (negative when past).
+pub fn expires_in(lease: &Lease) -> i64 {
+    lease.expiry as i64 - unix_now() as i64
+}
 
-    /// Seconds from now until it expires (negative when past).
-    pub fn expires_in(&self) -> i64 {
-        self.expiry as i64 - unix_now() as i64
-    }
+/// The leases without their expiry (which moves on every renewal), as a
+/// set, for comparing the leases of two moments.
+pub fn lease_keys(leases: &[Lease]) -> BTreeSet<(String, String, String, String)> {
+    leases
+        .iter()
+        .map(|l| {
+            (
+                l.mac.clone(),
+                l.ip.clone(),
+                l.hostname.clone(),
+                l.client_id.clone(),
+            )
+        })
+        .collect()
 }
 
 /// Now, unix seconds.
@@ -331,7 +347,7 @@ impl Guestnet {
         items
             .iter()
             .map(|i| {
-                Lease::from_json(i).unwrap_or_else(|| {
+                lease_from_json(i).unwrap_or_else(|| {
                     self.fail("ListLeases", &format!("an entry {i} is not (sssst)"))
                 })
             })
@@ -352,7 +368,7 @@ impl Guestnet {
     pub fn wait_for_lease(&self, path: &str, mac: &str, timeout_ms: u32) -> Lease {
         let ms = timeout_ms.to_string();
         let v = self.network_call(path, "WaitForLease", "su", &[mac, &ms]);
-        Lease::from_json(&v)
+        lease_from_json(&v)
             .unwrap_or_else(|| self.fail("WaitForLease", &format!("replied {v}, not (sssst)")))
     }
 

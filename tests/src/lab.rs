@@ -64,6 +64,34 @@ pub fn add_guest(
     guest
 }
 
+/// A network `name` of `mode` on `bridge` with address `P.1/24`, a DHCP
+/// pool `P.100`-`P.199` (leases of an hour), and DNS domain `NAME.lan`
+/// forwarded to the lan machine.
+pub fn definition(name: &str, mode: &str, bridge: &str, p: &str) -> String {
+    format!(
+        "name = \"{name}\"\nmode = \"{mode}\"\nbridge = \"{bridge}\"\n\
+         [ipv4]\naddress = \"{p}.1/24\"\n\
+         dhcp = {{ start = \"{p}.100\", end = \"{p}.199\", lease_time = \"1h\" }}\n\
+         [dns]\ndomain = \"{name}.lan\"\nforwarders = [\"{LAN_ADDR}\"]\n"
+    )
+}
+
+/// Defines and starts the network of [`definition`]; returns its object
+/// path.
+pub fn started(gn: &Guestnet, name: &str, mode: &str, bridge: &str, p: &str) -> String {
+    let net = gn.define(&definition(name, mode, bridge, p));
+    gn.start(&net);
+    net
+}
+
+/// A NAT network `name` on `bridge` with address `cidr`, and nothing else
+/// (the defaults: DHCP and DNS as guestnet chooses).
+pub fn nat_definition(name: &str, bridge: &str, cidr: &str) -> String {
+    format!(
+        "name = \"{name}\"\nmode = \"nat\"\nbridge = \"{bridge}\"\n[ipv4]\naddress = \"{cidr}\"\n"
+    )
+}
+
 /// A world with host and lan, a private bus, and guestnetd in the host.
 /// Fields drop in order: the service, then the bus, then the world.
 pub struct Lab {

@@ -10,7 +10,8 @@
 //! are in [`dhcp_client`], DHCP exchanges no stock client makes (INFORM, a
 //! relay) in [`dhcp_probe`], DNS queries in [`dig`], an upstream DNS server
 //! (dnsmasq) in [`upstream`], and a `busctl monitor` of guestnet's signals in
-//! [`monitor`].
+//! [`monitor`]. Users and groups of the test's own (a tap's owner, a polkit
+//! rule's group) are in [`users`].
 //!
 //! Nothing here touches the machine's root network namespace: every link,
 //! address, route, sysctl and firewall rule is made inside a namespace the
@@ -19,6 +20,7 @@
 
 pub mod bus;
 pub mod busctl;
+pub mod chaos;
 pub mod cli;
 pub mod cmd;
 pub mod dhcp_client;
@@ -26,14 +28,18 @@ pub mod dhcp_probe;
 pub mod dig;
 pub mod guest;
 pub mod guestnet;
+pub mod host_view;
 pub mod ipv4;
 pub mod lab;
+pub mod lease_journal;
+pub mod lines;
 pub mod monitor;
 pub mod polkit;
 pub mod probe;
 pub mod raw_dbus;
 pub mod service;
 pub mod upstream;
+pub mod users;
 pub mod vm;
 pub mod world;
 
@@ -63,6 +69,15 @@ pub fn require_root() -> bool {
     }
     announce_skip("needs root (network namespaces)");
     false
+}
+
+/// A name no other call of this process, and no other live test process,
+/// gets: `PREFIX<pid>-<kind><n>`, which [`left_by_gone_process`] recognizes
+/// once this process is gone.
+pub fn unique_name(prefix: &str, kind: &str) -> String {
+    static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    format!("{prefix}{}-{kind}{n}", std::process::id())
 }
 
 /// Whether `name` is `PREFIX<pid>-...` for a test process that is gone:

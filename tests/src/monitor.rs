@@ -7,15 +7,13 @@
 //! whose unique name changes). It is ready once it has seen a marker call of
 //! its own to the bus driver.
 
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::cmd;
-use crate::guestnet::{Lease, NETWORK_IFACE};
+use crate::guestnet::{lease_from_json, Lease, NETWORK_IFACE};
+use crate::lines::Lines;
 
 static MARKERS: AtomicU32 = AtomicU32::new(0);
 
@@ -36,23 +34,17 @@ impl Signal {
     /// values as separate arguments.
     pub fn lease(&self) -> Option<Lease> {
         match self.args.as_slice() {
-            [one] => Lease::from_json(one),
-            _ => Lease::from_json(&serde_json::Value::Array(self.args.clone())),
+            [one] => lease_from_json(one),
+            _ => lease_from_json(&serde_json::Value::Array(self.args.clone())),
         }
     }
-}
-
-#[derive(Default)]
-struct Seen {
-    lines: Vec<serde_json::Value>,
-    closed: bool,
 }
 
 /// A running `busctl monitor`; killed on drop.
 pub struct Monitor {
     child: Child,
-    seen: Arc<(Mutex<Seen>, Condvar)>,
-    reader: Option<JoinHandle<()>>,
+    /// Every message, as busctl's JSON.
+    out: Lines<serde_json::Value>,
     stderr: tempfile::NamedTempFile,
 }
 
@@ -95,28 +87,10 @@ impl Monitor {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start `{}`: {e}", cmd::show(&args)));
         let stdout = child.stdout.take().expect("piped stdout");
-        let seen: Arc<(Mutex<Seen>, Condvar)> = Arc::default();
-        let seen2 = seen.clone();
-        let reader = std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                let Ok(v) = serde_json::from_str::<serde_json::Value>(line.trim()) else {
-                    continue;
-                };
-                let (lock, cv) = &*seen2;
-                lock.lock().unwrap().lines.push(v);
-                cv.notify_all();
-            }
-            let (lock, cv) = &*seen2;
-            lock.lock().unwrap().closed = true;
-            cv.notify_all();
+        let out = Lines::collect(stdout, |line| {
+            serde_json::from_str::<serde_json::Value>(line.trim()).ok()
         });
-        let mut monitor = Monitor {
-            child,
-            seen,
-            reader: Some(reader),
-            stderr,
-        };
+        let mut monitor = Monitor { child, out, stderr };
         monitor.wait_ready(address, &marker);
         monitor
     }
@@ -135,24 +109,17 @@ impl Monitor {
                 "s",
                 marker,
             ]);
-            let (lock, cv) = &*self.seen;
-            let guard = lock.lock().unwrap();
-            let (guard, _) = cv
-                .wait_timeout_while(guard, Duration::from_millis(200), |s| {
-                    s.lines.is_empty() && !s.closed
-                })
-                .unwrap();
-            if guard.closed {
-                drop(guard);
+            self.out.wait_for_more_than(0, Duration::from_millis(200));
+            let (any, closed) = self.out.with(|lines, closed| (!lines.is_empty(), closed));
+            if closed {
                 panic!(
                     "busctl monitor exited at once: {}",
                     std::fs::read_to_string(self.stderr.path()).unwrap_or_default()
                 );
             }
-            if !guard.lines.is_empty() {
+            if any {
                 return;
             }
-            drop(guard);
             if Instant::now() > deadline {
                 panic!(
                     "busctl monitor did not see its own marker call within 10 s: {}",
@@ -164,23 +131,22 @@ impl Monitor {
 
     /// Every signal seen so far, in order.
     pub fn signals(&self) -> Vec<Signal> {
-        let (lock, _) = &*self.seen;
-        lock.lock()
-            .unwrap()
-            .lines
-            .iter()
-            .filter(|v| v["type"] == "signal")
-            .map(|v| {
-                let data = &v["payload"]["data"];
-                Signal {
-                    path: v["path"].as_str().unwrap_or_default().to_owned(),
-                    interface: v["interface"].as_str().unwrap_or_default().to_owned(),
-                    member: v["member"].as_str().unwrap_or_default().to_owned(),
-                    args: data.as_array().cloned().unwrap_or_default(),
-                    timestamp_us: v["timestamp-realtime"].as_u64().unwrap_or(0),
-                }
-            })
-            .collect()
+        self.out.with(|lines, _| {
+            lines
+                .iter()
+                .filter(|v| v["type"] == "signal")
+                .map(|v| {
+                    let data = &v["payload"]["data"];
+                    Signal {
+                        path: v["path"].as_str().unwrap_or_default().to_owned(),
+                        interface: v["interface"].as_str().unwrap_or_default().to_owned(),
+                        member: v["member"].as_str().unwrap_or_default().to_owned(),
+                        args: data.as_array().cloned().unwrap_or_default(),
+                        timestamp_us: v["timestamp-realtime"].as_u64().unwrap_or(0),
+                    }
+                })
+                .collect()
+        })
     }
 
     /// The leases carried by the `member` signals (LeaseAdded, ...) so far.
@@ -200,7 +166,6 @@ impl Monitor {
         pred: impl Fn(&Signal) -> bool,
     ) -> Option<Signal> {
         let deadline = Instant::now() + timeout;
-        let (lock, cv) = &*self.seen;
         loop {
             if let Some(s) = self
                 .signals()
@@ -213,11 +178,8 @@ impl Monitor {
             if now > deadline {
                 return None;
             }
-            let guard = lock.lock().unwrap();
-            let n = guard.lines.len();
-            let _ = cv
-                .wait_timeout_while(guard, deadline - now, |s| s.lines.len() == n && !s.closed)
-                .unwrap();
+            let n = self.out.with(|lines, _| lines.len());
+            self.out.wait_for_more_than(n, deadline - now);
         }
     }
 
@@ -256,8 +218,6 @@ impl Drop for Monitor {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        if let Some(r) = self.reader.take() {
-            let _ = r.join();
-        }
+        self.out.join();
     }
 }

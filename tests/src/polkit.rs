@@ -1,12 +1,13 @@
 //! A real polkitd on a test's private bus, and the machine-wide things it
-//! needs: guestnet's actions installed where polkitd reads them, a JS rule
-//! of the test's own, and users and groups to authorize.
+//! needs: guestnet's actions installed where polkitd reads them, and a JS
+//! rule of the test's own. The users and groups it authorizes are
+//! [`crate::users`].
 //!
 //! polkitd reads its actions and rules only from fixed, machine-wide
 //! directories (`/usr/share/polkit-1/actions`, `/etc/polkit-1/rules.d`), so
 //! every test that uses them takes [`PolkitLock`] first: a file lock that
-//! serializes them across threads and test processes. Every file, user and
-//! group made here is removed on drop, also when the test panics; ones left
+//! serializes them across threads and test processes. Every file made here
+//! is removed on drop, also when the test panics; ones left
 //! by a test process killed outright are removed by the next
 //! [`PolkitLock::acquire`].
 //!
@@ -22,7 +23,6 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::busctl::Busctl;
@@ -42,20 +42,9 @@ pub const RULES_DIR: &str = "/etc/polkit-1/rules.d";
 /// The lock every test using the directories above holds.
 pub const LOCK_FILE: &str = "/tmp/guestnet-polkit-tests.lock";
 
-/// The prefix of the users, groups and rule files made here:
+/// The prefix of the rule files and records made here:
 /// `gntpk<pid>-...`, so leftovers of a dead test process can be found.
 const PREFIX: &str = "gntpk";
-
-static COUNTER: AtomicU32 = AtomicU32::new(0);
-
-/// A name unique to this process and call: `gntpk<pid>-<kind><n>`.
-fn unique(kind: &str) -> String {
-    format!(
-        "{PREFIX}{}-{kind}{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::SeqCst)
-    )
-}
 
 /// The project's polkit actions, as shipped.
 pub fn shipped_actions() -> PathBuf {
@@ -104,26 +93,9 @@ fn is_stale(name: &str) -> bool {
     crate::left_by_gone_process(name, PREFIX)
 }
 
-/// Removes users, groups and installed files of test processes that are
+/// Removes the installed files of test processes that are
 /// gone (killed before their Drop could run).
 fn reap_stale() {
-    let names = |db: &str| -> Vec<String> {
-        fs::read_to_string(db)
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| l.split(':').next())
-            .filter(|n| is_stale(n))
-            .map(str::to_owned)
-            .collect()
-    };
-    for user in names("/etc/passwd") {
-        eprintln!("removing user {user} left by a test process that is gone");
-        let _ = cmd::run(&["userdel", &user]);
-    }
-    for group in names("/etc/group") {
-        eprintln!("removing group {group} left by a test process that is gone");
-        let _ = cmd::run(&["groupdel", &group]);
-    }
     let Ok(entries) = fs::read_dir(RECORDS_DIR) else {
         return;
     };
@@ -155,124 +127,6 @@ fn reap_stale() {
         );
         let _ = fs::remove_file(backup_of(&record));
         let _ = fs::remove_file(&record);
-    }
-}
-
-/// A group of the test's own (groupadd); deleted on drop.
-pub struct TestGroup {
-    name: String,
-}
-
-impl TestGroup {
-    /// Makes a group with a unique name.
-    pub fn create() -> TestGroup {
-        let name = unique("g");
-        cmd::run_ok(&["groupadd", &name]);
-        TestGroup { name }
-    }
-
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-}
-
-impl Drop for TestGroup {
-    fn drop(&mut self) {
-        let out = cmd::run(&["groupdel", &self.name]);
-        if !out.status.success() {
-            eprintln!(
-                "warning: groupdel {} failed: {}",
-                self.name,
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-    }
-}
-
-/// A user of the test's own (useradd: no home, no login shell, a user
-/// group of its own); deleted with that group on drop.
-pub struct TestUser {
-    name: String,
-    uid: u32,
-    gid: u32,
-}
-
-impl TestUser {
-    /// Makes a user with a unique name, member of `groups`.
-    pub fn create(groups: &[&TestGroup]) -> TestUser {
-        let name = unique("u");
-        let mut args = vec![
-            "useradd".to_owned(),
-            "--no-create-home".to_owned(),
-            "--home-dir".to_owned(),
-            "/nonexistent".to_owned(),
-            "--shell".to_owned(),
-            "/usr/sbin/nologin".to_owned(),
-            "--user-group".to_owned(),
-        ];
-        if !groups.is_empty() {
-            args.push("--groups".to_owned());
-            args.push(
-                groups
-                    .iter()
-                    .map(|g| g.name())
-                    .collect::<Vec<_>>()
-                    .join(","),
-            );
-        }
-        args.push(name.clone());
-        cmd::run_ok(&args);
-        // Made: from here on, Drop removes it even if the rest panics.
-        let mut user = TestUser {
-            name,
-            uid: 0,
-            gid: 0,
-        };
-        let id = |flag: &str| -> u32 {
-            let out = cmd::run_ok(&["id", flag, &user.name]);
-            out.trim()
-                .parse()
-                .unwrap_or_else(|_| panic!("id {flag} {} printed {out:?}", user.name))
-        };
-        let (uid, gid) = (id("-u"), id("-g"));
-        assert_ne!(uid, 0, "useradd made a uid 0");
-        (user.uid, user.gid) = (uid, gid);
-        user
-    }
-
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    pub fn uid(&self) -> u32 {
-        self.uid
-    }
-
-    /// Its primary group (its own user group).
-    pub fn gid(&self) -> u32 {
-        self.gid
-    }
-}
-
-impl Drop for TestUser {
-    fn drop(&mut self) {
-        let out = cmd::run(&["userdel", &self.name]);
-        if !out.status.success() {
-            eprintln!(
-                "warning: userdel {} failed: {}",
-                self.name,
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        // userdel removes the user group where USERGROUPS_ENAB says so;
-        // elsewhere it is still there.
-        let has_group = fs::read_to_string("/etc/group")
-            .unwrap_or_default()
-            .lines()
-            .any(|l| l.split(':').next() == Some(self.name.as_str()));
-        if has_group {
-            let _ = cmd::run(&["groupdel", &self.name]);
-        }
     }
 }
 
@@ -317,7 +171,7 @@ impl InstalledFile {
             .map(|c| (c, fs::metadata(path).expect("metadata").permissions()));
         fs::create_dir_all(RECORDS_DIR)
             .unwrap_or_else(|e| panic!("cannot create {RECORDS_DIR}: {e}"));
-        let record = Path::new(RECORDS_DIR).join(unique("f"));
+        let record = Path::new(RECORDS_DIR).join(crate::unique_name(PREFIX, "f"));
         if let Some((old, _)) = &before {
             fs::write(backup_of(&record), old).expect("write the backup record");
         }
@@ -373,7 +227,7 @@ pub fn install_actions(_lock: &PolkitLock) -> InstalledFile {
 /// A JS rule in `/etc/polkit-1/rules.d/49-gntpk<pid>-r<n>.rules` while this
 /// lives. Hold a [`PolkitLock`] first.
 pub fn install_rule(_lock: &PolkitLock, js: &str) -> InstalledFile {
-    let path = Path::new(RULES_DIR).join(format!("49-{}.rules", unique("r")));
+    let path = Path::new(RULES_DIR).join(format!("49-{}.rules", crate::unique_name(PREFIX, "r")));
     InstalledFile::write(&path, js.as_bytes())
 }
 

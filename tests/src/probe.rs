@@ -1,12 +1,14 @@
-//! Data-path checks between a world's namespaces: ping, which source
-//! address a TCP server sees (a tiny python3 server, `nc -z` as the client),
-//! and whether a connection is let through at all (one listener per guest,
-//! for many checks).
+//! Data-path checks between a world's namespaces: ping (once, or a long
+//! one that counts what a disturbance lost), which source address a TCP
+//! server sees (a tiny python3 server, `nc -z` as the client), and whether a
+//! connection is let through at all (one listener per guest, for many
+//! checks).
 
 use std::io::{BufRead, BufReader};
-use std::path::Path;
+use std::process::ChildStdout;
 
-use crate::world::World;
+use crate::cmd;
+use crate::world::{read_all, World};
 
 /// One ping (`ping -c1 -W1`) from `from_ns` to `addr`.
 pub fn ping_once(world: &World, from_ns: &str, addr: &str) -> bool {
@@ -41,6 +43,62 @@ pub fn assert_no_ping(world: &World, from_ns: &str, addr: &str) {
     }
 }
 
+/// A ping running in the background while a test disturbs something
+/// (`ping -n -i 0.05 -c COUNT -W 1`: one every 50 ms), to count what the
+/// disturbance lost.
+pub struct LongPing {
+    pid: u32,
+    stdout: ChildStdout,
+}
+
+/// How a [`LongPing`] ended: its summary line's counts, and all it printed.
+#[derive(Debug)]
+pub struct PingSummary {
+    pub sent: u32,
+    pub received: u32,
+    pub output: String,
+}
+
+impl LongPing {
+    /// Starts `count` pings from `from_ns` to `addr`, 50 ms apart.
+    pub fn start(world: &World, from_ns: &str, addr: &str, count: u32) -> LongPing {
+        let count = count.to_string();
+        let (pid, stdout) = world.spawn_piped(
+            from_ns,
+            &["ping", "-n", "-i", "0.05", "-c", &count, "-W", "1", addr],
+        );
+        LongPing { pid, stdout }
+    }
+
+    /// Whether it still pings (a disturbance that outlasts it is not
+    /// measured by it).
+    pub fn is_running(&self) -> bool {
+        cmd::still_running(self.pid)
+    }
+
+    /// Waits for the last ping; panics when ping printed no summary.
+    pub fn finish(self, world: &World) -> PingSummary {
+        let output = read_all(self.stdout);
+        world.wait(self.pid);
+        let (sent, received) =
+            ping_counts(&output).unwrap_or_else(|| panic!("no ping summary in:\n{output}"));
+        PingSummary {
+            sent,
+            received,
+            output,
+        }
+    }
+}
+
+/// "N packets transmitted, M received, ..." of ping's summary.
+fn ping_counts(out: &str) -> Option<(u32, u32)> {
+    let line = out.lines().find(|l| l.contains("packets transmitted"))?;
+    let mut nums = line
+        .split(',')
+        .map(|part| part.split_whitespace().next()?.parse::<u32>().ok());
+    Some((nums.next()??, nums.next()??))
+}
+
 /// Addresses and routes of `ns`, for failure messages.
 pub fn describe(world: &World, ns: &str) -> String {
     let addrs = world.try_ip(ns, "-br addr");
@@ -50,14 +108,6 @@ pub fn describe(world: &World, ns: &str) -> String {
         String::from_utf8_lossy(&addrs.stdout),
         String::from_utf8_lossy(&routes.stdout)
     )
-}
-
-fn python() -> &'static str {
-    if Path::new("/usr/bin/python3").exists() {
-        "/usr/bin/python3"
-    } else {
-        "python3"
-    }
 }
 
 const SERVER: &str = r#"
@@ -92,7 +142,8 @@ pub fn tcp_peer(
 ) -> Option<String> {
     let port_s = port.to_string();
     let wait = (CONNECT_WAIT_S + 3).to_string();
-    let (pid, stdout) = world.spawn_piped(server_ns, &[python(), "-c", SERVER, &port_s, &wait]);
+    let (pid, stdout) =
+        world.spawn_piped(server_ns, &[cmd::python3(), "-c", SERVER, &port_s, &wait]);
     let mut lines = BufReader::new(stdout).lines();
     match lines.next() {
         Some(Ok(l)) if l == "ready" => {}
@@ -122,46 +173,6 @@ pub fn tcp_peer(
     peer
 }
 
-/// A ping running in the background (`ping -i INTERVAL -c COUNT`), for
-/// counting the packets a change loses while it runs.
-pub struct Pinger {
-    pid: u32,
-    stdout: Option<std::process::ChildStdout>,
-}
-
-impl Pinger {
-    /// Starts `count` pings from `from_ns` to `addr`, one every 50 ms.
-    pub fn every_50ms(world: &World, from_ns: &str, addr: &str, count: u32) -> Pinger {
-        let count = count.to_string();
-        let (pid, stdout) = world.spawn_piped(
-            from_ns,
-            &[
-                "ping", "-n", "-q", "-i", "0.05", "-c", &count, "-W", "1", addr,
-            ],
-        );
-        Pinger {
-            pid,
-            stdout: Some(stdout),
-        }
-    }
-
-    /// Waits for the last ping; returns (sent, answered).
-    pub fn finish(mut self, world: &World) -> (u32, u32) {
-        let out = crate::world::read_all(self.stdout.take().expect("read once"));
-        world.wait(self.pid);
-        ping_counts(&out).unwrap_or_else(|| panic!("no summary in ping's output:\n{out}"))
-    }
-}
-
-/// "N packets transmitted, M received, ..." of ping's summary.
-pub fn ping_counts(out: &str) -> Option<(u32, u32)> {
-    let line = out.lines().find(|l| l.contains("packets transmitted"))?;
-    let mut nums = line
-        .split(',')
-        .map(|part| part.split_whitespace().next()?.parse::<u32>().ok());
-    Some((nums.next()??, nums.next()??))
-}
-
 const LISTENER: &str = r#"
 import socket, sys
 s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -179,7 +190,7 @@ while True:
 /// with the returned pid. For many connection checks against one guest
 /// without a server per check (see [`tcp_connects`]).
 pub fn tcp_listener(world: &World, ns: &str, port: u16) -> u32 {
-    let (pid, stdout) = world.spawn_piped(ns, &[python(), "-c", LISTENER, &port.to_string()]);
+    let (pid, stdout) = world.spawn_piped(ns, &[cmd::python3(), "-c", LISTENER, &port.to_string()]);
     let mut lines = BufReader::new(stdout).lines();
     match lines.next() {
         Some(Ok(l)) if l == "ready" => pid,

@@ -8,6 +8,7 @@
 //! build the service: `cargo build -p guestnetd -p guestnet-mode-nat ...`
 //! first.
 
+use std::collections::BTreeSet;
 use std::fs;
 use std::io::Write;
 use std::os::unix::process::CommandExt;
@@ -202,12 +203,7 @@ impl Service {
             .append(true)
             .open(&self.log)
             .expect("open guestnetd log");
-        let _ = writeln!(
-            logf,
-            "===== test harness: start #{} of guestnetd: {}",
-            self.starts,
-            cmd::show(&args)
-        );
+        let _ = writeln!(logf, "{}: {}", start_marker(self.starts), cmd::show(&args));
         let mut command = Command::new(&args[0]);
         command
             .args(&args[1..])
@@ -280,13 +276,13 @@ impl Service {
         let Some(mut child) = self.child.take() else {
             panic!("guestnetd is not running");
         };
-        signal(&child, libc::SIGTERM);
+        cmd::signal(child.id(), libc::SIGTERM);
         let deadline = Instant::now() + STARTUP_TIMEOUT;
         loop {
             match child.try_wait() {
                 Ok(Some(_)) => break,
                 Ok(None) if Instant::now() > deadline => {
-                    signal(&child, libc::SIGKILL);
+                    cmd::signal(child.id(), libc::SIGKILL);
                     let _ = child.wait();
                     panic!(
                         "guestnetd did not exit within {STARTUP_TIMEOUT:?} of SIGTERM\n--- guestnetd log (tail) ---\n{}",
@@ -306,7 +302,7 @@ impl Service {
         let Some(mut child) = self.child.take() else {
             panic!("guestnetd is not running");
         };
-        signal(&child, libc::SIGKILL);
+        cmd::signal(child.id(), libc::SIGKILL);
         let _ = child.wait();
         self.wait_for_name(false);
     }
@@ -362,6 +358,16 @@ impl Service {
         &self.log
     }
 
+    /// What guestnetd logged since the harness started it for the `n`th
+    /// time (the first start is 1), a panic when it was not started that often.
+    pub fn log_since_start(&self, n: u32) -> String {
+        let log = fs::read_to_string(self.log_path()).unwrap_or_default();
+        match log.find(&start_marker(n)) {
+            Some(at) => log[at..].to_owned(),
+            None => panic!("no start #{n} in guestnetd's log:\n{log}"),
+        }
+    }
+
     pub fn log_tail(&self, lines: usize) -> String {
         cmd::tail(&self.log, lines)
     }
@@ -372,17 +378,36 @@ impl Service {
     }
 }
 
-fn signal(child: &Child, sig: libc::c_int) {
-    // SAFETY: kill(2) of our own child, which has not been reaped yet.
-    unsafe {
-        libc::kill(child.id() as libc::pid_t, sig);
+/// Every file under `dir` (a service's config, state or runtime
+/// directory), recursively, in order.
+pub fn files_under(dir: &Path) -> BTreeSet<PathBuf> {
+    let mut out = BTreeSet::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        let Ok(entries) = fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                todo.push(p);
+            } else {
+                out.insert(p);
+            }
+        }
     }
+    out
+}
+
+/// The line the harness writes into guestnetd's log before its `n`th start.
+fn start_marker(n: u32) -> String {
+    format!("===== test harness: start #{n} of guestnetd")
 }
 
 impl Drop for Service {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            signal(&child, libc::SIGKILL);
+            cmd::signal(child.id(), libc::SIGKILL);
             let _ = child.wait();
         }
         if std::thread::panicking() {

@@ -134,13 +134,7 @@ impl Upstream {
 impl Drop for Upstream {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let pid = child.id() as libc::pid_t;
-            // SAFETY: kill(2) of our own child's process group and the child.
-            unsafe {
-                libc::kill(-pid, libc::SIGKILL);
-                libc::kill(pid, libc::SIGKILL);
-            }
-            let _ = child.wait();
+            cmd::kill_group(&mut child);
         }
     }
 }

@@ -667,14 +667,7 @@ impl Vm {
     pub fn kill(&self) {
         let mut child = self.child.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(mut c) = child.take() {
-            let pid = c.id() as libc::pid_t;
-            // SAFETY: kill(2) of our own child's process group (process_group(0)
-            // made its pgid its pid) and of the child.
-            unsafe {
-                libc::kill(-pid, libc::SIGKILL);
-                libc::kill(pid, libc::SIGKILL);
-            }
-            let _ = c.wait();
+            cmd::kill_group(&mut c);
         }
     }
 

@@ -286,7 +286,7 @@ impl World {
         let mut children = self.children.lock().unwrap();
         if let Some(i) = children.iter().position(|c| c.id() == pid) {
             let mut child = children.remove(i);
-            kill_group(&mut child);
+            cmd::kill_group(&mut child);
         }
     }
 
@@ -303,17 +303,6 @@ impl World {
     }
 }
 
-fn kill_group(child: &mut Child) {
-    let pid = child.id() as libc::pid_t;
-    // SAFETY: plain kill(2) on the process group we created for this child
-    // (process_group(0) made its pgid its own pid), then on the child itself.
-    unsafe {
-        libc::kill(-pid, libc::SIGKILL);
-        libc::kill(pid, libc::SIGKILL);
-    }
-    let _ = child.wait();
-}
-
 /// Kills every process inside namespace `ns` (by pid, as `ip netns pids`
 /// lists them) and deletes the namespace. Never panics: it runs in Drop.
 fn delete_ns(ns: &str) {
@@ -322,12 +311,9 @@ fn delete_ns(ns: &str) {
     }
     if let Ok(out) = Command::new("ip").args(["netns", "pids", ns]).output() {
         for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-            if let Ok(pid) = pid.parse::<libc::pid_t>() {
+            if let Ok(pid) = pid.parse::<u32>() {
                 if pid > 1 {
-                    // SAFETY: kill(2) of a process living in a namespace made by a test.
-                    unsafe {
-                        libc::kill(pid, libc::SIGKILL);
-                    }
+                    cmd::signal(pid, libc::SIGKILL);
                 }
             }
         }
@@ -373,7 +359,7 @@ impl Drop for World {
         let children =
             std::mem::take(&mut *self.children.lock().unwrap_or_else(|e| e.into_inner()));
         for mut child in children {
-            kill_group(&mut child);
+            cmd::kill_group(&mut child);
         }
         let namespaces =
             std::mem::take(&mut *self.namespaces.lock().unwrap_or_else(|e| e.into_inner()));

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 use guestnet_dbus::{error as names, NetworkProxy};
+use guestnet_tests::lab::nat_definition;
 use guestnet_tests::raw_dbus::RawConn;
 use guestnet_tests::{root_or_skip, Lab};
 use tokio::sync::Semaphore;
@@ -36,12 +37,6 @@ fn runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .expect("tokio runtime")
-}
-
-fn nat(name: &str, bridge: &str, cidr: &str) -> String {
-    format!(
-        "name = \"{name}\"\nmode = \"nat\"\nbridge = \"{bridge}\"\n[ipv4]\naddress = \"{cidr}\"\n"
-    )
 }
 
 async fn connections(lab: &Lab, n: usize) -> Vec<Connection> {
@@ -186,7 +181,7 @@ fn define_and_learn_rules(
     rt.block_on(async {
         let manager = guestnet_dbus::manager(conn).await.unwrap();
         manager
-            .define_network(&nat(name, bridge, cidr))
+            .define_network(&nat_definition(name, bridge, cidr))
             .await
             .unwrap_or_else(|e| panic!("define {name}: {e}"));
     });

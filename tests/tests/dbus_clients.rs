@@ -8,31 +8,23 @@ use std::fs;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use guestnet_tests::guestnet::{strings, BUS_NAME, MANAGER_IFACE, MANAGER_PATH, NETWORK_IFACE};
+use guestnet_tests::guestnet::{
+    strings, BUS_NAME, MANAGER_IFACE, MANAGER_PATH, NETWORK_IFACE, NETWORK_PROPERTIES,
+};
+use guestnet_tests::lab::nat_definition;
 use guestnet_tests::monitor::{Monitor, Signal};
 use guestnet_tests::{cmd, root_or_skip, Lab};
 
 const PROPERTIES: &str = "org.freedesktop.DBus.Properties";
 const OBJECT_MANAGER: &str = "org.freedesktop.DBus.ObjectManager";
-/// Every property of org.guestnet1.Network.
-const NETWORK_PROPERTIES: [&str; 9] = [
-    "Active",
-    "Addresses",
-    "Autostart",
-    "Bridge",
-    "Domain",
-    "Mode",
-    "Name",
-    "Persistent",
-    "Uuid",
-];
 /// How long a signal may take to reach a monitor.
 const SIGNAL_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// [`nat_definition`] with the DNS domain `NAME.lan`.
 fn nat(name: &str, bridge: &str, cidr: &str) -> String {
     format!(
-        "name = \"{name}\"\nmode = \"nat\"\nbridge = \"{bridge}\"\n\
-         [ipv4]\naddress = \"{cidr}\"\n[dns]\ndomain = \"{name}.lan\"\n"
+        "{}[dns]\ndomain = \"{name}.lan\"\n",
+        nat_definition(name, bridge, cidr)
     )
 }
 

@@ -13,34 +13,17 @@ use std::time::{Duration, Instant};
 use guestnet_tests::dhcp_client::{Udhcpc, UdhcpcOpts, LEASE_TIMEOUT};
 use guestnet_tests::guest::{
     attach, detach, is_up, link_stat, list, mac_of, netns_path, tap_as_user, tap_opts, try_attach,
-    try_detach, unused_uid, veth_opts, Capture, GuestPort, Opt, TestUser,
+    try_detach, unused_uid, veth_opts, Capture, GuestPort, Opt,
 };
-use guestnet_tests::guestnet::{error, Guestnet};
-use guestnet_tests::lab::{LAN_ADDR, UPLINK};
+use guestnet_tests::guestnet::error;
+use guestnet_tests::lab::{started, UPLINK};
 use guestnet_tests::monitor::Monitor;
-use guestnet_tests::world::read_all;
+use guestnet_tests::probe::LongPing;
+use guestnet_tests::users::TestUser;
 use guestnet_tests::{probe, root_or_skip, Lab};
 
 const SIGNAL_WAIT: Duration = Duration::from_secs(5);
 const INVALID_ARGS: &str = "org.freedesktop.DBus.Error.InvalidArgs";
-
-/// A NAT network `name` on bridge `bridge` with address `P.1/24`, a DHCP
-/// pool `P.100`-`P.199`, and DNS forwarded to the lan machine.
-fn network(name: &str, bridge: &str, p: &str) -> String {
-    format!(
-        "name = \"{name}\"\nmode = \"nat\"\nbridge = \"{bridge}\"\n\
-         [ipv4]\naddress = \"{p}.1/24\"\n\
-         dhcp = {{ start = \"{p}.100\", end = \"{p}.199\", lease_time = \"1h\" }}\n\
-         [dns]\ndomain = \"guest.lan\"\nforwarders = [\"{LAN_ADDR}\"]\n"
-    )
-}
-
-/// Defines and starts a network; returns its object path.
-fn started(gn: &Guestnet, name: &str, bridge: &str, p: &str) -> String {
-    let net = gn.define(&network(name, bridge, p));
-    gn.start(&net);
-    net
-}
 
 /// The guests the `member` signals (GuestAttached, GuestDetached) of the
 /// network at object path `net` carried.
@@ -93,30 +76,13 @@ fn any_guest_signals(mon: &Monitor) -> Vec<String> {
         .collect()
 }
 
-/// Whether our child `pid` still runs (not exited, not a zombie).
-fn still_running(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-        stat.rsplit_once(") ")
-            .is_some_and(|(_, rest)| !rest.starts_with('Z') && !rest.starts_with('X'))
-    })
-}
-
-/// "N packets transmitted, M received, ..." of ping's summary.
-fn ping_counts(out: &str) -> Option<(u32, u32)> {
-    let line = out.lines().find(|l| l.contains("packets transmitted"))?;
-    let mut nums = line
-        .split(',')
-        .map(|part| part.split_whitespace().next()?.parse::<u32>().ok());
-    Some((nums.next()??, nums.next()??))
-}
-
 #[test]
 fn a_tap_opens_for_its_owner_only_and_carries_frames_to_the_bridge() {
     root_or_skip!();
     let lab = Lab::new();
     let (w, host) = (&lab.world, lab.host.as_str());
     let gn = lab.gn();
-    let net = started(&gn, "taps", "gnbr1", "10.77.70");
+    let net = started(&gn, "taps", "nat", "gnbr1", "10.77.70");
     let owner = TestUser::new();
     let other = TestUser::new();
     let mon = Monitor::start(lab.bus.address());
@@ -201,7 +167,7 @@ fn a_veth_guest_appears_in_its_namespace_gets_a_lease_and_is_reachable() {
     let lab = Lab::with_resolv_conf(|_, _, _| {});
     let (w, host) = (&lab.world, lab.host.as_str());
     let gn = lab.gn();
-    let net = started(&gn, "veths", "gnbr2", "10.77.71");
+    let net = started(&gn, "veths", "nat", "gnbr2", "10.77.71");
     let mon = Monitor::start(lab.bus.address());
 
     // A named namespace, the interface's name and MAC asked for.
@@ -359,8 +325,8 @@ fn ports_enslaved_and_released_by_hand_are_announced() {
     let lab = Lab::new();
     let (w, host) = (&lab.world, lab.host.as_str());
     let gn = lab.gn();
-    let net = started(&gn, "hand", "gnbr3", "10.77.72");
-    let net_b = started(&gn, "handb", "gnbr3b", "10.77.78");
+    let net = started(&gn, "hand", "nat", "gnbr3", "10.77.72");
+    let net_b = started(&gn, "handb", "nat", "gnbr3b", "10.77.78");
     let x = w.add_ns("x");
     w.veth(host, "vhand0", &x, "eth0");
     w.veth(host, "vhand1", &x, "eth1");
@@ -429,7 +395,7 @@ fn guests_keep_talking_while_guestnetd_restarts_and_crashes() {
     root_or_skip!();
     let mut lab = Lab::new();
     let gn = lab.gn();
-    let net = started(&gn, "rst", "gnbr4", "10.77.73");
+    let net = started(&gn, "rst", "nat", "gnbr4", "10.77.73");
     let (c1, c2) = (lab.world.add_ns("c1"), lab.world.add_ns("c2"));
     let sleeper = lab.world.spawn(&c2, &["sleep", "600"]);
     let (m1, m2, m3) = (
@@ -470,21 +436,7 @@ fn guests_keep_talking_while_guestnetd_restarts_and_crashes() {
 
     // 200 pings, 50 ms apart: 10 s, the restarts inside them.
     const COUNT: u32 = 200;
-    let count = COUNT.to_string();
-    let (ping, stdout) = lab.world.spawn_piped(
-        &c1,
-        &[
-            "ping",
-            "-n",
-            "-i",
-            "0.05",
-            "-c",
-            &count,
-            "-W",
-            "1",
-            "10.77.73.12",
-        ],
-    );
+    let ping = LongPing::start(&lab.world, &c1, "10.77.73.12", COUNT);
     let t0 = Instant::now();
     std::thread::sleep(Duration::from_millis(700));
     lab.service.restart();
@@ -493,17 +445,15 @@ fn guests_keep_talking_while_guestnetd_restarts_and_crashes() {
     lab.service.start_again();
     let restarts_done = t0.elapsed();
     assert!(
-        still_running(ping),
+        ping.is_running(),
         "the restarts took {restarts_done:?}, longer than the pings ran: raise COUNT"
     );
-    let out = read_all(stdout);
-    lab.world.wait(ping);
-    let (sent, received) =
-        ping_counts(&out).unwrap_or_else(|| panic!("no ping summary in:\n{out}"));
+    let pinged = ping.finish(&lab.world);
     assert_eq!(
-        (sent, received),
+        (pinged.sent, pinged.received),
         (COUNT, COUNT),
-        "pings between two guests were lost across a restart and a crash of guestnetd:\n{out}"
+        "pings between two guests were lost across a restart and a crash of guestnetd:\n{}",
+        pinged.output
     );
 
     let w = &lab.world;
@@ -558,8 +508,8 @@ fn refused_attachments_leave_nothing_behind() {
     let lab = Lab::new();
     let (w, host) = (&lab.world, lab.host.as_str());
     let gn = lab.gn();
-    let net = started(&gn, "errs", "gnbr5", "10.77.74");
-    let idle = started(&gn, "idle", "gnbr6", "10.77.75");
+    let net = started(&gn, "errs", "nat", "gnbr5", "10.77.74");
+    let idle = started(&gn, "idle", "nat", "gnbr6", "10.77.75");
     gn.stop(&idle);
     let c0 = w.add_ns("c0");
     let keep = attach(&gn, &net, "keep", &veth_opts(&netns_path(&c0), None, None));
@@ -733,7 +683,7 @@ fn stopping_a_network_unplugs_its_guests() {
     let lab = Lab::new();
     let (w, host) = (&lab.world, lab.host.as_str());
     let gn = lab.gn();
-    let net = started(&gn, "stops", "gnbr7", "10.77.76");
+    let net = started(&gn, "stops", "nat", "gnbr7", "10.77.76");
     let c1 = w.add_ns("c1");
     let x = w.add_ns("x");
     let mon = Monitor::start(lab.bus.address());
@@ -792,7 +742,7 @@ fn a_path_that_is_not_a_namespace_is_refused_clearly() {
     let lab = Lab::new();
     let (w, host) = (&lab.world, lab.host.as_str());
     let gn = lab.gn();
-    let net = started(&gn, "notns", "gnbr8", "10.77.77");
+    let net = started(&gn, "notns", "nat", "gnbr8", "10.77.77");
     let not_a_netns = lab.scratch.path().join("not-a-netns");
     std::fs::write(&not_a_netns, "").unwrap();
     let not_a_netns = not_a_netns.display().to_string();

@@ -2,32 +2,12 @@
 //! transient networks; autostart and re-adoption across service restarts;
 //! conflicts, refused definitions, chosen addresses, and who may do what.
 
-use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use guestnet_tests::guestnet::expect_error;
 use guestnet_tests::lab::{HOST_UPLINK_CIDR, LAN_SUBNET, UPLINK};
+use guestnet_tests::service::files_under;
 use guestnet_tests::{root_or_skip, Cidr, Lab};
-
-/// Every file under `dir`, recursively.
-fn files_under(dir: &Path) -> BTreeSet<PathBuf> {
-    let mut out = BTreeSet::new();
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                todo.push(p);
-            } else {
-                out.insert(p);
-            }
-        }
-    }
-    out
-}
 
 /// The files under the config dir named `NAME.toml`.
 fn definition_files(lab: &Lab, name: &str) -> Vec<PathBuf> {

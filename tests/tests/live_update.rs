@@ -15,7 +15,7 @@ use guestnet_tests::guest::{attach, list, netns_path, veth_opts, GuestPort};
 use guestnet_tests::guestnet::{expect_error, Guestnet};
 use guestnet_tests::lab::LAN_ADDR;
 use guestnet_tests::monitor::Monitor;
-use guestnet_tests::probe::{self, Pinger};
+use guestnet_tests::probe::{self, LongPing};
 use guestnet_tests::{dig, root_or_skip, Lab};
 
 /// A NAT network's definition; `top` goes before the first table (an
@@ -101,7 +101,7 @@ fn a_dhcp_and_dns_update_loses_no_ping_and_serves_the_new_names_at_once() {
 
     // A static host, the range's end moved, a forwarder named, all at once,
     // while the container pings the host every 50 ms.
-    let pinger = Pinger::every_50ms(w, &c1, &format!("{p}.1"), 60);
+    let pinger = LongPing::start(w, &c1, &format!("{p}.1"), 60);
     std::thread::sleep(Duration::from_millis(700));
     gn.update(
         &net,
@@ -121,11 +121,12 @@ fn a_dhcp_and_dns_update_loses_no_ping_and_serves_the_new_names_at_once() {
         [format!("{p}.5")],
         "the static host added by the Update"
     );
-    let (sent, answered) = pinger.finish(w);
+    let ping = pinger.finish(w);
     assert_eq!(
-        (sent, answered),
+        (ping.sent, ping.received),
         (60, 60),
-        "pings lost across a DHCP/DNS-only Update"
+        "pings lost across a DHCP/DNS-only Update:\n{}",
+        ping.output
     );
     assert_eq!(
         list(&gn, &net),
@@ -283,16 +284,18 @@ fn a_refused_update_leaves_the_network_and_its_guests_as_they_were() {
     let net = gn.define(&before);
     gn.start(&net);
     let (c1, port, _client, _) = container(&lab, &gn, &net, "c1", "52:54:00:47:00:01");
-    let pinger = Pinger::every_50ms(w, &c1, &format!("{p}.1"), 30);
+    let pinger = LongPing::start(w, &c1, &format!("{p}.1"), 30);
 
     // The host's own LAN: refused as a conflict, naming the clash.
     let clash = definition("kept", "gnbr47", "10.200.0", 199, "", "", "");
     let e = expect_error(gn.try_update(&net, &clash), "Conflict");
     assert!(e.contains("10.200.0"), "{e}");
+    let ping = pinger.finish(w);
     assert_eq!(
-        pinger.finish(w),
+        (ping.sent, ping.received),
         (30, 30),
-        "pings lost across a refused Update"
+        "pings lost across a refused Update:\n{}",
+        ping.output
     );
     assert_eq!(w.ipv4_addrs(&lab.host, "gnbr47"), [format!("{p}.1/24")]);
     assert_eq!(w.master_of(&lab.host, &port).as_deref(), Some("gnbr47"));

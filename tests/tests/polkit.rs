@@ -11,37 +11,15 @@
 use std::time::{Duration, Instant};
 
 use guestnet_tests::bus::BusOptions;
-use guestnet_tests::guestnet::{strings, NETWORK_IFACE};
-use guestnet_tests::polkit::{self, PolkitLock, Polkitd, TestGroup, TestUser};
+use guestnet_tests::guestnet::{strings, NETWORK_IFACE, NETWORK_PROPERTIES};
+use guestnet_tests::lab::nat_definition;
+use guestnet_tests::polkit::{self, PolkitLock, Polkitd};
+use guestnet_tests::users::{TestGroup, TestUser};
 use guestnet_tests::{root_or_skip, BusError, Guestnet, Lab};
 
 const DENIED: &str = "org.freedesktop.DBus.Error.AccessDenied";
 const MANAGE: &str = "org.guestnet1.manage-networks";
 const ATTACH: &str = "org.guestnet1.attach-guests";
-/// Every property of org.guestnet1.Network.
-const NETWORK_PROPERTIES: [&str; 9] = [
-    "Active",
-    "Addresses",
-    "Autostart",
-    "Bridge",
-    "Domain",
-    "Mode",
-    "Name",
-    "Persistent",
-    "Uuid",
-];
-
-fn nat(name: &str, bridge: &str, cidr: &str) -> String {
-    format!(
-        r#"
-name = "{name}"
-mode = "nat"
-bridge = "{bridge}"
-[ipv4]
-address = "{cidr}"
-"#
-    )
-}
 
 /// Panics unless `result` is AccessDenied; returns its message.
 #[track_caller]
@@ -118,8 +96,8 @@ fn a_group_rule_grants_its_members_and_polkit_refuses_everyone_else() {
     let lock = PolkitLock::acquire();
     let _actions = polkit::install_actions(&lock);
     let group = TestGroup::create();
-    let member = TestUser::create(&[&group]);
-    let outsider = TestUser::create(&[]);
+    let member = TestUser::in_groups(&[&group]);
+    let outsider = TestUser::new();
     let lab = polkit_lab();
     let pk = Polkitd::start(&lab.world, &lab.host, lab.bus.address());
     let root = lab.gn();
@@ -129,7 +107,7 @@ fn a_group_rule_grants_its_members_and_polkit_refuses_everyone_else() {
     let o = root.as_user(outsider.uid(), outsider.gid());
 
     // Root needs no rule (and polkit is not even asked).
-    let net = root.define(&nat("pk1", "gnbrpk1", "10.77.40.1/24"));
+    let net = root.define(&nat_definition("pk1", "gnbrpk1", "10.77.40.1/24"));
     root.start(&net);
     assert!(root.active(&net));
     root.stop(&net);
@@ -181,15 +159,15 @@ fn a_group_rule_grants_its_members_and_polkit_refuses_everyone_else() {
     expect_denied(o.try_stop(&net), "Stop by the outsider");
     assert!(root.active(&net));
     expect_denied(
-        o.try_define(&nat("pk2", "gnbrpk2", "10.77.41.1/24")),
+        o.try_define(&nat_definition("pk2", "gnbrpk2", "10.77.41.1/24")),
         "DefineNetwork by the outsider",
     );
     expect_denied(
-        o.try_create(&nat("pk3", "gnbrpk3", "10.77.42.1/24")),
+        o.try_create(&nat_definition("pk3", "gnbrpk3", "10.77.42.1/24")),
         "CreateNetwork by the outsider",
     );
     expect_denied(
-        o.try_update(&net, &nat("pk1", "gnbrpk1", "10.77.43.1/24")),
+        o.try_update(&net, &nat_definition("pk1", "gnbrpk1", "10.77.43.1/24")),
         "Update by the outsider",
     );
     expect_denied(o.try_undefine(&net), "Undefine by the outsider");
@@ -209,11 +187,11 @@ fn a_group_rule_grants_its_members_and_polkit_refuses_everyone_else() {
     assert!(!root.active(&net));
     set_autostart(&m, &net, true).unwrap_or_else(|e| panic!("member sets Autostart: {e}"));
     assert!(root.prop_bool(&net, "Autostart"));
-    m.update(&net, &nat("pk1", "gnbrpk1", "10.77.44.1/24"));
+    m.update(&net, &nat_definition("pk1", "gnbrpk1", "10.77.44.1/24"));
     assert!(root.get_config(&net).contains("10.77.44.1/24"));
-    let n2 = m.define(&nat("pk2", "gnbrpk2", "10.77.41.1/24"));
+    let n2 = m.define(&nat_definition("pk2", "gnbrpk2", "10.77.41.1/24"));
     m.undefine(&n2);
-    let t = m.create(&nat("pk3", "gnbrpk3", "10.77.42.1/24"));
+    let t = m.create(&nat_definition("pk3", "gnbrpk3", "10.77.42.1/24"));
     assert!(root.active(&t));
     m.stop(&t);
     assert_eq!(root.list_networks(), std::slice::from_ref(&net));
@@ -287,7 +265,7 @@ fn without_polkitd_only_root_may_change_networks() {
         let lab = Lab::with_bus(&options);
         let root = lab.gn();
         let n = root.as_uid(nobody);
-        let net = root.define(&nat("np1", "gnbrnp1", "10.77.45.1/24"));
+        let net = root.define(&nat_definition("np1", "gnbrnp1", "10.77.45.1/24"));
 
         let check = |msg: &str, call: &str| {
             assert!(
@@ -299,14 +277,14 @@ fn without_polkitd_only_root_may_change_networks() {
         check(&expect_denied(n.try_start(&net), "Start"), "Start");
         check(
             &expect_denied(
-                n.try_define(&nat("np2", "gnbrnp2", "10.77.46.1/24")),
+                n.try_define(&nat_definition("np2", "gnbrnp2", "10.77.46.1/24")),
                 "DefineNetwork",
             ),
             "DefineNetwork",
         );
         check(
             &expect_denied(
-                n.try_create(&nat("np3", "gnbrnp3", "10.77.47.1/24")),
+                n.try_create(&nat_definition("np3", "gnbrnp3", "10.77.47.1/24")),
                 "CreateNetwork",
             ),
             "CreateNetwork",
