@@ -149,18 +149,7 @@ pub fn tcp_peer(
         Some(Ok(l)) if l == "ready" => {}
         other => panic!("the TCP server in {server_ns} did not start: {other:?}"),
     }
-    let client = world.exec(
-        client_ns,
-        &[
-            "nc",
-            "-n",
-            "-z",
-            "-w",
-            &CONNECT_WAIT_S.to_string(),
-            connect_to,
-            &port_s,
-        ],
-    );
+    let client = nc_z(world, client_ns, connect_to, port);
     let seen = lines.next().and_then(Result::ok).unwrap_or_default();
     world.wait(pid);
     let peer = seen.strip_prefix("peer ").map(str::to_owned);
@@ -202,19 +191,21 @@ pub fn tcp_listener(world: &World, ns: &str, port: u16) -> u32 {
 /// (`nc -z`, within [`CONNECT_WAIT_S`] seconds). A refused connection (a
 /// firewall's reject) answers at once; a dropped one takes the whole wait.
 pub fn tcp_connects(world: &World, client_ns: &str, addr: &str, port: u16) -> bool {
-    world
-        .exec(
-            client_ns,
-            &[
-                "nc",
-                "-n",
-                "-z",
-                "-w",
-                &CONNECT_WAIT_S.to_string(),
-                addr,
-                &port.to_string(),
-            ],
-        )
-        .status
-        .success()
+    nc_z(world, client_ns, addr, port).status.success()
+}
+
+/// `nc -z` from `client_ns` to `addr:port`, waiting [`CONNECT_WAIT_S`].
+fn nc_z(world: &World, client_ns: &str, addr: &str, port: u16) -> std::process::Output {
+    world.exec(
+        client_ns,
+        &[
+            "nc",
+            "-n",
+            "-z",
+            "-w",
+            &CONNECT_WAIT_S.to_string(),
+            addr,
+            &port.to_string(),
+        ],
+    )
 }
