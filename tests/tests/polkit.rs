@@ -11,6 +11,7 @@
 use std::time::{Duration, Instant};
 
 use guestnet_tests::bus::BusOptions;
+use guestnet_tests::guest::{attach, tap_opts, try_attach, try_detach};
 use guestnet_tests::guestnet::{strings, NETWORK_IFACE, NETWORK_PROPERTIES};
 use guestnet_tests::lab::nat_definition;
 use guestnet_tests::polkit::{self, PolkitLock, Polkitd};
@@ -306,4 +307,54 @@ fn without_polkitd_only_root_may_change_networks() {
         root.stop(&net);
         root.undefine(&net);
     }
+}
+
+/// A tap made for one user is that user's: another user allowed only to
+/// attach guests cannot detach it; its owner can, and so can root.
+/// Before, any attach-guests caller could take away any other user's tap
+/// (DetachGuest removed whatever port of the bridge it was given).
+#[test]
+fn an_attach_guests_user_detaches_only_its_own_taps() {
+    root_or_skip!();
+    let lock = PolkitLock::acquire();
+    let _actions = polkit::install_actions(&lock);
+    let group = TestGroup::create();
+    let alice = TestUser::in_groups(&[&group]);
+    let bob = TestUser::in_groups(&[&group]);
+    let lab = polkit_lab();
+    let pk = Polkitd::start(&lab.world, &lab.host, lab.bus.address());
+    let root = lab.gn();
+    let a = root.as_user(alice.uid(), alice.gid());
+    let b = root.as_user(bob.uid(), bob.gid());
+    let net = root.define(&nat_definition("own1", "gnbrown1", "10.77.48.1/24"));
+    root.start(&net);
+    let _rule = polkit::install_rule(&lock, &polkit::group_rule(ATTACH, group.name()));
+
+    // Alice's tap, once polkitd has read the rule.
+    let opts = tap_opts(Some(alice.uid()), None);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let tap = loop {
+        match try_attach(&a, &net, "vm-alice", &opts) {
+            Ok(tap) => break tap,
+            Err(e) if e.name == DENIED && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(e) => panic!("AttachGuest by alice: {e}\n{}", pk.log_tail(20)),
+        }
+    };
+    let msg = expect_denied(
+        try_detach(&b, &net, &tap),
+        "DetachGuest of alice's tap by bob",
+    );
+    assert!(
+        msg.contains(&tap) && msg.contains(MANAGE),
+        "the refusal should name the tap and what would allow it: {msg:?}"
+    );
+    assert!(lab.world.has_link(&lab.host, &tap), "bob took alice's tap");
+    try_detach(&a, &net, &tap).expect("alice detaches her own tap");
+    assert!(!lab.world.has_link(&lab.host, &tap));
+    // Root may detach anyone's.
+    let tap = attach(&root, &net, "vm-alice", &opts);
+    try_detach(&root, &net, &tap).expect("root detaches alice's tap");
+    root.stop(&net);
 }
