@@ -158,6 +158,10 @@ pub enum Phase {
     #[default]
     Active,
     Stopping,
+    /// An Update moving the network from the bridge of `previous` to the
+    /// bridge of `plan`, with its guests' ports: the next guestnetd
+    /// finishes the move.
+    Moving,
 }
 
 /// What guestnetd applied for one active network: enough to tear it down or
@@ -176,6 +180,18 @@ pub struct AppliedRecord {
     pub previous: Option<Plan>,
 }
 
+impl AppliedRecord {
+    pub fn new(definition: &Definition, persistent: bool, plan: &Plan, phase: Phase) -> Self {
+        AppliedRecord {
+            definition: definition.clone(),
+            persistent,
+            plan: plan.clone(),
+            phase,
+            previous: None,
+        }
+    }
+}
+
 /// Records of applied networks in the runtime directory.
 pub struct RuntimeStore {
     dir: PathBuf,
@@ -186,10 +202,6 @@ impl RuntimeStore {
         Self {
             dir: dir.join("networks"),
         }
-    }
-
-    pub fn dir(&self) -> &Path {
-        &self.dir
     }
 
     fn path_of(&self, name: &NetworkName) -> PathBuf {

@@ -40,31 +40,44 @@ use crate::service::files_under;
 use crate::{cmd, lease_journal};
 
 /// One of the networks the stress test plays with. `subnets`: Update
-/// switches between the two.
+/// switches between the two, and `bridges` with them: where the two bridges
+/// differ, the Update moves the network and its guests to another bridge;
+/// where they are the same, it changes the network in place.
 struct NetSpec {
     name: &'static str,
     mode: &'static str,
-    bridge: &'static str,
+    bridges: [&'static str; 2],
     subnets: [&'static str; 2],
+}
+
+impl NetSpec {
+    /// The bridge the network has on subnet `prefix`.
+    fn bridge_of(&self, prefix: &str) -> &'static str {
+        if prefix == self.subnets[1] {
+            self.bridges[1]
+        } else {
+            self.bridges[0]
+        }
+    }
 }
 
 const NETS: [NetSpec; 3] = [
     NetSpec {
         name: "ka",
         mode: "nat",
-        bridge: "gnka",
+        bridges: ["gnka", "gnka"],
         subnets: ["10.78.10", "10.78.11"],
     },
     NetSpec {
         name: "kb",
         mode: "routed",
-        bridge: "gnkb",
+        bridges: ["gnkb", "gnkb2"],
         subnets: ["10.78.20", "10.78.21"],
     },
     NetSpec {
         name: "kc",
         mode: "isolated",
-        bridge: "gnkc",
+        bridges: ["gnkc", "gnkc"],
         subnets: ["10.78.30", "10.78.31"],
     },
 ];
@@ -217,7 +230,7 @@ impl Api {
             "the manager",
             self.block(guestnet_dbus::manager(&self.conn)),
         );
-        let text = definition(spec.name, spec.mode, spec.bridge, subnet);
+        let text = definition(spec.name, spec.mode, spec.bridge_of(subnet), subnet);
         let r = self.block(manager.define_network(&text));
         self.must(&format!("DefineNetwork {}", spec.name), r);
     }
@@ -677,7 +690,7 @@ impl Chaos {
     ) -> tokio::task::JoinHandle<Result<String, CallError>> {
         let net = self.api.net(spec.name);
         let ns_path = netns_path(&self.guests_ns);
-        let spec_text = |p: &str| definition(spec.name, spec.mode, spec.bridge, p);
+        let spec_text = |p: &str| definition(spec.name, spec.mode, spec.bridge_of(p), p);
         let call = call.clone();
         let text = match &call {
             Call::Update(p) => spec_text(p),
@@ -854,7 +867,6 @@ impl Chaos {
                 Life::Active { .. } => {
                     any_active = true;
                     forwarding |= spec.mode != "isolated";
-                    allowed_links.insert(spec.bridge.to_owned());
                     let net = self.api.net(name);
                     let addrs = self.api.block(net.addresses()).unwrap_or_default();
                     let config = self.api.config_address(name);
@@ -869,20 +881,22 @@ impl Chaos {
                         continue;
                     };
                     let prefix = addr.rsplit_once('.').map(|(p, _)| p).unwrap_or("");
+                    let bridge = spec.bridge_of(prefix);
+                    allowed_links.insert(bridge.to_owned());
                     let other = spec
                         .subnets
                         .iter()
                         .find(|s| **s != prefix)
                         .copied()
                         .unwrap_or("");
-                    match links.get(spec.bridge) {
+                    match links.get(bridge) {
                         None => out.push(format!(
                             "{name} is active but its bridge {} is missing",
-                            spec.bridge
+                            bridge
                         )),
                         Some(l) => {
                             if l["linkinfo"]["info_kind"] != "bridge" {
-                                out.push(format!("{} is not a bridge: {l}", spec.bridge));
+                                out.push(format!("{} is not a bridge: {l}", bridge));
                             }
                             if !l["flags"]
                                 .as_array()
@@ -894,23 +908,23 @@ impl Chaos {
                     }
                     let on_bridge: Vec<&String> = v4
                         .iter()
-                        .filter(|(l, _)| l == spec.bridge)
+                        .filter(|(l, _)| l == bridge)
                         .map(|(_, a)| a)
                         .collect();
                     if on_bridge != [&addr] {
                         out.push(format!(
                             "{name}: {} holds {on_bridge:?}, not [{addr}]",
-                            spec.bridge
+                            bridge
                         ));
                     }
                     let subnet_routes: Vec<&Value> = routes
                         .iter()
                         .filter(|r| r["dst"] == format!("{prefix}.0/24"))
                         .collect();
-                    if subnet_routes.len() != 1 || subnet_routes[0]["dev"] != spec.bridge {
+                    if subnet_routes.len() != 1 || subnet_routes[0]["dev"] != bridge {
                         out.push(format!(
                             "{name}: routes to {prefix}.0/24 are {subnet_routes:?}, not one via {}",
-                            spec.bridge
+                            bridge
                         ));
                     }
                     let want = self.rules[name];
@@ -970,11 +984,11 @@ impl Chaos {
                                 "{name}: recorded guest port {ifname} does not exist"
                             )),
                             Some(l) => {
-                                if l["master"] != spec.bridge {
+                                if l["master"] != bridge {
                                     out.push(format!(
                                         "{name}: recorded guest port {ifname} is not on {} \
                                          (half made?): {l}",
-                                        spec.bridge
+                                        bridge
                                     ));
                                 }
                                 if !l["flags"]
@@ -1005,11 +1019,12 @@ impl Chaos {
                     }
                 }
                 Life::Absent | Life::Inactive => {
-                    if links.contains_key(spec.bridge) {
-                        out.push(format!(
-                            "{name} is {life:?} but its bridge {} is there",
-                            spec.bridge
-                        ));
+                    for bridge in spec.bridges {
+                        if links.contains_key(bridge) {
+                            out.push(format!(
+                                "{name} is {life:?} but its bridge {bridge} is there"
+                            ));
+                        }
                     }
                     for p in spec.subnets {
                         let dot = format!("{p}.");
@@ -1024,13 +1039,13 @@ impl Chaos {
                             }
                         }
                     }
-                    let bridge_q = format!("\"{}\"", spec.bridge);
                     let stale: Vec<&str> = table
                         .as_deref()
                         .unwrap_or("")
                         .lines()
                         .filter(|l| {
-                            l.contains(&bridge_q) || l.contains(&format!("guestnet:{name}\""))
+                            spec.bridges.iter().any(|b| l.contains(&format!("\"{b}\"")))
+                                || l.contains(&format!("guestnet:{name}\""))
                         })
                         .collect();
                     if !stale.is_empty() {

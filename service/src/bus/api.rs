@@ -7,7 +7,7 @@ use crate::bus::authority::{self, Action};
 use crate::dhcp::{Lease, LeaseChange};
 use crate::error::{BusError, ServiceError};
 use crate::guests::AttachRequest;
-use crate::networks::{Fate, Networks};
+use crate::networks::{Detacher, Fate, Networks};
 use guestnet_dbus::{network_path, MANAGER_PATH, NETWORK_INTERFACE};
 use guestnet_mode_api::MacAddr;
 use std::borrow::Cow;
@@ -292,21 +292,22 @@ impl NetworkObject {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<(), BusError> {
-        let caller = authority::check(conn, &header, Action::AttachGuests).await?;
-        match self.networks.port_owner(&self.name, &ifname) {
-            Some(owner) if owner != caller && caller != 0 => {
-                authority::check(conn, &header, Action::ManageNetworks)
+        let uid = authority::check(conn, &header, Action::AttachGuests).await?;
+        // polkit is asked for more only when the port is someone else's;
+        // detach_guest checks whose it is again, under the network's lock.
+        let manages = uid == 0
+            || (self
+                .networks
+                .port_claim(&self.name, &ifname)
+                .needs_manage(uid)
+                && authority::check(conn, &header, Action::ManageNetworks)
                     .await
-                    .map_err(|_| {
-                        ServiceError::AccessDenied(format!(
-                            "{ifname} is the tap of uid {owner}: uid {caller} may detach only its                              own guests without {}",
-                            Action::ManageNetworks.id()
-                        ))
-                    })?;
-            }
-            _ => {}
-        }
-        Ok(self.networks.detach_guest(&self.name, &ifname).await?)
+                    .is_ok());
+        let who = Detacher { uid, manages };
+        Ok(self
+            .networks
+            .detach_guest(&self.name, &ifname, &who)
+            .await?)
     }
 
     #[zbus(signal)]

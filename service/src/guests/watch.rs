@@ -133,15 +133,17 @@ fn announce(
 
 /// A port of ours that is gone (a container that exited, a tap someone
 /// deleted) is forgotten, in memory and on disk, so its name never points
-/// at a link someone else makes later. A record naming another ifindex is
-/// a newer port of the same name and stays.
+/// at a link someone else makes later. Only the record of that very link
+/// (its ifindex) goes: a newer port of the same name stays.
 fn forget_port(registry: &SharedRegistry, store: &GuestStore, link: &Link) {
     let network = {
         let mut registry = registry.write().expect("registry lock");
         let Some(port) = registry.records.get(&link.name) else {
             return;
         };
-        if port.record.ifindex.is_some_and(|i| i != link.index) {
+        // A record without an ifindex is a port being made right now
+        // (its name reserved): the link that went is not it.
+        if port.record.ifindex != Some(link.index) {
             return;
         }
         let network = port.network.clone();
@@ -151,7 +153,7 @@ fn forget_port(registry: &SharedRegistry, store: &GuestStore, link: &Link) {
     let forgotten = store.update(&network, |records| {
         if records
             .get(&link.name)
-            .is_some_and(|r| r.ifindex.is_none_or(|i| i == link.index))
+            .is_some_and(|r| r.ifindex == Some(link.index))
         {
             records.remove(&link.name);
         }

@@ -2,7 +2,7 @@
 //! facts it hands the mode, a free bridge name and a free subnet, and the
 //! conflicts that refuse a plan.
 
-use crate::host::kernel::Snapshot;
+use crate::host::kernel::{Link, Snapshot};
 use guestnet_mode_api::{BridgePlan, HostFacts, IfName, LinkFact, Plan, RouteFact};
 use ipnet::Ipv4Net;
 use std::net::Ipv4Addr;
@@ -62,13 +62,52 @@ pub fn facts(snapshot: &Snapshot) -> HostFacts {
 /// neither keeps them (an Update never moves a network by accident).
 pub fn facts_for_update(snapshot: &Snapshot, current: &Plan) -> HostFacts {
     let mut facts = facts(snapshot);
-    if let BridgePlan::Create { name, .. } = &current.bridge {
+    if let BridgePlan::Create { name, .. } | BridgePlan::EnslaveUplink { name, .. } =
+        &current.bridge
+    {
         facts.free_bridge_name = Some(name.clone());
     }
     if let Some(address) = current.addresses.first() {
         facts.free_subnet = Some(*address);
     }
     facts
+}
+
+/// The host as it would be without what a network's plan `current` put
+/// there, `bridge` being that network's bridge as the host has it: a bridge
+/// of its own goes (with its routes, and a NIC it enslaved is free again);
+/// on an existing bridge only the plan's addresses and routes go. What an
+/// Update plans is checked against this, so a network never clashes with
+/// itself.
+pub fn without_own(snapshot: &Snapshot, current: &Plan, bridge: Option<&Link>) -> Snapshot {
+    let mut host = snapshot.clone();
+    let Some(bridge) = bridge else {
+        return host;
+    };
+    let own = bridge.index;
+    match &current.bridge {
+        BridgePlan::Existing { .. } => {
+            if let Some(l) = host.links.iter_mut().find(|l| l.index == own) {
+                l.addresses.retain(|a| !current.addresses.contains(a));
+            }
+            host.routes.retain(|r| {
+                r.oif != Some(own)
+                    || !current
+                        .routes
+                        .iter()
+                        .any(|p| p.destination.trunc() == r.destination)
+                        && !current.addresses.iter().any(|a| a.trunc() == r.destination)
+            });
+        }
+        BridgePlan::Create { .. } | BridgePlan::EnslaveUplink { .. } => {
+            host.links.retain(|l| l.index != own);
+            for l in host.links.iter_mut().filter(|l| l.master == Some(own)) {
+                l.master = None;
+            }
+            host.routes.retain(|r| r.oif != Some(own));
+        }
+    }
+    host
 }
 
 fn free_bridge_name(snapshot: &Snapshot) -> Option<IfName> {

@@ -232,6 +232,9 @@ pub async fn update(
             kernel.delete_route(&gone).await?;
         }
     }
+    if old.addresses.iter().any(|a| !new.addresses.contains(a)) {
+        crate::host::sysctl::promote_secondaries(bridge_name);
+    }
     for net in &old.addresses {
         if !new.addresses.contains(net) && bridge.addresses.contains(net) {
             kernel

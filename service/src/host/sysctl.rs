@@ -113,6 +113,16 @@ fn write(key: SysctlKey, value: &str) -> Result<(), SysctlError> {
 /// which the bridge floods to every guest (a thousand guests: a million
 /// packets). The setting goes away with the port, so nothing is restored.
 /// Best effort: without IPv6 in the kernel there is nothing to turn off.
+/// Makes the kernel keep a bridge's other addresses in a subnet when its
+/// primary one there goes (an Update from `.1/24` to `.254/24` adds the new
+/// address, then removes the old: without this the kernel drops both).
+pub fn promote_secondaries(ifname: &str) {
+    let path = format!("/proc/sys/net/ipv4/conf/{ifname}/promote_secondaries");
+    if let Err(e) = std::fs::write(&path, "1") {
+        tracing::debug!("{path}: {e}");
+    }
+}
+
 pub fn disable_ipv6_on_port(ifname: &str) {
     let path = format!("/proc/sys/net/ipv6/conf/{ifname}/disable_ipv6");
     if let Err(e) = std::fs::write(&path, "1") {

@@ -11,6 +11,9 @@ const TUNSETPERSIST: libc::c_ulong = 0x4004_54cb;
 const TUNSETOWNER: libc::c_ulong = 0x4004_54cc;
 const IFF_TAP: c_short = 0x0002;
 const IFF_NO_PI: c_short = 0x1000;
+/// Fail if the tap exists rather than attach to it: two AttachGuest calls
+/// racing for one name must never share a tap.
+const IFF_TUN_EXCL: c_short = 0x8000u16 as c_short;
 
 /// `struct ifreq` as TUNSETIFF reads it: the name and the flags.
 #[repr(C)]
@@ -61,7 +64,7 @@ pub fn create(name: &str, owner: u32) -> Result<(), TapError> {
         .map_err(TapError::Open)?;
     let mut req = IfReq {
         name: [0; libc::IFNAMSIZ],
-        flags: IFF_TAP | IFF_NO_PI,
+        flags: IFF_TAP | IFF_NO_PI | IFF_TUN_EXCL,
         _pad: [0; 22],
     };
     let bytes = name.as_bytes();

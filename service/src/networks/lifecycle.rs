@@ -189,13 +189,7 @@ impl Networks {
     ) -> Result<(), ServiceError> {
         let name = def.name.as_str();
         self.check_plan(plan, snapshot, &def.name)?;
-        let record = AppliedRecord {
-            definition: def.clone(),
-            persistent,
-            plan: plan.clone(),
-            phase: Phase::Applying,
-            previous: None,
-        };
+        let record = AppliedRecord::new(def, persistent, plan, Phase::Applying);
         self.runtime
             .save(&record)
             .map_err(|e| ServiceError::failed("recording the network", e))?;
@@ -245,13 +239,7 @@ impl Networks {
             Ok(services) => {
                 slot.put_services(services);
                 self.watch_bridge(&def.name, &plan).await;
-                let record = AppliedRecord {
-                    definition: def.clone(),
-                    persistent,
-                    plan: plan.clone(),
-                    phase: Phase::Active,
-                    previous: None,
-                };
+                let record = AppliedRecord::new(def, persistent, &plan, Phase::Active);
                 if let Err(e) = self.runtime.save(&record) {
                     tracing::warn!("recording network {name} as active: {e}");
                 }

@@ -49,7 +49,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use tokio::sync::{broadcast, Mutex};
 
-pub use ports::Guest;
+pub use ports::{Detacher, Guest, PortClaim};
 
 /// Lease events buffered for slow listeners (the D-Bus signal task).
 const LEASE_EVENT_BACKLOG: usize = 65_536;
@@ -94,13 +94,12 @@ impl Network {
 
     /// What a restarted guestnetd needs to take the network back.
     fn record(&self, phase: Phase) -> Option<AppliedRecord> {
-        Some(AppliedRecord {
-            definition: self.definition.clone(),
-            persistent: self.persistent,
-            plan: self.plan.clone()?,
+        Some(AppliedRecord::new(
+            &self.definition,
+            self.persistent,
+            self.plan.as_ref()?,
             phase,
-            previous: None,
-        })
+        ))
     }
 }
 

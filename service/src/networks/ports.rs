@@ -40,6 +40,69 @@ fn is_ours(record: &GuestRecord, link: &Link, network: &NetworkName, bridge: Opt
     }
 }
 
+/// The polkit action that lets a caller take other people's ports.
+const MANAGE_NETWORKS: &str = "org.guestnet1.manage-networks";
+
+/// Who asks to detach a port, as the bus edge found out.
+#[derive(Debug, Clone, Copy)]
+pub struct Detacher {
+    pub uid: u32,
+    /// Allowed `org.guestnet1.manage-networks` (root always is).
+    pub manages: bool,
+}
+
+/// Whose a port is, for deciding who may detach it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PortClaim {
+    /// A tap guestnet made for `owner`.
+    Tap { owner: u32 },
+    /// A veth guestnet made (for whoever could name the namespace).
+    Veth,
+    /// A port someone else plugged into the bridge.
+    Foreign,
+}
+
+impl PortClaim {
+    /// Whether `uid` needs to manage networks to detach this port.
+    pub fn needs_manage(self, uid: u32) -> bool {
+        match self {
+            PortClaim::Tap { owner } => owner != uid,
+            PortClaim::Veth => false,
+            PortClaim::Foreign => true,
+        }
+    }
+}
+
+/// Whether a bridge port can be a guest at all: a veth or a tap. A NIC (an
+/// existing bridge's uplink, a bond, a VLAN) never is.
+fn is_guest_kind(link: &Link) -> bool {
+    matches!(link.kind.as_deref(), Some("veth") | Some("tun"))
+}
+
+/// A port that could not be made, and the link made before the step that
+/// failed (to be deleted by its ifindex, never by its name).
+struct Unmade {
+    made: Option<u32>,
+    error: ServiceError,
+}
+
+/// Opens a caller's netns path on a blocking thread, with a deadline: the
+/// path may cross a hung mount (NFS, FUSE), and a stuck open must cost the
+/// caller its call, not the service a worker thread.
+async fn open_netns(path: std::path::PathBuf) -> Result<File, ServiceError> {
+    const DEADLINE: std::time::Duration = std::time::Duration::from_secs(2);
+    let shown = path.display().to_string();
+    let opening = tokio::task::spawn_blocking(move || crate::host::netns::open(&path));
+    match tokio::time::timeout(DEADLINE, opening).await {
+        Ok(Ok(Ok(file))) => Ok(file),
+        Ok(Ok(Err(e))) => Err(ServiceError::InvalidArgs(format!("netns: {e}"))),
+        Ok(Err(e)) => Err(ServiceError::Failed(format!("netns: {e}"))),
+        Err(_) => Err(ServiceError::InvalidArgs(format!(
+            "netns: {shown} did not open within {DEADLINE:?}"
+        ))),
+    }
+}
+
 /// The uplink NIC a bridged network enslaved: a port, never a guest.
 fn uplink_of(plan: &Plan) -> Option<&str> {
     match &plan.bridge {
@@ -67,24 +130,34 @@ impl Networks {
 
     /// Tells the watcher about an active network's bridge and loads the
     /// records of the ports made for it: those whose link is gone (or is
-    /// now someone else's) are forgotten, those an AttachGuest killed
-    /// half-way left off the bridge are deleted.
+    /// now someone else's) are forgotten; one an AttachGuest killed before
+    /// it was complete (no ifindex recorded) is deleted; a complete one
+    /// found off the bridge (a move cut short by a crash) is plugged back.
     pub(super) async fn watch_bridge(&self, name: &NetworkName, plan: &Plan) {
         let Ok(Some(bridge)) = self.kernel.link_by_name(plan.bridge.name().as_str()).await else {
             return;
         };
         let mut records = self.guest_store.load(name);
         let before = records.clone();
-        if let Ok(snapshot) = self.kernel.snapshot().await {
-            let mut half_made = Vec::new();
+        // A network that starts has no records: the host is read only when
+        // there is something to check.
+        let snapshot = match records.is_empty() {
+            true => None,
+            false => self.kernel.snapshot().await.ok(),
+        };
+        if let Some(snapshot) = snapshot {
+            let (mut half_made, mut off_bridge) = (Vec::new(), Vec::new());
             records.retain(|ifname, record| match snapshot.link(ifname) {
                 None => false,
                 Some(l) if !is_ours(record, l, name, Some(bridge.index)) => false,
-                Some(l) if l.master != Some(bridge.index) => {
+                Some(l) if l.master != Some(bridge.index) && record.ifindex.is_none() => {
                     half_made.push((l.index, l.name.clone()));
                     false
                 }
                 Some(l) => {
+                    if l.master != Some(bridge.index) {
+                        off_bridge.push((l.index, l.name.clone()));
+                    }
                     record.ifindex = Some(l.index);
                     true
                 }
@@ -92,6 +165,16 @@ impl Networks {
             for (index, ifname) in half_made {
                 tracing::warn!("removing {ifname}, a guest port left half-made by a crash");
                 let _ = self.kernel.delete_link(index, &ifname).await;
+            }
+            for (index, ifname) in off_bridge {
+                tracing::warn!("plugging {ifname} back into {}", bridge.name);
+                if let Err(e) = self
+                    .kernel
+                    .set_master(index, &ifname, Some(bridge.index))
+                    .await
+                {
+                    tracing::warn!("plugging {ifname} back: {e}");
+                }
             }
             for ifname in records.keys() {
                 if let Some(l) = snapshot.link(ifname) {
@@ -219,21 +302,17 @@ impl Networks {
         // The caller's path is opened before any lock is taken, and only if
         // it is a network namespace (never a FIFO or a device).
         let netns = match &request.kind {
-            AttachKind::Veth { netns, .. } => Some(
-                crate::host::netns::open(netns)
-                    .map_err(|e| ServiceError::InvalidArgs(format!("netns: {e}")))?,
-            ),
+            AttachKind::Veth { netns, .. } => Some(open_netns(netns.clone()).await?),
             AttachKind::Tap { .. } => None,
         };
         let (_held, net, _plan, bridge) = self.hold_active(name).await?;
         let network = net.definition.name.clone();
-        let ifname = self.free_port_name(&request.kind).await?;
         let mac = match request.mac {
             Some(m) => m,
             None => self.free_stable_mac(&net.definition.uuid, guest, &network),
         };
-        let mut record = GuestRecord {
-            ifname: ifname.clone(),
+        let record = |ifname: &str| GuestRecord {
+            ifname: ifname.to_owned(),
             mac,
             guest: guest.to_owned(),
             port: match request.kind {
@@ -242,48 +321,35 @@ impl Networks {
             },
             ifindex: None,
         };
-        // Known before the port joins the bridge, so its event carries the name.
-        self.registry
-            .write()
-            .expect("registry lock")
-            .records
-            .insert(
-                ifname.clone(),
-                Port {
-                    network: network.clone(),
-                    record: record.clone(),
-                },
-            );
-        let forget = |this: &Self| {
-            this.registry
-                .write()
-                .expect("registry lock")
-                .records
-                .remove(&ifname);
-        };
+        // Reserved in the registry: known before the port joins the bridge,
+        // so its event carries the name, and taken by no other AttachGuest.
+        let ifname = self
+            .reserve_port_name(&request.kind, &network, &record)
+            .await?;
+        let mut record = record(&ifname);
         // Recorded before it exists: a crash from here on leaves a record
         // naming the port, so the port is never an orphan.
         let saved = self.guest_store.update(&network, |records| {
             records.insert(ifname.clone(), record.clone());
         });
         if let Err(e) = saved {
-            forget(self);
+            self.release_name(&ifname, &record);
             return Err(ServiceError::failed("recording the guest", e));
         }
-        match self
+        let made = self
             .make_port(&ifname, &request, netns.as_ref(), mac, &bridge, &network)
-            .await
-        {
+            .await;
+        match made {
             Ok(index) => {
+                let unindexed = record.clone();
                 record.ifindex = Some(index);
-                if let Some(p) = self
-                    .registry
-                    .write()
-                    .expect("registry lock")
-                    .records
-                    .get_mut(&ifname)
                 {
-                    p.record.ifindex = Some(index);
+                    let mut reg = self.registry.write().expect("registry lock");
+                    if let Some(p) = reg.records.get_mut(&ifname) {
+                        if p.record == unindexed {
+                            p.record.ifindex = Some(index);
+                        }
+                    }
                 }
                 let saved = self.guest_store.update(&network, |records| {
                     records.insert(ifname.clone(), record);
@@ -293,22 +359,69 @@ impl Networks {
                 }
                 Ok(ifname)
             }
-            Err(e) => {
-                forget(self);
-                if let Ok(Some(l)) = self.kernel.link_by_name(&ifname).await {
-                    if l.alias.as_deref() == Some(&port_alias(network.as_str()))
-                        || l.master.is_none()
-                    {
-                        let _ = self.kernel.delete_link(l.index, &l.name).await;
-                    }
+            Err(Unmade { made, error }) => {
+                // Only the link this call made goes, by its ifindex.
+                if let Some(index) = made {
+                    let _ = self.kernel.delete_link(index, &ifname).await;
                 }
+                self.release_name(&ifname, &record);
                 if let Err(e) = self.guest_store.update(&network, |r| {
-                    r.remove(&ifname);
+                    if r.get(&ifname) == Some(&record) {
+                        r.remove(&ifname);
+                    }
                 }) {
                     tracing::warn!("forgetting the failed guest port {ifname}: {e}");
                 }
-                Err(e)
+                Err(error)
             }
+        }
+    }
+
+    /// The first `gntapN` or `gnvethN` that is neither one of our ports
+    /// (or a name another AttachGuest holds) nor any other link of the
+    /// host, reserved for this call under the registry's lock.
+    async fn reserve_port_name(
+        &self,
+        kind: &AttachKind,
+        network: &NetworkName,
+        record: &(dyn Fn(&str) -> GuestRecord + Sync),
+    ) -> Result<String, ServiceError> {
+        let prefix = match kind {
+            AttachKind::Tap { .. } => "gntap",
+            AttachKind::Veth { .. } => "gnveth",
+        };
+        for i in 0..10_000 {
+            let candidate = format!("{prefix}{i}");
+            {
+                let mut reg = self.registry.write().expect("registry lock");
+                if reg.records.contains_key(&candidate) {
+                    continue;
+                }
+                reg.records.insert(
+                    candidate.clone(),
+                    Port {
+                        network: network.clone(),
+                        record: record(&candidate),
+                    },
+                );
+            }
+            match self.kernel.link_by_name(&candidate).await {
+                Ok(None) => return Ok(candidate),
+                Ok(Some(_)) => self.release_name(&candidate, &record(&candidate)),
+                Err(e) => {
+                    self.release_name(&candidate, &record(&candidate));
+                    return Err(ServiceError::failed("looking for a free interface name", e));
+                }
+            }
+        }
+        Err(ServiceError::Failed("no free interface name".into()))
+    }
+
+    /// Gives back a name this call reserved (and only if it still holds it).
+    fn release_name(&self, ifname: &str, record: &GuestRecord) {
+        let mut reg = self.registry.write().expect("registry lock");
+        if reg.records.get(ifname).is_some_and(|p| &p.record == record) {
+            reg.records.remove(ifname);
         }
     }
 
@@ -335,36 +448,6 @@ impl Networks {
         Ok((held, net, plan, bridge))
     }
 
-    /// The first `gntapN` or `gnvethN` that is neither one of our ports nor
-    /// any other link of the host.
-    async fn free_port_name(&self, kind: &AttachKind) -> Result<String, ServiceError> {
-        let prefix = match kind {
-            AttachKind::Tap { .. } => "gntap",
-            AttachKind::Veth { .. } => "gnveth",
-        };
-        for i in 0..10_000 {
-            let candidate = format!("{prefix}{i}");
-            let ours = self
-                .registry
-                .read()
-                .expect("registry lock")
-                .records
-                .contains_key(&candidate);
-            if ours {
-                continue;
-            }
-            let taken = self
-                .kernel
-                .link_by_name(&candidate)
-                .await
-                .map_err(|e| ServiceError::failed("looking for a free interface name", e))?;
-            if taken.is_none() {
-                return Ok(candidate);
-            }
-        }
-        Err(ServiceError::Failed("no free interface name".into()))
-    }
-
     /// The guest's stable MAC, or, when that guest already has a port on
     /// this network, the next stable one no port there uses.
     fn free_stable_mac(&self, uuid: &uuid::Uuid, guest: &str, network: &NetworkName) -> MacAddr {
@@ -387,7 +470,7 @@ impl Networks {
     }
 
     /// Makes the port, marks it as `network`'s, and plugs it into the
-    /// bridge; returns its ifindex.
+    /// bridge; returns its ifindex. On failure, says which link it made.
     async fn make_port(
         &self,
         ifname: &str,
@@ -396,22 +479,24 @@ impl Networks {
         mac: MacAddr,
         bridge: &Link,
         network: &NetworkName,
-    ) -> Result<u32, ServiceError> {
-        let failed =
-            |e: &dyn std::fmt::Display| ServiceError::Failed(format!("attaching {ifname}: {e}"));
+    ) -> Result<u32, Unmade> {
+        let failed = |made: Option<u32>, e: &dyn std::fmt::Display| Unmade {
+            made,
+            error: ServiceError::Failed(format!("attaching {ifname}: {e}")),
+        };
         let index = match (&request.kind, netns) {
             (AttachKind::Tap { owner }, _) => {
-                crate::host::tap::create(ifname, *owner).map_err(|e| failed(&e))?;
+                crate::host::tap::create(ifname, *owner).map_err(|e| failed(None, &e))?;
                 let link = self
                     .kernel
                     .link_by_name(ifname)
                     .await
-                    .map_err(|e| failed(&e))?
-                    .ok_or_else(|| failed(&"the tap vanished"))?;
+                    .map_err(|e| failed(None, &e))?
+                    .ok_or_else(|| failed(None, &"the tap vanished"))?;
                 self.kernel
                     .set_mtu(link.index, ifname, bridge.mtu)
                     .await
-                    .map_err(|e| failed(&e))?;
+                    .map_err(|e| failed(Some(link.index), &e))?;
                 link.index
             }
             (AttachKind::Veth { ifname: peer, .. }, Some(ns)) => {
@@ -425,12 +510,13 @@ impl Networks {
                         Some(bridge.mtu),
                     )
                     .await
-                    .map_err(|e| failed(&e))?
+                    .map_err(|e| failed(None, &e))?
             }
             (AttachKind::Veth { .. }, None) => {
-                return Err(failed(&"no network namespace was opened"))
+                return Err(failed(None, &"no network namespace was opened"))
             }
         };
+        let failed = |e: &dyn std::fmt::Display| failed(Some(index), e);
         self.kernel
             .set_alias(index, ifname, &port_alias(network.as_str()))
             .await
@@ -447,19 +533,31 @@ impl Networks {
         Ok(index)
     }
 
-    /// The uid a tap of this network was made for, if `ifname` is one.
-    pub fn port_owner(&self, name: &str, ifname: &str) -> Option<u32> {
-        let network = NetworkName::new(name).ok()?;
-        match self.guest_store.load(&network).get(ifname)?.port {
-            PortKind::Tap { owner } => Some(owner),
-            PortKind::Veth => None,
+    /// Whose port `ifname` of network `name` is, as far as the records
+    /// say (the bus edge asks before it knows whether to ask polkit for
+    /// more; [`Networks::detach_guest`] checks again under the lock).
+    pub fn port_claim(&self, name: &str, ifname: &str) -> PortClaim {
+        let Ok(network) = NetworkName::new(name) else {
+            return PortClaim::Foreign;
+        };
+        match self.guest_store.load(&network).get(ifname).map(|r| &r.port) {
+            Some(PortKind::Tap { owner }) => PortClaim::Tap { owner: *owner },
+            Some(PortKind::Veth) => PortClaim::Veth,
+            None => PortClaim::Foreign,
         }
     }
 
     /// Removes a port guestnetd made for this network, or releases a guest
-    /// someone else put on the bridge (leaving it otherwise alone). A
-    /// bridged network's uplink is not a guest and is refused.
-    pub async fn detach_guest(&self, name: &str, ifname: &str) -> Result<(), ServiceError> {
+    /// someone else put on the bridge (leaving it otherwise alone). Only
+    /// guests: a bridged network's uplink or any NIC is refused. Another
+    /// uid's tap, or a port guestnet did not make, only for a caller who
+    /// manages networks.
+    pub async fn detach_guest(
+        &self,
+        name: &str,
+        ifname: &str,
+        who: &Detacher,
+    ) -> Result<(), ServiceError> {
         let (_held, net, plan, bridge) = self.hold_active(name).await?;
         let network = net.definition.name.clone();
         if uplink_of(&plan) == Some(ifname) {
@@ -477,9 +575,39 @@ impl Networks {
             .ok_or_else(|| {
                 ServiceError::InvalidArgs(format!("{ifname:?} is not a port of network {name:?}"))
             })?;
-        let record = self.guest_store.load(&network).remove(ifname);
+        if !is_guest_kind(&port) {
+            return Err(ServiceError::InvalidArgs(format!(
+                "{ifname:?} is a {} on the bridge of {name:?}, not a guest",
+                port.kind.as_deref().unwrap_or("network interface")
+            )));
+        }
+        let record = self
+            .guest_store
+            .load(&network)
+            .remove(ifname)
+            .filter(|r| is_ours(r, &port, &network, Some(bridge.index)));
+        let claim = match &record {
+            Some(r) => match r.port {
+                PortKind::Tap { owner } => PortClaim::Tap { owner },
+                PortKind::Veth => PortClaim::Veth,
+            },
+            None => PortClaim::Foreign,
+        };
+        if claim.needs_manage(who.uid) && !who.manages {
+            return Err(ServiceError::AccessDenied(match claim {
+                PortClaim::Tap { owner } => format!(
+                    "{ifname} is the tap of uid {owner}: uid {} may detach only its own \
+                     guests without {MANAGE_NETWORKS}",
+                    who.uid
+                ),
+                _ => format!(
+                    "{ifname} was not attached through guestnet: releasing it needs \
+                     {MANAGE_NETWORKS}"
+                ),
+            }));
+        }
         let result = match record {
-            Some(r) if is_ours(&r, &port, &network, Some(bridge.index)) => {
+            Some(_) => {
                 let deleted = self.kernel.delete_link(port.index, ifname).await;
                 if deleted.is_ok() {
                     if let Err(e) = self.guest_store.update(&network, |r| {
@@ -490,7 +618,7 @@ impl Networks {
                 }
                 deleted
             }
-            _ => self.kernel.set_master(port.index, ifname, None).await,
+            None => self.kernel.set_master(port.index, ifname, None).await,
         };
         result.map_err(|e| ServiceError::failed(&format!("detaching {ifname}"), e))
     }
@@ -498,18 +626,23 @@ impl Networks {
     /// Moves a network's guest ports from one bridge to another (an Update
     /// that must make the bridge anew): released from `from` before it
     /// goes, plugged into `to` once it is there. Returns the ports moved.
-    pub(super) async fn release_ports(&self, plan: &Plan) -> Vec<Link> {
+    /// On a bridge of guestnet's own, every guest port moves (guestnet's
+    /// and anyone's); on an existing bridge, which stays, only guestnet's:
+    /// the host's NIC and other tools' ports stay where their owner put them.
+    pub(super) async fn release_ports(&self, name: &NetworkName, plan: &Plan) -> Vec<Link> {
         let Ok(snapshot) = self.kernel.snapshot().await else {
             return Vec::new();
         };
         let Some(bridge) = snapshot.link(plan.bridge.name().as_str()) else {
             return Vec::new();
         };
-        let uplink = uplink_of(plan);
+        let existing = matches!(plan.bridge, BridgePlan::Existing { .. });
+        let ours = port_alias(name.as_str());
         let ports: Vec<Link> = snapshot
             .links
             .iter()
-            .filter(|l| l.master == Some(bridge.index) && Some(l.name.as_str()) != uplink)
+            .filter(|l| l.master == Some(bridge.index) && is_guest_kind(l))
+            .filter(|l| !existing || l.alias.as_deref() == Some(&ours))
             .cloned()
             .collect();
         for p in &ports {

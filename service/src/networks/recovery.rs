@@ -96,8 +96,20 @@ impl Networks {
                 return;
             }
         };
-        for record in records {
+        for mut record in records {
             let name = record.definition.name.clone();
+            if record.phase == Phase::Moving {
+                self.finish_move(&record).await;
+                record.phase = Phase::Active;
+                record.previous = None;
+                if let Err(e) = self.runtime.save(&record) {
+                    tracing::warn!("recording network {name} as moved: {e}");
+                }
+                match self.kernel.snapshot().await {
+                    Ok(s) => snapshot = s,
+                    Err(e) => tracing::error!("cannot read the host's interfaces: {e}"),
+                }
+            }
             if record.phase == Phase::Applying {
                 // A bridge created just before the kill may not carry its
                 // mark yet; the name was free when the start began.
@@ -152,6 +164,34 @@ impl Networks {
             }
             self.readopt_one(record, &snapshot).await;
             tracing::info!("re-adopted active network {name}");
+        }
+    }
+
+    /// Finishes an Update that was moving a network to another bridge when
+    /// guestnetd was killed: the old bridge goes if it is still there, the
+    /// new one is made if it is not yet; the guests' ports are plugged back
+    /// when the network is re-adopted ([`Networks::watch_bridge`]).
+    async fn finish_move(&self, record: &AppliedRecord) {
+        let name = &record.definition.name;
+        tracing::warn!(
+            "network {name} was moving to bridge {}; finishing the move",
+            record.plan.bridge.name()
+        );
+        if let Some(from) = &record.previous {
+            let _ = self.release_ports(name, from).await;
+            for e in self.teardown_links(from, name.as_str()).await {
+                tracing::warn!("taking down the old bridge of {name}: {e}");
+            }
+        }
+        let snapshot = match self.kernel.snapshot().await {
+            Ok(s) => s,
+            Err(e) => return tracing::error!("cannot read the host's interfaces: {e}"),
+        };
+        if Self::own_bridge(&snapshot, name, &record.plan).is_none() {
+            if let Err(e) = links::apply(&self.kernel, &record.plan, name.as_str(), &snapshot).await
+            {
+                tracing::error!("making the new bridge of {name}: {e}");
+            }
         }
     }
 

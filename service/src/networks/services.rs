@@ -172,24 +172,40 @@ impl Networks {
             };
             (services.zone.clone(), old_dhcp, old_dns)
         };
-        let restart_dhcp = old_dhcp.is_some() || (new.dhcp.is_some() && !same_bridge);
-        let restart_dns = old_dns.is_some() || (new.dns.is_some() && !same_bridge);
         stop_both(old_dhcp, old_dns).await;
-        let dhcp = match (&new.dhcp, restart_dhcp || old.dhcp.is_none()) {
-            (Some(d), true) => Some(self.start_dhcp(name, new, d, &zone).await?),
-            _ => None,
+        // Whatever the target plan wants and does not run now starts, by
+        // what runs, not by what the plans say: after a failed start, the
+        // way back starts it again.
+        let (want_dhcp, want_dns) = {
+            let guard = slot.services.lock().expect("services lock");
+            let running = guard.as_ref();
+            (
+                new.dhcp
+                    .as_ref()
+                    .filter(|_| running.is_some_and(|s| s.dhcp.is_none())),
+                new.dns
+                    .as_ref()
+                    .filter(|_| running.is_some_and(|s| s.dns.is_none())),
+            )
         };
-        let dns = match (&new.dns, restart_dns || old.dns.is_none()) {
-            (Some(d), true) => Some(self.start_dns(new, d, &zone).await?),
-            _ => None,
+        let dhcp = match want_dhcp {
+            Some(d) => Some(self.start_dhcp(name, new, d, &zone).await?),
+            None => None,
         };
-        let mut guard = slot.services.lock().expect("services lock");
-        if let Some(services) = guard.as_mut() {
-            if dhcp.is_some() {
-                services.dhcp = dhcp;
+        // Kept at once: a DNS server that fails to start next must not
+        // lose the DHCP server just started.
+        if let Some(server) = dhcp {
+            if let Some(services) = slot.services.lock().expect("services lock").as_mut() {
+                services.dhcp = Some(server);
             }
-            if dns.is_some() {
-                services.dns = dns;
+        }
+        let dns = match want_dns {
+            Some(d) => Some(self.start_dns(new, d, &zone).await?),
+            None => None,
+        };
+        if let Some(server) = dns {
+            if let Some(services) = slot.services.lock().expect("services lock").as_mut() {
+                services.dns = Some(server);
             }
         }
         Ok(())

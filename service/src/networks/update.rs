@@ -18,7 +18,7 @@ use crate::error::ServiceError;
 use crate::files::{AppliedRecord, Phase};
 use crate::host::facts;
 use crate::host::links;
-use guestnet_mode_api::{Definition, Plan};
+use guestnet_mode_api::{Definition, NetworkName, Plan};
 
 impl Networks {
     /// Replaces a definition; an active network changes in place.
@@ -39,15 +39,27 @@ impl Networks {
                 "uuid: an update cannot change the uuid".into(),
             ));
         }
-        let plan = match &old.plan {
-            Some(old_plan) => Some(self.update_active(&held, &old, old_plan, &new).await?),
-            None => None,
-        };
+        // Stored first: a definition that cannot be saved changes nothing,
+        // and one that is saved is put back if the host refuses it.
         if old.persistent {
             self.definitions
                 .save(&new)
                 .map_err(|e| ServiceError::failed("saving the definition", e))?;
         }
+        let plan = match &old.plan {
+            Some(old_plan) => match self.update_active(&held, &old, old_plan, &new).await {
+                Ok(plan) => Some(plan),
+                Err(e) => {
+                    if old.persistent {
+                        if let Err(e) = self.definitions.save(&old.definition) {
+                            tracing::error!("putting back the definition of {name}: {e}");
+                        }
+                    }
+                    return Err(e);
+                }
+            },
+            None => None,
+        };
         let network = Network {
             definition: new,
             persistent: old.persistent,
@@ -73,34 +85,31 @@ impl Networks {
         let name = def.name.as_str();
         let planning = self.planning.lock().await;
         let snapshot = self.snapshot().await?;
-        // The network's own bridge and subnet count as free: an Update that
-        // names neither keeps them.
-        let facts = facts::facts_for_update(&snapshot, old_plan);
+        // What the network holds now is free for what it will hold: its own
+        // bridge (and a NIC it enslaved), its addresses and routes. So an
+        // Update that names no bridge or subnet keeps them, and none of it
+        // counts as a clash.
+        let others = facts::without_own(
+            &snapshot,
+            old_plan,
+            Self::own_bridge(&snapshot, &def.name, old_plan),
+        );
+        let facts = facts::facts_for_update(&others, old_plan);
         let new_plan = self.plan(def, facts).await?;
-        // What the network holds now is no clash with what it will hold.
-        let mut others = snapshot.clone();
-        if let Some(own) = Self::own_bridge(&others, &def.name, old_plan).map(|l| l.index) {
-            others.links.retain(|l| l.index != own);
-            others.routes.retain(|r| r.oif != Some(own));
-        }
         self.check_plan(&new_plan, &others, &def.name)?;
         if new_plan == *old_plan {
             return Ok(new_plan);
         }
         if !links::same_bridge(&old_plan.bridge, &new_plan.bridge) {
-            drop(planning);
             return self
-                .move_to_new_bridge(held, old, old_plan, def, new_plan)
+                .move_to_new_bridge(held, old, old_plan, def, new_plan, planning)
                 .await;
         }
         // Recorded first, with where it came from: a guestnetd killed from
         // here on finishes the move when it takes the network back.
         let record = AppliedRecord {
-            definition: def.clone(),
-            persistent: old.persistent,
-            plan: new_plan.clone(),
-            phase: Phase::Active,
             previous: Some(old_plan.clone()),
+            ..AppliedRecord::new(def, old.persistent, &new_plan, Phase::Active)
         };
         self.runtime
             .save(&record)
@@ -147,8 +156,13 @@ impl Networks {
         }
     }
 
-    /// An Update that needs another bridge: the new one is made and checked
-    /// before the old one goes; every port moves over, whoever made it.
+    /// An Update that needs another bridge. Recorded as a move first (a
+    /// guestnetd killed from here on finishes it); the guest ports are
+    /// released, the old bridge goes, the new one is made and checked, the
+    /// ports are plugged into it. If the new one is refused, the network
+    /// goes back the same way onto the old plan. Runs under the planning
+    /// lock until the links are made, so no Start takes the new bridge's
+    /// name meanwhile.
     async fn move_to_new_bridge(
         &self,
         held: &Held,
@@ -156,88 +170,72 @@ impl Networks {
         old_plan: &Plan,
         def: &Definition,
         new_plan: Plan,
+        planning: tokio::sync::MutexGuard<'_, ()>,
     ) -> Result<Plan, ServiceError> {
         let name = &def.name;
+        let moving = |d: &Definition, to: &Plan, from: &Plan| AppliedRecord {
+            previous: Some(from.clone()),
+            ..AppliedRecord::new(d, old.persistent, to, Phase::Moving)
+        };
+        self.runtime
+            .save(&moving(def, &new_plan, old_plan))
+            .map_err(|e| ServiceError::failed("recording the network", e))?;
         // The watcher must not call a moving port gone: the old bridge is
         // forgotten first, so its release announces nothing.
         self.unwatch_bridge(name);
-        let ports = self.release_ports(old_plan).await;
+        let ports = self.release_ports(name, old_plan).await;
         if let Some(services) = held.slot.take_services() {
             services.stop().await;
         }
-        let moved_out = self.unlink_for_move(name, old_plan).await;
-        let activated = match moved_out {
-            Ok(()) => self.relink(def, old.persistent, &new_plan).await,
-            Err(e) => Err(e),
-        };
-        let (plan, result) = match activated {
-            Ok(()) => (new_plan, Ok(())),
+        let (definition, plan, result) = match self.move_links(name, old_plan, &new_plan).await {
+            Ok(()) => (def, new_plan, Ok(())),
             Err(e) => {
-                // Back on the old plan, with the same ports.
-                let back = self.relink(&old.definition, old.persistent, old_plan).await;
-                if let Err(b) = &back {
+                let _ = self
+                    .runtime
+                    .save(&moving(&old.definition, old_plan, &new_plan));
+                if let Err(b) = self.move_links(name, &new_plan, old_plan).await {
                     tracing::error!("bringing network {name} back after a refused update: {b}");
                 }
-                (old_plan.clone(), Err(e))
+                (&old.definition, old_plan.clone(), Err(e))
             }
         };
+        drop(planning);
         self.plug_ports(&plan, &ports).await;
         self.watch_bridge(name, &plan).await;
         match self.start_services(name, &plan).await {
             Ok(s) => held.slot.put_services(s),
             Err(e) => tracing::error!("restarting the servers of {name}: {e}"),
         }
-        let record = AppliedRecord {
-            definition: if result.is_ok() {
-                def.clone()
-            } else {
-                old.definition.clone()
-            },
-            persistent: old.persistent,
-            plan: plan.clone(),
-            phase: Phase::Active,
-            previous: None,
-        };
+        let record = AppliedRecord::new(definition, old.persistent, &plan, Phase::Active);
         if let Err(e) = self.runtime.save(&record) {
             tracing::warn!("recording network {name}: {e}");
         }
         result.map(|()| plan)
     }
 
-    /// Takes the old bridge away (its ports were released), keeping the
-    /// network's rules until the new ones replace them.
-    async fn unlink_for_move(
+    /// Takes the links of `from` away (their guest ports were released)
+    /// and makes those of `to`, checked against the host and the other
+    /// networks, with its firewall rules. Called under the planning lock.
+    pub(super) async fn move_links(
         &self,
-        name: &guestnet_mode_api::NetworkName,
-        plan: &Plan,
+        name: &NetworkName,
+        from: &Plan,
+        to: &Plan,
     ) -> Result<(), ServiceError> {
-        let errors = self.teardown_links(plan, name.as_str()).await;
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(ServiceError::Failed(format!(
+        let errors = self.teardown_links(from, name.as_str()).await;
+        if !errors.is_empty() {
+            return Err(ServiceError::Failed(format!(
                 "taking down the old bridge of {name}: {}",
                 errors.join("; ")
-            )))
+            )));
         }
-    }
-
-    /// Makes a plan's links (checked against the host) and its rules.
-    async fn relink(
-        &self,
-        def: &Definition,
-        persistent: bool,
-        plan: &Plan,
-    ) -> Result<(), ServiceError> {
-        let name = def.name.as_str();
-        {
-            let _planning = self.planning.lock().await;
-            let snapshot = self.snapshot().await?;
-            self.record_and_link(def, persistent, plan, &snapshot)
-                .await?;
-        }
-        if let Err(e) = self.apply_shared(Change::Put(&def.name, plan)).await {
-            for err in self.teardown_links(plan, name).await {
+        let snapshot = self.snapshot().await?;
+        self.check_plan(to, &snapshot, name)?;
+        links::apply(&self.kernel, to, name.as_str(), &snapshot)
+            .await
+            .map_err(|e| ServiceError::starting(name.as_str(), e))?;
+        if let Err(e) = self.apply_shared(Change::Put(name, to)).await {
+            for err in self.teardown_links(to, name.as_str()).await {
                 tracing::warn!("rolling back {name}: {err}");
             }
             return Err(e);
