@@ -11,9 +11,9 @@
 use std::time::{Duration, Instant};
 
 use guestnet_tests::dhcp_client::{Udhcpc, UdhcpcOpts, LEASE_TIMEOUT};
-use guestnet_tests::guest::{attach, list, netns_path, veth_opts, GuestPort};
+use guestnet_tests::guest::{attach, list, netns_path, tap_opts, try_detach, veth_opts, GuestPort};
 use guestnet_tests::guestnet::{expect_error, Guestnet};
-use guestnet_tests::lab::LAN_ADDR;
+use guestnet_tests::lab::{LAN_ADDR, UPLINK};
 use guestnet_tests::monitor::Monitor;
 use guestnet_tests::probe::{self, LongPing};
 use guestnet_tests::{dig, root_or_skip, Lab};
@@ -300,4 +300,109 @@ fn a_refused_update_leaves_the_network_and_its_guests_as_they_were() {
     assert_eq!(w.ipv4_addrs(&lab.host, "gnbr47"), [format!("{p}.1/24")]);
     assert_eq!(w.master_of(&lab.host, &port).as_deref(), Some("gnbr47"));
     assert!(gn.get_config(&net).contains(&format!("{p}.1/24")));
+}
+
+/// A bridged network that enslaved the host's NIC takes an Update like any
+/// other. Caught: the re-plan saw the NIC already enslaved to the network's
+/// own bridge and refused every Update of such a network as a Conflict.
+#[test]
+fn a_bridged_network_that_enslaved_the_nic_takes_an_update() {
+    root_or_skip!();
+    let lab = Lab::new();
+    let (w, gn, host) = (&lab.world, lab.gn(), lab.host.as_str());
+    let text = |domain: &str| {
+        format!(
+            "name = \"lanbr\"\nmode = \"bridged\"\nbridge = \"gnbr48\"\n\
+             [bridged]\ninterface = \"{UPLINK}\"\n[dns]\ndomain = \"{domain}\"\n"
+        )
+    };
+    let net = gn.define(&text("one.lan"));
+    gn.start(&net);
+    let ns = w.add_ns("c1");
+    let port = attach(&gn, &net, "c1", &veth_opts(&netns_path(&ns), None, None));
+    gn.update(&net, &text("two.lan"));
+    assert_eq!(gn.prop_str(&net, "Domain"), "two.lan");
+    assert_eq!(w.master_of(host, UPLINK).as_deref(), Some("gnbr48"));
+    assert_eq!(w.master_of(host, &port).as_deref(), Some("gnbr48"));
+    probe::assert_ping(w, host, LAN_ADDR);
+}
+
+/// A network on the admin's own bridge that moves to a bridge of
+/// guestnet's takes only guestnet's ports along: the host's NIC and the
+/// ports other tools plugged in stay on the admin's bridge. Caught: every
+/// port of the existing bridge was moved, the host's NIC with them.
+#[test]
+fn moving_off_an_existing_bridge_leaves_the_hosts_nic_and_foreign_ports_there() {
+    root_or_skip!();
+    let lab = Lab::build(|w, host, _lan| {
+        w.ip(host, "link add br0 type bridge");
+        w.ip(host, &format!("link set {UPLINK} master br0"));
+        w.ip(host, "link set br0 up");
+    });
+    let (w, gn, host) = (&lab.world, lab.gn(), lab.host.as_str());
+    let net = gn.define("name = \"onbr0\"\nmode = \"bridged\"\nbridge = \"br0\"\n");
+    gn.start(&net);
+    let ns = w.add_ns("c1");
+    let port = attach(&gn, &net, "c1", &veth_opts(&netns_path(&ns), None, None));
+    let _foreign = lab.add_guest("g2", "hand0", "br0", "10.200.0.70/24", None);
+
+    gn.update(
+        &net,
+        "name = \"onbr0\"\nmode = \"isolated\"\nbridge = \"gnbr49\"\n[ipv4]\naddress = \"10.77.49.1/24\"\n",
+    );
+    assert_eq!(
+        w.master_of(host, &port).as_deref(),
+        Some("gnbr49"),
+        "our port moves"
+    );
+    assert_eq!(
+        w.master_of(host, UPLINK).as_deref(),
+        Some("br0"),
+        "the host's NIC stays"
+    );
+    assert_eq!(
+        w.master_of(host, "hand0").as_deref(),
+        Some("br0"),
+        "a foreign port stays"
+    );
+    // And DetachGuest never releases the admin's NIC from its bridge.
+    gn.update(
+        &net,
+        "name = \"onbr0\"\nmode = \"bridged\"\nbridge = \"br0\"\n",
+    );
+    let e = try_detach(&gn, &net, UPLINK).expect_err("DetachGuest of the admin's NIC");
+    assert_eq!(e.name, "org.freedesktop.DBus.Error.InvalidArgs", "{e}");
+    assert_eq!(w.master_of(host, UPLINK).as_deref(), Some("br0"));
+}
+
+/// Two VM managers attaching taps on two networks at once never share a
+/// name, let alone a tap. Caught: with one lock per network, both could
+/// pick the same free name, and TUNSETIFF without IFF_TUN_EXCL attached
+/// the second to the first one's tap.
+#[test]
+fn attaching_on_two_networks_at_once_never_shares_a_port() {
+    root_or_skip!();
+    let lab = Lab::new();
+    let (w, gn, host) = (&lab.world, lab.gn(), lab.host.clone());
+    let a = gn.define(&definition("ta", "gnbr58", "10.77.58", 199, "", "", ""));
+    let b = gn.define(&definition("tb", "gnbr59", "10.77.59", 199, "", "", ""));
+    gn.start(&a);
+    gn.start(&b);
+    let attach_many = |net: String, vm: &'static str| {
+        let gn = gn.clone();
+        std::thread::spawn(move || {
+            (0..8)
+                .map(|i| attach(&gn, &net, &format!("{vm}{i}"), &tap_opts(None, None)))
+                .collect::<Vec<String>>()
+        })
+    };
+    let (on_a, on_b) = (attach_many(a.clone(), "va"), attach_many(b.clone(), "vb"));
+    let (on_a, on_b) = (on_a.join().unwrap(), on_b.join().unwrap());
+    let all: std::collections::BTreeSet<&String> = on_a.iter().chain(&on_b).collect();
+    assert_eq!(all.len(), 16, "names handed out twice: {on_a:?} {on_b:?}");
+    for (ports, bridge) in [(&on_a, "gnbr58"), (&on_b, "gnbr59")] {
+        for p in ports {
+            assert_eq!(w.master_of(&host, p).as_deref(), Some(bridge), "{p}");
+        }
+    }
 }

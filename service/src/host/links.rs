@@ -201,6 +201,8 @@ pub async fn update(
         .link(bridge_name)
         .ok_or_else(|| KernelError::NoSuchLink(bridge_name.to_owned()))?
         .clone();
+    // Up, whatever it was: a bridge made just before a crash may not be.
+    kernel.set_up(bridge.index, bridge_name).await?;
     if let Some(mtu) = bridge_mtu(&new.bridge).filter(|m| *m != bridge.mtu) {
         // Ports first: a bridge cannot be larger than its smallest port.
         for port in snapshot

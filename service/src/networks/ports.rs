@@ -549,7 +549,8 @@ impl Networks {
 
     /// Removes a port guestnetd made for this network, or releases a guest
     /// someone else put on the bridge (leaving it otherwise alone). Only
-    /// guests: a bridged network's uplink or any NIC is refused. Another
+    /// guests: a bridged network's uplink or any NIC is refused, and on an
+    /// existing bridge (the admin's) only guestnet's own ports. Another
     /// uid's tap, or a port guestnet did not make, only for a caller who
     /// manages networks.
     pub async fn detach_guest(
@@ -586,6 +587,13 @@ impl Networks {
             .load(&network)
             .remove(ifname)
             .filter(|r| is_ours(r, &port, &network, Some(bridge.index)));
+        if record.is_none() && matches!(plan.bridge, BridgePlan::Existing { .. }) {
+            return Err(ServiceError::InvalidArgs(format!(
+                "{ifname:?} was not attached through guestnet, and {} is not guestnet's \
+                 bridge: guestnet releases only its own ports there",
+                bridge.name
+            )));
+        }
         let claim = match &record {
             Some(r) => match r.port {
                 PortKind::Tap { owner } => PortClaim::Tap { owner },
