@@ -178,6 +178,27 @@ fn an_mtu_update_keeps_the_port_and_the_guest_is_back_within_a_second() {
         "the guest did not reach the host within 1 s"
     );
     eprintln!("guest back after the MTU update within {back:?}");
+    // Frames of the new MTU, not fragmented, cross the port both ways.
+    assert!(
+        w.exec(
+            &c1,
+            &[
+                "ping",
+                "-n",
+                "-q",
+                "-c1",
+                "-W1",
+                "-M",
+                "do",
+                "-s",
+                "1372",
+                &format!("{p}.1")
+            ]
+        )
+        .status
+        .success(),
+        "a 1400-byte ping does not cross at MTU 1400"
+    );
     assert_eq!(list(&gn, &net).len(), 1);
     assert!(
         detached(&mon, &net).is_empty(),
