@@ -11,7 +11,7 @@ use super::Networks;
 use crate::error::ServiceError;
 use crate::guests::watch::{Port, WatchedBridge};
 use crate::guests::{
-    self, port_alias, AttachKind, AttachRequest, GuestEvent, GuestRecord, PortKind,
+    self, port_alias, AttachKind, AttachRequest, GuestEvent, GuestRecord, NetnsSource, PortKind,
 };
 use crate::host::kernel::{Link, Snapshot};
 use guestnet_mode_api::{BridgePlan, MacAddr, NetworkName, Plan};
@@ -216,13 +216,24 @@ impl Networks {
         request: AttachRequest,
     ) -> Result<String, ServiceError> {
         guests::check_guest_name(guest)?;
-        // The caller's path is opened before any lock is taken, and only if
-        // it is a network namespace (never a FIFO or a device).
+        // A path (from a caller allowed to manage networks) is opened
+        // before any lock is taken, and only if it is a network namespace
+        // (never a FIFO or a device); a caller's descriptor was checked as
+        // it arrived.
+        let opened;
         let netns = match &request.kind {
-            AttachKind::Veth { netns, .. } => Some(
-                crate::host::netns::open(netns)
-                    .map_err(|e| ServiceError::InvalidArgs(format!("netns: {e}")))?,
-            ),
+            AttachKind::Veth {
+                netns: NetnsSource::Path(path),
+                ..
+            } => {
+                opened = crate::host::netns::open(path)
+                    .map_err(|e| ServiceError::InvalidArgs(format!("netns: {e}")))?;
+                Some(&opened)
+            }
+            AttachKind::Veth {
+                netns: NetnsSource::Fd(ns),
+                ..
+            } => Some(ns),
             AttachKind::Tap { .. } => None,
         };
         let (_held, net, _plan, bridge) = self.hold_active(name).await?;
@@ -271,7 +282,7 @@ impl Networks {
             return Err(ServiceError::failed("recording the guest", e));
         }
         match self
-            .make_port(&ifname, &request, netns.as_ref(), mac, &bridge, &network)
+            .make_port(&ifname, &request, netns, mac, &bridge, &network)
             .await
         {
             Ok(index) => {
