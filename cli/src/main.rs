@@ -101,8 +101,11 @@ enum Command {
         #[arg(long, value_name = "UID")]
         owner: Option<u32>,
         /// Where the peer of a veth goes: a network namespace path
+        /// (/run/netns/NAME, /proc/PID/ns/net). guestnetctl opens it itself,
+        /// as you, and passes the open namespace (netns_fd), so it must be
+        /// a namespace you may open
         #[arg(long, value_name = "PATH")]
-        netns: Option<String>,
+        netns: Option<PathBuf>,
         /// The name of a veth's guest end, inside --netns [default: eth0]
         #[arg(long, value_name = "NAME")]
         ifname: Option<String>,
@@ -243,8 +246,15 @@ async fn run(cli: Cli) -> Result<()> {
             if let Some(uid) = owner {
                 options.insert("owner", Value::from(uid));
             }
+            // Opened here, as the caller: the service takes a namespace
+            // from anyone allowed to attach guests only as a descriptor.
+            let netns = netns.as_deref().map(open_netns).transpose()?;
             if let Some(ns) = &netns {
-                options.insert("netns", Value::from(ns.as_str()));
+                use std::os::fd::AsFd;
+                options.insert(
+                    "netns_fd",
+                    Value::from(zbus::zvariant::Fd::from(ns.as_fd())),
+                );
             }
             if let Some(i) = &ifname {
                 options.insert("ifname", Value::from(i.as_str()));
@@ -272,6 +282,17 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Info => info(&ctx).await,
         Command::Completions { .. } => unreachable!("handled before connecting"),
     }
+}
+
+/// Opens the namespace file at `path` for AttachGuest's `netns_fd`, without
+/// blocking on a FIFO or acquiring a terminal.
+fn open_netns(path: &Path) -> Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| Failure::local(format!("--netns {}: {e}", path.display())))
 }
 
 /// The proxy of network `name` (NoSuchNetwork when there is none).

@@ -93,8 +93,10 @@ pub trait Network {
     fn list_guests(&self) -> zbus::Result<Vec<Guest>>;
 
     /// Makes a port for `guest` and returns its interface name. Options:
-    /// `kind` ("tap" or "veth"), `owner` (u, a tap's owner uid), `netns` (s,
-    /// where a veth's peer goes), `ifname` (s), `mac` (s).
+    /// `kind` ("tap" or "veth"), `owner` (u, a tap's owner uid), `netns_fd`
+    /// (h, a descriptor of the namespace a veth's peer goes into, opened by
+    /// the caller) or `netns` (s, its path: manage-networks callers only),
+    /// `ifname` (s), `mac` (s).
     fn attach_guest(&self, guest: &str, options: HashMap<&str, Value<'_>>) -> zbus::Result<String>;
 
     fn detach_guest(&self, ifname: &str) -> zbus::Result<()>;

@@ -84,7 +84,8 @@ impl Busctl {
         }
     }
 
-    fn command(&self, program: &str) -> Vec<String> {
+    /// The command line that runs `program` as this client's user.
+    pub fn command(&self, program: &str) -> Vec<String> {
         let mut v = Vec::new();
         if let Some((uid, gid)) = self.uid {
             v.extend([

@@ -128,8 +128,8 @@ fn gv_str(s: &str) -> String {
     out
 }
 
-/// AttachGuest through `gdbus call`, which reports an error's name.
-/// Ok: the interface name.
+/// AttachGuest through `gdbus call`, which reports an error's name, run
+/// as `gn`'s user ([`Guestnet::as_user`]). Ok: the interface name.
 pub fn try_attach(
     gn: &Guestnet,
     path: &str,
@@ -149,22 +149,25 @@ pub fn try_attach(
     let dict = format!("{{{}}}", dict.join(", "));
     let method = format!("{NETWORK_IFACE}.AttachGuest");
     let guest = gv_str(guest);
-    let args = [
-        "gdbus",
-        "call",
-        "--address",
-        gn.busctl().address(),
-        "--dest",
-        BUS_NAME,
-        "--object-path",
-        path,
-        "--method",
-        &method,
-        "--timeout",
-        "30",
-        &guest,
-        &dict,
-    ];
+    let mut args = gn.busctl().command("gdbus");
+    args.extend(
+        [
+            "call",
+            "--address",
+            gn.busctl().address(),
+            "--dest",
+            BUS_NAME,
+            "--object-path",
+            path,
+            "--method",
+            &method,
+            "--timeout",
+            "30",
+            &guest,
+            &dict,
+        ]
+        .map(str::to_owned),
+    );
     let out = cmd::run(&args);
     if out.status.success() {
         // `('gnveth0',)`

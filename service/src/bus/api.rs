@@ -6,7 +6,7 @@
 use crate::bus::authority::{self, Action};
 use crate::dhcp::{Lease, LeaseChange};
 use crate::error::{BusError, ServiceError};
-use crate::guests::AttachRequest;
+use crate::guests::{AttachRequest, BeyondAttaching};
 use crate::networks::{Detacher, Fate, Networks};
 use guestnet_dbus::{network_path, MANAGER_PATH, NETWORK_INTERFACE};
 use guestnet_mode_api::MacAddr;
@@ -266,8 +266,9 @@ impl NetworkObject {
     }
 
     /// Makes a port for `guest`: options `kind` "tap" (with `owner`, a
-    /// uid) or "veth" (with `netns`, a namespace path, and `ifname`), and
-    /// `mac`. Returns the port's interface name.
+    /// uid) or "veth" (with `netns_fd`, a descriptor of the namespace the
+    /// caller opened, or `netns`, its path, and `ifname`), and `mac`.
+    /// Returns the port's interface name.
     async fn attach_guest(
         &self,
         guest: String,
@@ -275,8 +276,37 @@ impl NetworkObject {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<String, BusError> {
-        authority::check(conn, &header, Action::AttachGuests).await?;
+        // Read first, so that polkit is told what is asked for, checked.
+        crate::guests::check_guest_name(&guest)?;
         let request = AttachRequest::from_options(&options)?;
+        let details = [
+            ("network", self.name.as_str()),
+            ("guest", guest.as_str()),
+            ("kind", request.kind.name()),
+        ];
+        let caller = authority::check_with(conn, &header, Action::AttachGuests, &details).await?;
+        // A path is opened by guestnetd as root, and the host's namespace
+        // holds the bridges: either takes the right to manage networks.
+        if let Some(beyond) = request.beyond_attaching() {
+            if caller != 0 {
+                authority::check_with(conn, &header, Action::ManageNetworks, &details)
+                    .await
+                    .map_err(|_| {
+                        let manage = Action::ManageNetworks.id();
+                        ServiceError::AccessDenied(match beyond {
+                            BeyondAttaching::NetnsPath => format!(
+                                "uid {caller} may not name a namespace by path (netns) without \
+                                 {manage}: open the namespace yourself and pass its descriptor \
+                                 as netns_fd (type h) instead (guestnetctl attach --netns does)"
+                            ),
+                            BeyondAttaching::HostNetns => format!(
+                                "the namespace of netns_fd is the host's own: uid {caller} may \
+                                 not put a guest's interface there without {manage}"
+                            ),
+                        })
+                    })?;
+            }
+        }
         Ok(self
             .networks
             .attach_guest(&self.name, &guest, request)
@@ -292,7 +322,11 @@ impl NetworkObject {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<(), BusError> {
-        let uid = authority::check(conn, &header, Action::AttachGuests).await?;
+        let details = [
+            ("network", self.name.as_str()),
+            ("interface", ifname.as_str()),
+        ];
+        let uid = authority::check_with(conn, &header, Action::AttachGuests, &details).await?;
         // polkit is asked for more only when the port is someone else's;
         // detach_guest checks whose it is again, under the network's lock.
         let manages = uid == 0
@@ -300,7 +334,7 @@ impl NetworkObject {
                 .networks
                 .port_claim(&self.name, &ifname)
                 .needs_manage(uid)
-                && authority::check(conn, &header, Action::ManageNetworks)
+                && authority::check_with(conn, &header, Action::ManageNetworks, &details)
                     .await
                     .is_ok());
         let who = Detacher { uid, manages };

@@ -3,6 +3,11 @@
 //! caller's unique bus name, a `system-bus-name` subject, never a pid of
 //! guestnetd's own. uid 0 is always allowed. Where no polkit daemon answers,
 //! only uid 0 is, and the refusal says so.
+//!
+//! A check may carry details (polkit's `a{ss}`), which an administrator's
+//! rule reads with `action.lookup(KEY)`: AttachGuest gives `network`,
+//! `guest` and `kind` ("tap" or "veth"), DetachGuest `network` and
+//! `interface`, so attaching can be granted per network.
 
 use crate::error::ServiceError;
 use serde::{Deserialize, Serialize};
@@ -75,6 +80,16 @@ pub async fn check(
     header: &Header<'_>,
     action: Action,
 ) -> Result<u32, ServiceError> {
+    check_with(conn, header, action, &[]).await
+}
+
+/// [`check`], telling polkit `details` (key, value) about the request.
+pub async fn check_with(
+    conn: &Connection,
+    header: &Header<'_>,
+    action: Action,
+    details: &[(&str, &str)],
+) -> Result<u32, ServiceError> {
     let sender = header
         .sender()
         .ok_or_else(|| ServiceError::AccessDenied("the call has no sender".into()))?
@@ -95,7 +110,7 @@ pub async fn check(
         .primary()
         .flags()
         .contains(Flags::AllowInteractiveAuth);
-    match ask_polkit(conn, &sender, action, interactive).await {
+    match ask_polkit(conn, &sender, action, details, interactive).await {
         Ok(PolkitAnswer::Authorized) => Ok(uid),
         Ok(PolkitAnswer::NotAuthorized { challenge }) => Err(ServiceError::AccessDenied(format!(
             "uid {uid} is not authorized for {}{}",
@@ -124,6 +139,7 @@ async fn ask_polkit(
     conn: &Connection,
     sender: &str,
     action: Action,
+    details: &[(&str, &str)],
     interactive: bool,
 ) -> Result<PolkitAnswer, NoPolkit> {
     let subject = Subject {
@@ -141,7 +157,13 @@ async fn ask_polkit(
         .await
         .map_err(|e| NoPolkit(e.to_string()))?;
     let answer = authority
-        .check_authorization(&subject, action.id(), &HashMap::new(), flags, "")
+        .check_authorization(
+            &subject,
+            action.id(),
+            &details.iter().copied().collect(),
+            flags,
+            "",
+        )
         .await
         .map_err(|e| NoPolkit(e.to_string()))?;
     Ok(if answer.is_authorized {

@@ -62,16 +62,48 @@ pub fn port_alias(network: &str) -> String {
 }
 
 /// What AttachGuest asks for.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum AttachKind {
     Tap { owner: u32 },
-    Veth { netns: PathBuf, ifname: IfName },
+    Veth { netns: NetnsSource, ifname: IfName },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+impl AttachKind {
+    /// "tap" or "veth", as the `kind` option and polkit's `kind` detail say.
+    pub fn name(&self) -> &'static str {
+        match self {
+            AttachKind::Tap { .. } => "tap",
+            AttachKind::Veth { .. } => "veth",
+        }
+    }
+}
+
+/// Where a veth's peer goes.
+#[derive(Debug)]
+pub enum NetnsSource {
+    /// `netns`: a path guestnetd opens itself, as root. Only a caller
+    /// allowed to manage networks may name one (the bus edge checks).
+    Path(PathBuf),
+    /// `netns_fd`: a namespace the caller opened itself, so the kernel
+    /// checked the caller's own right to it; known to be a network
+    /// namespace.
+    Fd(std::fs::File),
+}
+
+#[derive(Debug)]
 pub struct AttachRequest {
     pub kind: AttachKind,
     pub mac: Option<MacAddr>,
+}
+
+/// What, in an AttachGuest request, needs the right to manage networks
+/// beyond that of attaching guests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BeyondAttaching {
+    /// A namespace named by path: guestnetd, not the caller, would open it.
+    NetnsPath,
+    /// A peer in the host's own namespace, beside the bridges.
+    HostNetns,
 }
 
 fn arg(what: &str, why: impl std::fmt::Display) -> ServiceError {
@@ -90,15 +122,32 @@ fn string_option(
     }
 }
 
+/// A file descriptor option (D-Bus type `h`), as a descriptor of our own.
+fn fd_option(
+    options: &HashMap<String, OwnedValue>,
+    key: &str,
+) -> Result<Option<std::os::fd::OwnedFd>, ServiceError> {
+    let Some(v) = options.get(key) else {
+        return Ok(None);
+    };
+    let must = || arg(key, "must be a file descriptor (h)");
+    let fd =
+        zbus::zvariant::Fd::try_from(v.try_clone().map_err(|_| must())?).map_err(|_| must())?;
+    std::os::fd::OwnedFd::try_from(fd)
+        .map(Some)
+        .map_err(|_| must())
+}
+
 impl AttachRequest {
     /// Reads AttachGuest's options: `kind` ("tap" with `owner` uid, or
-    /// "veth" with `netns` and optional `ifname`), optional `mac`.
+    /// "veth" with `netns_fd`, a descriptor of its namespace, or `netns`,
+    /// its path, and optional `ifname`), optional `mac`.
     pub fn from_options(options: &HashMap<String, OwnedValue>) -> Result<Self, ServiceError> {
-        const KNOWN: &[&str] = &["kind", "owner", "netns", "ifname", "mac"];
+        const KNOWN: &[&str] = &["kind", "owner", "netns", "netns_fd", "ifname", "mac"];
         if let Some(k) = options.keys().find(|k| !KNOWN.contains(&k.as_str())) {
             return Err(arg(
                 k,
-                "unknown option (known: kind, owner, netns, ifname, mac)",
+                "unknown option (known: kind, owner, netns, netns_fd, ifname, mac)",
             ));
         }
         let mac = string_option(options, "mac")?
@@ -119,19 +168,34 @@ impl AttachRequest {
                 AttachKind::Tap { owner }
             }
             Some("veth") => {
-                let netns = string_option(options, "netns")?.ok_or_else(|| {
-                    arg(
-                        "netns",
-                        "a veth guest needs the path of its network namespace",
-                    )
-                })?;
-                let netns = PathBuf::from(netns);
-                if !netns.is_absolute() {
-                    return Err(arg(
-                        "netns",
-                        "must be an absolute path like /run/netns/NAME or /proc/PID/ns/net",
-                    ));
-                }
+                let path = string_option(options, "netns")?;
+                let fd = fd_option(options, "netns_fd")?;
+                let netns = match (path, fd) {
+                    (Some(_), Some(_)) => {
+                        return Err(arg("netns", "give netns_fd or netns, not both"))
+                    }
+                    (None, None) => {
+                        return Err(arg(
+                            "netns_fd",
+                            "a veth guest needs its network namespace: a descriptor of it \
+                             opened by the caller (netns_fd, type h), or its path (netns) \
+                             from a caller allowed to manage networks",
+                        ))
+                    }
+                    (Some(path), None) => {
+                        let path = PathBuf::from(path);
+                        if !path.is_absolute() {
+                            return Err(arg(
+                                "netns",
+                                "must be an absolute path like /run/netns/NAME or /proc/PID/ns/net",
+                            ));
+                        }
+                        NetnsSource::Path(path)
+                    }
+                    (None, Some(fd)) => NetnsSource::Fd(
+                        crate::host::netns::from_fd(fd).map_err(|e| arg("netns_fd", e))?,
+                    ),
+                };
                 let ifname = string_option(options, "ifname")?.unwrap_or_else(|| "eth0".into());
                 let ifname = IfName::new(&ifname).map_err(|e| arg("ifname", e))?;
                 AttachKind::Veth { netns, ifname }
@@ -142,6 +206,22 @@ impl AttachRequest {
             None => return Err(arg("kind", "missing: \"tap\" or \"veth\"")),
         };
         Ok(AttachRequest { kind, mac })
+    }
+
+    /// What in this request needs more than the right to attach guests:
+    /// a namespace path, or a descriptor of the host's own namespace.
+    pub fn beyond_attaching(&self) -> Option<BeyondAttaching> {
+        match &self.kind {
+            AttachKind::Veth {
+                netns: NetnsSource::Path(_),
+                ..
+            } => Some(BeyondAttaching::NetnsPath),
+            AttachKind::Veth {
+                netns: NetnsSource::Fd(ns),
+                ..
+            } if crate::host::netns::is_hosts(ns) => Some(BeyondAttaching::HostNetns),
+            _ => None,
+        }
     }
 }
 
@@ -250,24 +330,67 @@ mod tests {
         let tap =
             AttachRequest::from_options(&opts(&[("kind", "tap".into()), ("owner", 0u32.into())]))
                 .unwrap();
-        assert_eq!(tap.kind, AttachKind::Tap { owner: 0 });
+        assert!(matches!(tap.kind, AttachKind::Tap { owner: 0 }));
+        assert_eq!(tap.beyond_attaching(), None);
         let veth = AttachRequest::from_options(&opts(&[
             ("kind", "veth".into()),
             ("netns", "/run/netns/c1".into()),
             ("mac", "52:54:00:01:02:03".into()),
         ]))
         .unwrap();
-        assert_eq!(
-            veth.kind,
+        match &veth.kind {
             AttachKind::Veth {
-                netns: "/run/netns/c1".into(),
-                ifname: IfName::new("eth0").unwrap()
+                netns: NetnsSource::Path(p),
+                ifname,
+            } => {
+                assert_eq!(p, std::path::Path::new("/run/netns/c1"));
+                assert_eq!(ifname, &IfName::new("eth0").unwrap());
             }
-        );
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(veth.beyond_attaching(), Some(BeyondAttaching::NetnsPath));
+        // A descriptor of our own namespace (the host's, here).
+        let own = std::fs::File::open("/proc/self/ns/net").unwrap();
+        let by_fd = AttachRequest::from_options(&opts(&[
+            ("kind", "veth".into()),
+            (
+                "netns_fd",
+                zbus::zvariant::Fd::from(std::os::fd::OwnedFd::from(own)).into(),
+            ),
+        ]))
+        .unwrap();
+        assert!(matches!(
+            by_fd.kind,
+            AttachKind::Veth {
+                netns: NetnsSource::Fd(_),
+                ..
+            }
+        ));
+        assert_eq!(by_fd.beyond_attaching(), Some(BeyondAttaching::HostNetns));
+        let fd_of = |path: &str| -> Value<'static> {
+            zbus::zvariant::Fd::from(std::os::fd::OwnedFd::from(
+                std::fs::File::open(path).unwrap(),
+            ))
+            .into()
+        };
         for bad in [
             opts(&[]),
             opts(&[("kind", "macvtap".into())]),
             opts(&[("kind", "veth".into())]),
+            opts(&[("kind", "veth".into()), ("netns_fd", fd_of("/dev/null"))]),
+            opts(&[
+                ("kind", "veth".into()),
+                ("netns_fd", fd_of("/proc/self/ns/uts")),
+            ]),
+            opts(&[
+                ("kind", "veth".into()),
+                ("netns_fd", "/run/netns/c1".into()),
+            ]),
+            opts(&[
+                ("kind", "veth".into()),
+                ("netns", "/run/netns/c1".into()),
+                ("netns_fd", fd_of("/proc/self/ns/net")),
+            ]),
             opts(&[("kind", "veth".into()), ("netns", "relative".into())]),
             opts(&[
                 ("kind", "veth".into()),

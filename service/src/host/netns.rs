@@ -7,9 +7,14 @@
 //! nothing and never blocks, and only a file of the namespace filesystem
 //! (nsfs) is then opened for real, through `/proc/self/fd`, which names
 //! that very inode whatever happened to the path meanwhile.
+//!
+//! A caller without the right to manage networks names no path: it passes
+//! a descriptor of the namespace it opened itself ([`from_fd`]), so the
+//! kernel has already checked its own right to open it, and the host's
+//! own namespace ([`is_hosts`]) is refused to it.
 
 use std::fs::File;
-use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::Path;
 
 /// `NSFS_MAGIC` from linux/magic.h: the filesystem of /proc/PID/ns/* and of
@@ -63,6 +68,32 @@ pub fn open(path: &Path) -> Result<File, NetnsError> {
 
 use std::os::unix::fs::OpenOptionsExt;
 
+/// Takes a descriptor a caller passed as a network namespace, refusing
+/// anything else: a file of another filesystem, another kind of namespace,
+/// an `O_PATH` descriptor (which could not be used to enter it).
+pub fn from_fd(fd: OwnedFd) -> Result<File, NetnsError> {
+    let file = File::from(fd);
+    if !on_nsfs(&file) || !crate::host::tap::is_network_namespace(&file) {
+        return Err(NetnsError::NotANamespace("the descriptor".into()));
+    }
+    Ok(file)
+}
+
+/// Whether `ns` is the host's own network namespace: guestnetd's (where
+/// its bridges are), or init's when guestnetd may see it (a service whose
+/// capabilities are bounded may not read init's). The same namespace is
+/// the same nsfs inode, whatever path or descriptor reached it.
+pub fn is_hosts(ns: &File) -> bool {
+    let Ok(meta) = ns.metadata() else {
+        // Not even fstat works: nothing to compare, so treat it as the host's.
+        return true;
+    };
+    use std::os::unix::fs::MetadataExt;
+    ["/proc/self/ns/net", "/proc/1/ns/net"].iter().any(|host| {
+        std::fs::metadata(host).is_ok_and(|h| h.dev() == meta.dev() && h.ino() == meta.ino())
+    })
+}
+
 /// Whether `file` lives on nsfs and is a regular file there (what every
 /// namespace file is), by `fstatfs` and `fstat`, which work on `O_PATH`.
 fn on_nsfs(file: &File) -> bool {
@@ -100,6 +131,28 @@ mod tests {
             open(Path::new("/nonexistent/ns")),
             Err(NetnsError::Open { .. })
         ));
+    }
+
+    #[test]
+    fn descriptors_are_checked_and_the_hosts_is_known() {
+        let own = File::open("/proc/self/ns/net").unwrap();
+        let own = from_fd(own.into()).expect("our own namespace is a namespace");
+        assert!(is_hosts(&own));
+        for bad in ["/dev/null", "/proc/self/ns/uts", "/etc/hostname"] {
+            let f = File::open(bad).unwrap();
+            assert!(
+                matches!(from_fd(f.into()), Err(NetnsError::NotANamespace(_))),
+                "{bad} was not refused"
+            );
+        }
+        // An O_PATH descriptor of a namespace enters nothing.
+        let c = std::ffi::CString::new("/proc/self/ns/net").unwrap();
+        // SAFETY: c is a valid path string; O_PATH opens no contents.
+        let fd = unsafe { libc::open(c.as_ptr(), libc::O_PATH | libc::O_CLOEXEC) };
+        assert!(fd >= 0);
+        // SAFETY: fd was just returned by open and is owned by nobody else.
+        let located = unsafe { OwnedFd::from_raw_fd(fd) };
+        assert!(from_fd(located).is_err());
     }
 
     #[test]

@@ -11,7 +11,7 @@ use super::Networks;
 use crate::error::ServiceError;
 use crate::guests::watch::{Port, WatchedBridge};
 use crate::guests::{
-    self, port_alias, AttachKind, AttachRequest, GuestEvent, GuestRecord, PortKind,
+    self, port_alias, AttachKind, AttachRequest, GuestEvent, GuestRecord, NetnsSource, PortKind,
 };
 use crate::host::kernel::{Link, Snapshot};
 use guestnet_mode_api::{BridgePlan, MacAddr, NetworkName, Plan};
@@ -299,10 +299,23 @@ impl Networks {
         request: AttachRequest,
     ) -> Result<String, ServiceError> {
         guests::check_guest_name(guest)?;
-        // The caller's path is opened before any lock is taken, and only if
-        // it is a network namespace (never a FIFO or a device).
+        // A path (from a caller allowed to manage networks) is opened
+        // before any lock is taken, and only if it is a network namespace
+        // (never a FIFO or a device); a caller's descriptor was checked as
+        // it arrived.
+        let opened;
         let netns = match &request.kind {
-            AttachKind::Veth { netns, .. } => Some(open_netns(netns.clone()).await?),
+            AttachKind::Veth {
+                netns: NetnsSource::Path(path),
+                ..
+            } => {
+                opened = open_netns(path.clone()).await?;
+                Some(&opened)
+            }
+            AttachKind::Veth {
+                netns: NetnsSource::Fd(ns),
+                ..
+            } => Some(ns),
             AttachKind::Tap { .. } => None,
         };
         let (_held, net, _plan, bridge) = self.hold_active(name).await?;
@@ -337,7 +350,7 @@ impl Networks {
             return Err(ServiceError::failed("recording the guest", e));
         }
         let made = self
-            .make_port(&ifname, &request, netns.as_ref(), mac, &bridge, &network)
+            .make_port(&ifname, &request, netns, mac, &bridge, &network)
             .await;
         match made {
             Ok(index) => {

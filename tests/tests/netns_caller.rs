@@ -1,0 +1,489 @@
+//! A veth guest's namespace is tied to the caller (issue #12, point 1): a
+//! user allowed only `org.guestnet1.attach-guests` passes the namespace as
+//! a descriptor it opened (`netns_fd`, type `h`), so the kernel has checked
+//! its own right to it; a path (`netns`), which guestnetd would open as
+//! root, is for callers allowed `org.guestnet1.manage-networks`; and the
+//! host's own namespace is refused to anyone else. polkit is told the
+//! network, the guest and the kind, so a rule can grant attaching on one
+//! network only.
+//!
+//! Before the fix, the attach-guests user put a peer named as it liked into
+//! guestnetd's own namespace (`/proc/self/ns/net`, `/run/netns/HOST`) and
+//! into a root process's namespace it cannot open (`/proc/PID/ns/net`);
+//! `netns_fd` was an unknown option; and a rule reading
+//! `action.lookup("network")` saw nothing, so it granted nothing. Every
+//! test here but `root_and_managers_may_still_give_a_path` (which guards
+//! what the fix keeps) failed on that code (546b4b8's guestnetd with this guestnetctl).
+//!
+//! `/proc/1/ns/net` is never named here: on code that failed to refuse it,
+//! the test would change the machine's own namespace. The refusal of every
+//! path from an attach-guests user comes before anything is opened, and
+//! the host's namespace is refused by identity, which the cases below show.
+//!
+//! Real parts only: a real polkitd with rules of the test's own, users of
+//! the test's own, guestnetctl (which opens `--netns` as the user running
+//! it) and `gdbus` run as those users.
+
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use guestnet_tests::bus::BusOptions;
+use guestnet_tests::guest::{list, netns_path, try_attach, try_detach, veth_opts, GuestPort};
+use guestnet_tests::lab::definition;
+use guestnet_tests::polkit::{self, PolkitLock, Polkitd};
+use guestnet_tests::users::{TestGroup, TestUser};
+use guestnet_tests::{cli, cmd, root_or_skip, BusError, Guestnet, Lab};
+
+const DENIED: &str = "org.freedesktop.DBus.Error.AccessDenied";
+const MANAGE: &str = "org.guestnet1.manage-networks";
+const ATTACH: &str = "org.guestnet1.attach-guests";
+/// guestnetctl's exit code for a refused authorization.
+const EXIT_DENIED: i32 = 5;
+
+/// Panics unless `result` is AccessDenied; returns its message.
+#[track_caller]
+fn expect_denied<T: std::fmt::Debug>(result: Result<T, BusError>, what: &str) -> String {
+    match result {
+        Err(e) if e.name == DENIED => e.message,
+        Err(e) => panic!("{what}: expected {DENIED}, got {e}"),
+        Ok(v) => panic!("{what}: expected {DENIED}, but the call succeeded: {v:?}"),
+    }
+}
+
+/// A lab whose bus lets a polkitd own org.freedesktop.PolicyKit1.
+fn polkit_lab() -> Lab {
+    assert!(
+        polkit::available(),
+        "{} or {} is missing: install the polkitd package (scripts/deps.sh)",
+        polkit::POLKITD,
+        polkit::BUS_POLICY
+    );
+    Lab::with_bus(&BusOptions {
+        includes: vec![polkit::BUS_POLICY.into()],
+    })
+}
+
+/// The JS rule that lets members of `group` perform `action` on network
+/// `network` only, by the `network` detail guestnetd gives polkit.
+fn network_rule(action: &str, group: &str, network: &str) -> String {
+    format!(
+        r#"// A guestnet test's rule, removed when the test ends.
+polkit.addRule(function(action, subject) {{
+    if (action.id == "{action}" && subject.isInGroup("{group}")
+        && action.lookup("network") == "{network}") {{
+        return polkit.Result.YES;
+    }}
+}});
+"#
+    )
+}
+
+/// `guestnetctl attach NETWORK GUEST --kind veth --netns NETNS --ifname
+/// IFNAME`, run as `user` (no supplementary groups: polkit reads them from
+/// the user database). With `inherit`, that descriptor is the process's
+/// descriptor 3, as a privileged helper would hand it down.
+fn ctl_attach(
+    lab: &Lab,
+    user: &TestUser,
+    network: &str,
+    guest: &str,
+    netns: &str,
+    ifname: &str,
+    inherit: Option<&File>,
+) -> Output {
+    let mut c = Command::new(cli::binary());
+    c.args(["--bus-address", lab.bus.address(), "attach", network, guest])
+        .args(["--kind", "veth", "--netns", netns, "--ifname", ifname])
+        .env_remove("DBUS_SYSTEM_BUS_ADDRESS")
+        .uid(user.uid())
+        .gid(user.gid())
+        .stdin(Stdio::null());
+    if let Some(f) = inherit {
+        let fd = f.as_raw_fd();
+        // SAFETY: dup2 is async-signal-safe; fd stays open in the parent
+        // until the child has exec'd (output() waits for it).
+        unsafe {
+            c.pre_exec(move || {
+                if libc::dup2(fd, 3) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    c.output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", cli::binary().display()))
+}
+
+/// The interface name guestnetctl printed, or a panic saying what it said.
+#[track_caller]
+fn attached(out: &Output, what: &str, pk: &Polkitd) -> String {
+    assert!(
+        out.status.success(),
+        "{what}: guestnetctl failed ({}):\n{}{}\n--- polkitd log ---\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        pk.log_tail(20)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// guestnetctl's stderr, after checking it exited with `code`.
+#[track_caller]
+fn refused(out: &Output, code: i32, what: &str) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "{what}: guestnetctl should exit {code}: stdout {:?}, stderr {stderr:?}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    stderr
+}
+
+/// Waits (up to 20 s) until `user` is past polkit on `net` (polkitd reads
+/// the rules of the test as it starts, but give it time): a DetachGuest of
+/// a port that does not exist answers something other than AccessDenied.
+fn wait_for_rules(gn: &Guestnet, net: &str, pk: &Polkitd) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match try_detach(gn, net, "gnnosuch0") {
+            Err(e) if e.name == DENIED && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(e) if e.name == DENIED => panic!(
+                "the test's rules do not apply after 20 s: {e}\n--- polkitd log ---\n{}",
+                pk.log_tail(20)
+            ),
+            _ => return,
+        }
+    }
+}
+
+/// What the first four tests share, dropped in reverse: polkitd and the
+/// lab first, the users, rules and lock last.
+struct Setup {
+    pk: Polkitd,
+    lab: Lab,
+    /// The test's guestnetd as root, as the attach-guests user, as a user
+    /// allowed to manage networks.
+    root: Guestnet,
+    u: Guestnet,
+    a: Guestnet,
+    /// Network `nc` (NAT, bridge gnbrnc).
+    net: String,
+    /// A named namespace, which anyone may open (nsfs files are 0444).
+    c1: String,
+    /// The namespace of a root process, which the user may not open.
+    c2: String,
+    /// `/proc/PID/ns/net` of that root process.
+    root_proc_ns: String,
+    user: TestUser,
+    _admin: TestUser,
+    _groups: [TestGroup; 2],
+    _rules: [polkit::InstalledFile; 3],
+    _actions: polkit::InstalledFile,
+    _lock: PolkitLock,
+}
+
+impl Setup {
+    fn new() -> Setup {
+        let lock = PolkitLock::acquire();
+        let actions = polkit::install_actions(&lock);
+        let attachers = TestGroup::create();
+        let managers = TestGroup::create();
+        let user = TestUser::in_groups(&[&attachers]);
+        let admin = TestUser::in_groups(&[&managers]);
+        let rules = [
+            (ATTACH, &attachers),
+            (ATTACH, &managers),
+            (MANAGE, &managers),
+        ]
+        .map(|(action, group)| {
+            polkit::install_rule(&lock, &polkit::group_rule(action, group.name()))
+        });
+        let lab = polkit_lab();
+        let pk = Polkitd::start(&lab.world, &lab.host, lab.bus.address());
+        let root = lab.gn();
+        let u = root.as_user(user.uid(), user.gid());
+        let a = root.as_user(admin.uid(), admin.gid());
+        let net = root.create(&definition("nc", "nat", "gnbrnc", "10.77.92"));
+        wait_for_rules(&u, &net, &pk);
+        wait_for_rules(&a, &net, &pk);
+        let w = &lab.world;
+        let c1 = w.add_ns("c1");
+        let c2 = w.add_ns("c2");
+        let sleeper = w.spawn(&c2, &["sleep", "600"]);
+        let root_proc_ns = format!("/proc/{sleeper}/ns/net");
+        let own_ns = cmd::run_ok(&["readlink", "/proc/self/ns/net"]);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while cmd::run(&["readlink", &root_proc_ns]).stdout == own_ns.as_bytes() {
+            assert!(Instant::now() < deadline, "{sleeper} never entered {c2}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Setup {
+            pk,
+            lab,
+            root,
+            u,
+            a,
+            net,
+            c1,
+            c2,
+            root_proc_ns,
+            user,
+            _admin: admin,
+            _groups: [attachers, managers],
+            _rules: rules,
+            _actions: actions,
+            _lock: lock,
+        }
+    }
+
+    fn host(&self) -> &str {
+        &self.lab.host
+    }
+
+    /// A check that no link appeared in the host or c2 and no guest on
+    /// the network since it was made.
+    fn nothing_made(&self) -> impl Fn(&str) + '_ {
+        let w = &self.lab.world;
+        let host_links = w.links(self.host());
+        let c2_links = w.links(&self.c2);
+        move |what: &str| {
+            assert_eq!(
+                w.links(self.host()),
+                host_links,
+                "{what}: links appeared in the host"
+            );
+            assert_eq!(w.links(&self.c2), c2_links, "{what}: links appeared in c2");
+            assert_eq!(
+                list(&self.root, &self.net),
+                [],
+                "{what}: ListGuests changed"
+            );
+        }
+    }
+}
+
+/// (a) A path, any path, from the attach-guests user: refused, naming
+/// netns_fd. Before the fix, the first was accepted and put `gnevil0`
+/// beside the bridges (guestnetd opened any path as root).
+#[test]
+fn a_path_from_an_attach_guests_user_is_refused() {
+    root_or_skip!();
+    let s = Setup::new();
+    let nothing_made = s.nothing_made();
+    for path in [
+        "/proc/self/ns/net".to_owned(),
+        netns_path(s.host()),
+        s.root_proc_ns.clone(),
+    ] {
+        let what = format!("AttachGuest netns={path} by the attach-guests user");
+        let msg = expect_denied(
+            try_attach(
+                &s.u,
+                &s.net,
+                "evil",
+                &veth_opts(&path, Some("gnevil0"), None),
+            ),
+            &what,
+        );
+        assert!(
+            msg.contains("netns_fd"),
+            "{what}: the refusal should say to pass netns_fd: {msg:?}"
+        );
+        nothing_made(&what);
+    }
+}
+
+/// (c) The host's namespace by descriptor: the user may open
+/// /run/netns/HOST, but guestnetd knows its own namespace by identity.
+/// Before the fix, `netns_fd` was an unknown option (InvalidArgs, exit 1).
+#[test]
+fn the_hosts_namespace_by_descriptor_is_refused() {
+    root_or_skip!();
+    let s = Setup::new();
+    let nothing_made = s.nothing_made();
+    let what = "a descriptor of the host's namespace from the attach-guests user";
+    let out = ctl_attach(
+        &s.lab,
+        &s.user,
+        "nc",
+        "evil",
+        &netns_path(s.host()),
+        "gnevil1",
+        None,
+    );
+    let stderr = refused(&out, EXIT_DENIED, what);
+    assert!(
+        stderr.contains("host's own") && stderr.contains(MANAGE),
+        "{what}: the refusal should say it is the host's namespace: {stderr:?}"
+    );
+    nothing_made(what);
+    // ... also when a privileged helper opened it and handed it down.
+    let what = "a handed-down descriptor of the host's namespace";
+    let host_fd = File::open(netns_path(s.host())).expect("open the host's namespace");
+    let out = ctl_attach(
+        &s.lab,
+        &s.user,
+        "nc",
+        "evil",
+        "/proc/self/fd/3",
+        "gnevil1",
+        Some(&host_fd),
+    );
+    refused(&out, EXIT_DENIED, what);
+    nothing_made(what);
+}
+
+/// (b) A namespace the user opened itself, or one a root helper opened and
+/// handed to the user's process: the peer is in it, the port on the
+/// bridge. One the user may not open, it cannot name at all. Before the
+/// fix, `netns_fd` was an unknown option (InvalidArgs).
+#[test]
+fn a_namespace_the_user_opened_or_was_handed_gets_the_peer() {
+    root_or_skip!();
+    let s = Setup::new();
+    let (w, host) = (&s.lab.world, s.host());
+    let nothing_made = s.nothing_made();
+    let what = "--netns of a root process's namespace, opened by the user";
+    let stderr = refused(
+        &ctl_attach(&s.lab, &s.user, "nc", "c2", &s.root_proc_ns, "eth0", None),
+        1,
+        what,
+    );
+    assert!(
+        stderr.contains("ermission denied") && stderr.contains(&s.root_proc_ns),
+        "{what}: guestnetctl should say it may not open it: {stderr:?}"
+    );
+    nothing_made(what);
+
+    let port1 = attached(
+        &ctl_attach(
+            &s.lab,
+            &s.user,
+            "nc",
+            "c1",
+            &netns_path(&s.c1),
+            "eth0",
+            None,
+        ),
+        "attach by descriptor into c1",
+        &s.pk,
+    );
+    assert!(w.has_link(&s.c1, "eth0"), "no eth0 in c1");
+    assert_eq!(w.master_of(host, &port1).as_deref(), Some("gnbrnc"));
+    let c2_fd = File::open(&s.root_proc_ns).expect("open the root process's namespace");
+    let port2 = attached(
+        &ctl_attach(
+            &s.lab,
+            &s.user,
+            "nc",
+            "c2",
+            "/proc/self/fd/3",
+            "eth0",
+            Some(&c2_fd),
+        ),
+        "attach by a handed-down descriptor into c2",
+        &s.pk,
+    );
+    assert!(w.has_link(&s.c2, "eth0"), "no eth0 in c2");
+    assert_eq!(w.master_of(host, &port2).as_deref(), Some("gnbrnc"));
+    let mut guests: Vec<(String, String)> = list(&s.root, &s.net)
+        .into_iter()
+        .map(|g| (g.guest, g.ifname))
+        .collect();
+    guests.sort();
+    assert_eq!(guests, [("c1".into(), port1), ("c2".into(), port2)]);
+}
+
+/// (d) Root, and a user allowed to manage networks, may still give a path.
+/// (This one passed before the fix too: it guards what the fix keeps.)
+#[test]
+fn root_and_managers_may_still_give_a_path() {
+    root_or_skip!();
+    let s = Setup::new();
+    let w = &s.lab.world;
+    let r = try_attach(
+        &s.root,
+        &s.net,
+        "r1",
+        &veth_opts(&netns_path(&s.c1), Some("eth1"), None),
+    )
+    .unwrap_or_else(|e| panic!("root's AttachGuest by path: {e}"));
+    assert!(w.has_link(&s.c1, "eth1"), "root's path: no eth1 in c1");
+    let m = try_attach(
+        &s.a,
+        &s.net,
+        "m1",
+        &veth_opts(&s.root_proc_ns, Some("eth2"), None),
+    )
+    .unwrap_or_else(|e| {
+        panic!(
+            "AttachGuest by path from a manage-networks user: {e}\n--- polkitd log ---\n{}",
+            s.pk.log_tail(20)
+        )
+    });
+    assert!(w.has_link(&s.c2, "eth2"), "the admin's path: no eth2 in c2");
+    let ports: Vec<String> = list(&s.root, &s.net)
+        .into_iter()
+        .map(|g| g.ifname)
+        .collect();
+    for p in [&r, &m] {
+        assert!(ports.contains(p), "{p} not in ListGuests: {ports:?}");
+    }
+}
+
+#[test]
+fn a_rule_can_grant_attaching_on_one_network() {
+    root_or_skip!();
+    let lock = PolkitLock::acquire();
+    let _actions = polkit::install_actions(&lock);
+    let group = TestGroup::create();
+    let user = TestUser::in_groups(&[&group]);
+    let _rule = polkit::install_rule(&lock, &network_rule(ATTACH, group.name(), "a"));
+    let lab = polkit_lab();
+    let pk = Polkitd::start(&lab.world, &lab.host, lab.bus.address());
+    let (w, host) = (&lab.world, lab.host.as_str());
+    let root = lab.gn();
+    let u = root.as_user(user.uid(), user.gid());
+    let na = root.create(&definition("a", "nat", "gnbra", "10.77.93"));
+    let nb = root.create(&definition("b", "nat", "gnbrb", "10.77.94"));
+    wait_for_rules(&u, &na, &pk);
+    let c1 = w.add_ns("c1");
+
+    // On "a": allowed, by descriptor, and the user may detach it again.
+    let port = attached(
+        &ctl_attach(&lab, &user, "a", "c1", &netns_path(&c1), "eth0", None),
+        "attach on network a, which the rule grants",
+        &pk,
+    );
+    assert!(w.has_link(&c1, "eth0"));
+    assert_eq!(w.master_of(host, &port).as_deref(), Some("gnbra"));
+    assert_eq!(
+        list(&root, &na),
+        [GuestPort::new(&port, &list(&root, &na)[0].mac, "c1")]
+    );
+
+    // On "b": refused by polkit, naming the action; nothing made.
+    let host_links = w.links(host);
+    let stderr = refused(
+        &ctl_attach(&lab, &user, "b", "c1", &netns_path(&c1), "eth1", None),
+        EXIT_DENIED,
+        "attach on network b, which the rule does not grant",
+    );
+    assert!(stderr.contains(ATTACH), "{stderr:?}");
+    assert_eq!(w.links(host), host_links);
+    assert!(!w.has_link(&c1, "eth1"));
+    assert_eq!(list(&root, &nb), []);
+    expect_denied(try_detach(&u, &nb, "gnnosuch0"), "DetachGuest on network b");
+
+    try_detach(&u, &na, &port).unwrap_or_else(|e| panic!("DetachGuest on network a: {e}"));
+    assert!(!w.has_link(host, &port), "{port} is still there");
+    assert!(!w.has_link(&c1, "eth0"));
+}
