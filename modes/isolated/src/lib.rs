@@ -95,4 +95,19 @@ mod tests {
         Isolated.validate(&def("")).unwrap();
         assert!(Isolated.validate(&def("[isolated]\nx = 1")).is_err());
     }
+
+    #[test]
+    fn the_host_allow_list_reaches_the_plan() {
+        let plan = Isolated
+            .plan(&def("[host]\nallow = [\"tcp/22\"]"), &host())
+            .unwrap();
+        assert_eq!(plan.host_allow, vec!["tcp/22".parse().unwrap()]);
+        assert!(
+            (Isolated
+                .plan(&def(""), &host())
+                .unwrap()
+                .host_allow
+                .is_empty())
+        );
+    }
 }

@@ -337,6 +337,7 @@ mod tests {
             routes: vec![],
             sysctls: vec![],
             firewall: guestnet_mode_api::FirewallPolicy::None,
+            host_allow: vec![],
             dhcp: None,
             dns: None,
         };
@@ -364,6 +365,7 @@ mod tests {
                 .collect(),
             sysctls: vec![],
             firewall: guestnet_mode_api::FirewallPolicy::None,
+            host_allow: vec![],
             dhcp: None,
             dns: None,
         }
