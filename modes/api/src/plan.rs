@@ -191,7 +191,8 @@ impl SysctlKey {
 pub enum FirewallPolicy {
     /// No rules: the host is a plain switch for this bridge.
     None,
-    /// Guests talk to each other and to the host; nothing is forwarded.
+    /// Guests talk to each other and to the host (within
+    /// [`Plan::host_allow`]); nothing is forwarded.
     Isolated { subnet: Ipv4Net },
     /// Forwarded both ways without translation.
     Routed { subnet: Ipv4Net },

@@ -1,5 +1,6 @@
 //! `isolated`: guests sit on a private subnet behind a bridge and talk to
-//! each other and to the host only; nothing is forwarded in or out. DHCP
+//! each other and to the host only (its DHCP, DNS, ping and the ports the
+//! definition's `[host] allow` opens); nothing is forwarded in or out. DHCP
 //! offers no default route. guestnet's DNS still forwards upstream, so an
 //! outside name resolves while a ping to it fails. Takes no `[isolated]`
 //! settings.

@@ -923,6 +923,26 @@ mod tests {
                     "iifname \"gnbri\" reject",
                 );
             }
+            // Every rule for the host names the bridge its packets come
+            // from, and comes with that network's own tag: no network's
+            // rules can decide another's packet, whatever their order.
+            let input: Vec<&str> = b
+                .lines()
+                .skip_while(|l| !l.contains("chain input"))
+                .skip(2)
+                .take_while(|l| !l.trim().starts_with('}'))
+                .collect();
+            assert_eq!(input.len(), 3 * 5, "{b}");
+            for (br, net) in [("gnbrn", "a"), ("gnbrr", "b"), ("gnbri", "c")] {
+                let prefix = format!("iifname \"{br}\" ");
+                let tag = format!("comment \"guestnet:{net}\"");
+                let own: Vec<&&str> = input
+                    .iter()
+                    .filter(|l| l.trim().starts_with(&prefix))
+                    .collect();
+                assert_eq!(own.len(), 5, "{b}");
+                assert!(own.iter().all(|l| l.ends_with(&tag)), "{b}");
+            }
         }
     }
 
