@@ -28,6 +28,7 @@ pub mod dhcp_probe;
 pub mod dig;
 pub mod guest;
 pub mod guestnet;
+pub mod host_input;
 pub mod host_view;
 pub mod ipv4;
 pub mod lab;

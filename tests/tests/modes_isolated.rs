@@ -17,6 +17,8 @@ mode = "isolated"
 bridge = "gnbr3"
 [ipv4]
 address = "10.77.3.1/24"
+[host]
+allow = ["tcp/7022"]
 "#,
     );
     gn.start(&net);
@@ -37,7 +39,7 @@ address = "10.77.3.1/24"
     assert_eq!(
         probe::tcp_peer(w, &lab.host, 7022, &g1, "10.77.3.1").as_deref(),
         Some("10.77.3.10"),
-        "guest -> host"
+        "guest -> host, on a port the definition allows (issue #12: no other)"
     );
     assert_eq!(
         probe::tcp_peer(w, &g1, 7023, &lab.host, "10.77.3.10").as_deref(),

@@ -4,6 +4,7 @@
 //! name) is decided when it starts.
 
 use crate::names::{check_label, DnsName, IfName, NetworkName};
+use crate::plan::{HostPort, MAX_HOST_ALLOW};
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashSet};
@@ -57,6 +58,10 @@ pub struct Definition {
     pub mtu: Option<u32>,
     pub ipv4: Ipv4Config,
     pub dns: DnsConfig,
+    /// What guests may reach on the host (`[host]`); absent in the JSON of
+    /// an older guestnetd: nothing beyond DHCP, DNS and ICMP echo.
+    #[serde(default)]
+    pub host: HostConfig,
     /// The table named after the mode (`[nat]`, `[bridged]`, ...), as JSON,
     /// for the mode to validate and interpret.
     pub mode_section: Option<serde_json::Value>,
@@ -89,6 +94,24 @@ impl Default for DhcpConfig {
             lease_time_secs: LEASE_TIME_DEFAULT_SECS,
         }
     }
+}
+
+/// The `[host]` table: what the network's guests may reach on the host.
+///
+/// ```toml
+/// [host]
+/// allow = ["tcp/22", "udp/69"]
+/// ```
+///
+/// Guests always reach the host's DHCP and DNS for their network, and may
+/// ping it; `allow` opens further ports on the host's address on the
+/// network. Everything else a guest sends to the host is refused. Modes
+/// whose host is a plain switch (bridged) refuse the table.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostConfig {
+    /// At most [`MAX_HOST_ALLOW`], no two alike.
+    #[serde(default)]
+    pub allow: Vec<HostPort>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -168,6 +191,8 @@ struct RawDefinition {
     mtu: Option<i64>,
     ipv4: Option<RawIpv4>,
     dns: Option<RawDns>,
+    /// Read by hand, so that a mistake names its key (`host.allow[1]`).
+    host: Option<toml::Value>,
     /// Everything else: the mode's own table, or a mistake.
     #[serde(flatten)]
     rest: BTreeMap<String, toml::Value>,
@@ -218,6 +243,7 @@ const RESERVED_KEYS: &[&str] = &[
     "mtu",
     "ipv4",
     "dns",
+    "host",
 ];
 
 impl Definition {
@@ -283,6 +309,7 @@ impl Definition {
             },
         };
         let dns = parse_dns(raw.dns)?;
+        let host = parse_host_section(raw.host)?;
         Ok(Self {
             name,
             mode,
@@ -292,6 +319,7 @@ impl Definition {
             mtu,
             ipv4,
             dns,
+            host,
             mode_section,
         })
     }
@@ -320,6 +348,12 @@ impl Definition {
         }
         if !dns.is_empty() {
             t.insert("dns".into(), toml::Value::Table(dns));
+        }
+        if !self.host.allow.is_empty() {
+            let allow = self.host.allow.iter().map(|p| p.to_string().into());
+            let mut host = toml::Table::new();
+            host.insert("allow".into(), toml::Value::Array(allow.collect()));
+            t.insert("host".into(), toml::Value::Table(host));
         }
         if let Some(section) = &self.mode_section {
             if let Ok(v) = toml::Value::try_from(section) {
@@ -861,6 +895,59 @@ fn check_hosts_unique(hosts: &[StaticHost]) -> Result<(), DefinitionError> {
     Ok(())
 }
 
+/// The `[host]` table; each mistake names its key.
+fn parse_host_section(raw: Option<toml::Value>) -> Result<HostConfig, DefinitionError> {
+    let table = match raw {
+        None => return Ok(HostConfig::default()),
+        Some(toml::Value::Table(t)) => t,
+        Some(_) => {
+            return Err(DefinitionError::new(
+                "host",
+                "must be a table like [host] allow = [\"tcp/22\"]",
+            ))
+        }
+    };
+    let mut allow = Vec::new();
+    for (key, value) in table {
+        if key != "allow" {
+            return Err(DefinitionError::new(
+                format!("host.{key}"),
+                "unknown key; [host] takes only allow",
+            ));
+        }
+        let toml::Value::Array(items) = value else {
+            return Err(DefinitionError::new(
+                "host.allow",
+                "must be a list like [\"tcp/22\", \"udp/69\"]",
+            ));
+        };
+        if items.len() > MAX_HOST_ALLOW {
+            return Err(DefinitionError::new(
+                "host.allow",
+                format!("{} ports; the limit is {MAX_HOST_ALLOW}", items.len()),
+            ));
+        }
+        for (i, item) in items.into_iter().enumerate() {
+            let field = format!("host.allow[{i}]");
+            let toml::Value::String(s) = item else {
+                return Err(DefinitionError::new(
+                    field,
+                    format!("{item} is not a string like \"tcp/22\""),
+                ));
+            };
+            let port: HostPort = s.parse().map_err(|e| DefinitionError::new(&field, e))?;
+            if allow.contains(&port) {
+                return Err(DefinitionError::new(
+                    field,
+                    format!("{port} is listed twice"),
+                ));
+            }
+            allow.push(port);
+        }
+    }
+    Ok(HostConfig { allow })
+}
+
 fn parse_dns(raw: Option<RawDns>) -> Result<DnsConfig, DefinitionError> {
     let Some(raw) = raw else {
         return Ok(DnsConfig::default());
@@ -910,6 +997,8 @@ dhcp = { start = "192.168.122.10", end = "192.168.122.254", lease_time = "1h" }
 hosts = [{ mac = "52:54:00:aa:bb:cc", ip = "192.168.122.5", name = "web" }]
 [dns]
 domain = "guest.lan"
+[host]
+allow = ["tcp/22", "udp/69", "tcp/8000-8080"]
 [nat]
 uplink = "eth0"
 "#;
@@ -924,6 +1013,8 @@ uplink = "eth0"
         assert_eq!(dhcp.lease_time_secs, 3600);
         assert_eq!(d.ipv4.hosts[0].name.as_deref(), Some("web"));
         assert_eq!(d.mode_section.as_ref().unwrap()["uplink"], "eth0");
+        let allow: Vec<String> = d.host.allow.iter().map(|p| p.to_string()).collect();
+        assert_eq!(allow, ["tcp/22", "udp/69", "tcp/8000-8080"]);
     }
 
     #[test]
@@ -971,11 +1062,31 @@ uplink = "eth0"
             ("name = \"a\"\n[dns]\ndomain = \"bad..name\"", "dns.domain"),
             ("name = 5", "name"),
             ("name = \"a\"\nautostart = \"yes\"", "autostart"),
+            ("name = \"a\"\nhost = 1", "host"),
+            ("name = \"a\"\n[host]\nallow = \"tcp/22\"", "host.allow"),
+            ("name = \"a\"\n[host]\nalow = [\"tcp/22\"]", "host.alow"),
+            ("name = \"a\"\n[host]\nallow = [\"tcp/22\", 23]", "host.allow[1]"),
+            ("name = \"a\"\n[host]\nallow = [\"tcp/22\", \"tcp/0\"]", "host.allow[1]"),
+            ("name = \"a\"\n[host]\nallow = [\"icmp/8\"]", "host.allow[0]"),
+            ("name = \"a\"\n[host]\nallow = [\"tcp/22\", \"tcp/22\"]", "host.allow[1]"),
+            ("name = \"a\"\nmode = \"host\"", "mode"),
         ];
         for (text, field) in cases {
             let e = refused(text);
             assert_eq!(&e.field, field, "for {text:?}: {e}");
         }
+    }
+
+    #[test]
+    fn too_many_host_ports_are_refused() {
+        let ports: Vec<String> = (1..=MAX_HOST_ALLOW + 1)
+            .map(|p| format!("\"tcp/{p}\""))
+            .collect();
+        let e = refused(&format!(
+            "name = \"a\"\n[host]\nallow = [{}]",
+            ports.join(",")
+        ));
+        assert_eq!(e.field, "host.allow", "{e}");
     }
 
     #[test]

@@ -51,7 +51,8 @@ pub use definition::{Definition, DefinitionError, MacAddr, StaticHost};
 pub use facts::{HostFacts, LinkFact, RouteFact};
 pub use names::{DnsName, IfName, NetworkName};
 pub use plan::{
-    BridgePlan, DhcpPlan, DnsPlan, DnsRecord, FirewallPolicy, Plan, RoutePlan, Sysctl, SysctlKey,
+    BridgePlan, DhcpPlan, DnsPlan, DnsRecord, FirewallPolicy, HostPort, Plan, Protocol, RoutePlan,
+    Sysctl, SysctlKey, MAX_HOST_ALLOW,
 };
 
 use serde::{Deserialize, Serialize};

@@ -67,6 +67,7 @@ pub fn plan(
         routes: vec![],
         sysctls: vec![],
         firewall: FirewallPolicy::None,
+        host_allow: definition.host.allow.clone(),
         dhcp,
         dns: Some(DnsPlan {
             listen: host,

@@ -91,6 +91,24 @@ pub struct Plan {
     /// override guestnet's accepts. On stop the table is rendered without
     /// the network and the binding goes.
     pub firewall: FirewallPolicy,
+    /// Further host ports the network's guests may open, on the host's
+    /// own addresses on the bridge ([`addresses`](Plan::addresses)).
+    ///
+    /// A network whose [`firewall`](Plan::firewall) is not
+    /// [`FirewallPolicy::None`] has a host-input policy in `inet guestnet`:
+    /// what arrives at the host from its bridge is accepted when it is a
+    /// reply (`established,related`), DHCP (udp 67, when the plan has
+    /// [`dhcp`](Plan::dhcp)), DNS (udp and tcp 53 to
+    /// [`DnsPlan::listen`], when the plan has [`dns`](Plan::dns)), an ICMP
+    /// echo request, or one of these ports; everything else is refused
+    /// (tcp reset, else ICMP admin-prohibited). The rules name the
+    /// network's own bridge only, so no network's verdict depends on
+    /// another's. Ignored with [`FirewallPolicy::None`], whose host is a
+    /// plain switch. At most [`MAX_HOST_ALLOW`] entries (more is refused).
+    ///
+    /// Missing from the JSON of modes built before it existed: empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub host_allow: Vec<HostPort>,
     /// The DHCPv4 server to run on the bridge, if any: guestnetd answers
     /// DHCP itself, keeps its leases in a durable journal in its state
     /// directory (a restart loses none) and announces them as D-Bus
@@ -173,7 +191,8 @@ impl SysctlKey {
 pub enum FirewallPolicy {
     /// No rules: the host is a plain switch for this bridge.
     None,
-    /// Guests talk to each other and to the host; nothing is forwarded.
+    /// Guests talk to each other and to the host (within
+    /// [`Plan::host_allow`]); nothing is forwarded.
     Isolated { subnet: Ipv4Net },
     /// Forwarded both ways without translation.
     Routed { subnet: Ipv4Net },
@@ -215,4 +234,145 @@ pub struct DnsPlan {
 pub struct DnsRecord {
     pub name: String,
     pub ip: Ipv4Addr,
+}
+
+/// Most entries a network's host allow-list ([`Plan::host_allow`], `[host]
+/// allow` in a definition) may have.
+pub const MAX_HOST_ALLOW: usize = 64;
+
+/// A transport protocol a host port is opened for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        }
+    }
+}
+
+/// A host port, or a range of them, guests may open: `tcp/22`, `udp/69`,
+/// `tcp/8000-8080` (both ends included). Written and sent as that string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct HostPort {
+    pub protocol: Protocol,
+    /// The first port, 1 or more.
+    pub first: u16,
+    /// The last port, `first` or more.
+    pub last: u16,
+}
+
+impl HostPort {
+    /// The ports as nft and firewalld write them: `22` or `8000-8080`.
+    pub fn ports(&self) -> String {
+        if self.first == self.last {
+            self.first.to_string()
+        } else {
+            format!("{}-{}", self.first, self.last)
+        }
+    }
+}
+
+impl std::str::FromStr for HostPort {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad =
+            || format!("{s:?} is not a port like \"tcp/22\", \"udp/69\" or \"tcp/8000-8080\"");
+        let (proto, ports) = s.split_once('/').ok_or_else(bad)?;
+        let protocol = match proto {
+            "tcp" => Protocol::Tcp,
+            "udp" => Protocol::Udp,
+            _ => return Err(format!("{s:?}: the protocol must be tcp or udp")),
+        };
+        let port = |p: &str| -> Result<u16, String> {
+            if p.is_empty() || p.len() > 5 || !p.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(bad());
+            }
+            match p.parse::<u32>() {
+                Ok(n @ 1..=65535) => Ok(n as u16),
+                _ => Err(format!("{s:?}: a port is from 1 to 65535")),
+            }
+        };
+        let (first, last) = match ports.split_once('-') {
+            Some((a, b)) => (port(a)?, port(b)?),
+            None => (port(ports)?, port(ports)?),
+        };
+        if first > last {
+            return Err(format!("{s:?}: the range ends before it starts"));
+        }
+        Ok(HostPort {
+            protocol,
+            first,
+            last,
+        })
+    }
+}
+
+impl TryFrom<String> for HostPort {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+impl From<HostPort> for String {
+    fn from(p: HostPort) -> String {
+        p.to_string()
+    }
+}
+
+impl std::fmt::Display for HostPort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.protocol.as_str(), self.ports())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_ports_read_and_write_as_written() {
+        for s in ["tcp/22", "udp/69", "tcp/8000-8080", "udp/1-65535"] {
+            let p: HostPort = s.parse().unwrap();
+            assert_eq!(p.to_string(), s);
+        }
+        for s in [
+            "22",
+            "tcp/",
+            "tcp/0",
+            "tcp/65536",
+            "icmp/1",
+            "tcp/9-8",
+            "tcp/+22",
+            "tcp/2 2",
+            "TCP/22",
+            "tcp/1-",
+            "tcp/99999999999",
+        ] {
+            assert!(s.parse::<HostPort>().is_err(), "{s}");
+        }
+    }
+
+    #[test]
+    fn plans_of_older_modes_parse_with_no_host_ports() {
+        let json = r#"{"bridge":{"kind":"create","name":"br0","mtu":null},"addresses":["10.0.0.1/24"],
+            "routes":[],"sysctls":[],"firewall":{"kind":"isolated","subnet":"10.0.0.0/24"},
+            "dhcp":null,"dns":null}"#;
+        let plan: Plan = serde_json::from_str(json).unwrap();
+        assert!(plan.host_allow.is_empty());
+        assert!(!serde_json::to_string(&plan).unwrap().contains("host_allow"));
+        let mut plan = plan;
+        plan.host_allow = vec!["tcp/22".parse().unwrap()];
+        let again: Plan = serde_json::from_str(&serde_json::to_string(&plan).unwrap()).unwrap();
+        assert_eq!(again, plan);
+        let bad = json.replace("\"dhcp\":null", "\"host_allow\":[\"tcp/0\"],\"dhcp\":null");
+        assert!(serde_json::from_str::<Plan>(&bad).is_err());
+    }
 }

@@ -47,6 +47,13 @@ impl Mode for Bridged {
         if !definition.ipv4.hosts.is_empty() {
             return Err(ModeError::invalid("ipv4.hosts", lan));
         }
+        if !definition.host.allow.is_empty() {
+            return Err(ModeError::invalid(
+                "host.allow",
+                "a bridged network has no host-input policy: the host is a plain switch for its \
+                 guests, which reach the host as any LAN machine does (through the host's own firewall)",
+            ));
+        }
         if section.interface.is_none() && definition.bridge.is_none() {
             return Err(ModeError::invalid(
                 "bridged",
@@ -70,6 +77,7 @@ impl Mode for Bridged {
             routes: vec![],
             sysctls: vec![],
             firewall: FirewallPolicy::None,
+            host_allow: vec![],
             dhcp: None,
             dns: None,
         })
@@ -267,6 +275,14 @@ mod tests {
                 &host()
             )
             .is_err());
+    }
+
+    #[test]
+    fn a_host_allow_list_is_refused_since_the_host_is_a_switch() {
+        assert_eq!(
+            invalid_field("bridge = \"br0\"\n[host]\nallow = [\"tcp/22\"]"),
+            "host.allow"
+        );
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! `isolated`: guests sit on a private subnet behind a bridge and talk to
-//! each other and to the host only; nothing is forwarded in or out. DHCP
+//! each other and to the host only (its DHCP, DNS, ping and the ports the
+//! definition's `[host] allow` opens); nothing is forwarded in or out. DHCP
 //! offers no default route. guestnet's DNS still forwards upstream, so an
 //! outside name resolves while a ping to it fails. Takes no `[isolated]`
 //! settings.
@@ -94,5 +95,20 @@ mod tests {
     fn takes_no_settings() {
         Isolated.validate(&def("")).unwrap();
         assert!(Isolated.validate(&def("[isolated]\nx = 1")).is_err());
+    }
+
+    #[test]
+    fn the_host_allow_list_reaches_the_plan() {
+        let plan = Isolated
+            .plan(&def("[host]\nallow = [\"tcp/22\"]"), &host())
+            .unwrap();
+        assert_eq!(plan.host_allow, vec!["tcp/22".parse().unwrap()]);
+        assert!(
+            (Isolated
+                .plan(&def(""), &host())
+                .unwrap()
+                .host_allow
+                .is_empty())
+        );
     }
 }

@@ -189,4 +189,13 @@ mod tests {
             assert!(Nat.plan(&d, &host()).is_err());
         }
     }
+
+    #[test]
+    fn the_host_allow_list_reaches_the_plan() {
+        let plan = Nat
+            .plan(&def("[host]\nallow = [\"tcp/22\"]"), &host())
+            .unwrap();
+        assert_eq!(plan.host_allow, vec!["tcp/22".parse().unwrap()]);
+        assert!((Nat.plan(&def(""), &host()).unwrap().host_allow.is_empty()));
+    }
 }

@@ -97,4 +97,19 @@ mod tests {
             Err(ModeError::Invalid { field, .. }) if field == "routed"
         ));
     }
+
+    #[test]
+    fn the_host_allow_list_reaches_the_plan() {
+        let plan = Routed
+            .plan(&def("[host]\nallow = [\"tcp/22\"]"), &host())
+            .unwrap();
+        assert_eq!(plan.host_allow, vec!["tcp/22".parse().unwrap()]);
+        assert!(
+            (Routed
+                .plan(&def(""), &host())
+                .unwrap()
+                .host_allow
+                .is_empty())
+        );
+    }
 }

@@ -8,39 +8,51 @@
 //! signal: a reload forgets runtime interface bindings) or a firewalld
 //! (re)appears on the bus (`NameOwnerChanged`).
 //!
-//! Which zone:
-//! - nat and isolated bridges go into `trusted` (target ACCEPT, forward
-//!   yes), which ships with every firewalld. It lifts firewalld's rejects
-//!   for what comes *from* the bridge; nothing from outside needs to open a
-//!   connection into these networks.
-//! - routed bridges go into [`ROUTED_ZONE`] (`guestnet-routed`), a zone
-//!   guestnet ships as a file (`dbus/data/firewalld/`, installed under
-//!   /usr/lib/firewalld by scripts/install.sh) together with the policy
-//!   [`ROUTED_POLICY`] (`guestnet-routed-in`: ingress ANY, egress
-//!   `guestnet-routed`, target ACCEPT). The zone alone is `trusted` under
-//!   another name; the policy is what lets a LAN host (whose interface is
-//!   in firewalld's default zone) open connections to routed guests by
-//!   their own address, which firewalld otherwise rejects. libvirt does the
-//!   same with `libvirt-routed` and `libvirt-routed-in`.
+//! Which zone: two zones guestnet ships as files (`dbus/data/firewalld/`,
+//! installed under /usr/lib/firewalld by scripts/install.sh), made as
+//! libvirt makes its `libvirt` zone: target ACCEPT, so what guests
+//! forward is accepted (firewalld applies a zone's target to forwarded
+//! traffic and its services and rich rules to traffic for the host), with
+//! services dhcp and dns, protocols icmp and ipv6-icmp, and a last rich
+//! rule (priority 32767) that rejects any other traffic for the host.
+//! - nat and isolated bridges go into [`GUESTNET_ZONE`] (`guestnet`);
+//!   nothing from outside needs to open a connection into these networks.
+//! - routed bridges go into [`ROUTED_ZONE`] (`guestnet-routed`), the same
+//!   zone under another name, with the policy [`ROUTED_POLICY`]
+//!   (`guestnet-routed-in`: ingress ANY, egress `guestnet-routed`, target
+//!   ACCEPT), which lets a LAN host (whose interface is in firewalld's
+//!   default zone) open connections to routed guests by their own address,
+//!   which firewalld otherwise rejects. libvirt does the same with
+//!   `libvirt-routed` and `libvirt-routed-in`.
 //!
-//! Why files and not D-Bus calls: firewalld 1.3 creates zones and policies
-//! only in its permanent configuration (then a reload), never at runtime,
-//! and guestnet changes no one's persistent configuration; a package
-//! shipping files under /usr/lib/firewalld is how that is meant to be done.
-//! When the current firewalld does not know [`ROUTED_ZONE`] (the files are
-//! not installed), routed bridges fall back to `trusted`, with one warning:
-//! guests still reach out, but the LAN cannot reach in.
+//! The ports a definition opens on the host (`[host] allow`) are added to
+//! the bridge's zone at runtime (`addPort`), and removed when no network
+//! in that zone wants them; a reload forgets them with the bindings, and
+//! they come back with them. A zone is shared by every bridge in it, so
+//! firewalld lets through the union of those networks' ports; what each
+//! network's guests reach is decided by guestnet's own table, whose
+//! input rules name each network's own bridge and whose rejects no accept
+//! in firewalld's table overrides. firewalld's zone is the outer wall (it
+//! still holds if guestnet's table is deleted), guestnet's the exact one.
 //!
-//! In every case, what guests may do is still decided by guestnet's own
-//! table, whose drops still apply; the zones only lift firewalld's rejects.
-//! Nothing is persisted in firewalld; only runtime bindings are made.
+//! Why files and not D-Bus calls for the zones: firewalld 1.3 creates
+//! zones and policies only in its permanent configuration (then a reload),
+//! never at runtime, and guestnet changes no one's persistent
+//! configuration; a package shipping files under /usr/lib/firewalld is how
+//! that is meant to be done. When the current firewalld does not know one
+//! of guestnet's zones (the files are not installed), its bridges fall back
+//! to `trusted`, with one warning: guests still reach out, guestnet's own
+//! table still limits what they reach on the host, but the LAN cannot
+//! reach routed guests.
 //!
-//! guestnet never calls firewalld unless the name has an owner (no bus
-//! activation of a firewalld that is not running). Failures are logged and
-//! never fail a network.
+//! Nothing is persisted in firewalld; only runtime bindings and ports are
+//! made. guestnet never calls firewalld unless the name has an owner (no
+//! bus activation of a firewalld that is not running). Failures are logged
+//! and never fail a network.
 
 use futures::StreamExt;
-use std::collections::BTreeMap;
+use guestnet_mode_api::HostPort;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use zbus::{Connection, MatchRule, MessageStream};
 
@@ -49,9 +61,10 @@ pub const NAME: &str = "org.fedoraproject.FirewallD1";
 const PATH: &str = "/org/fedoraproject/FirewallD1";
 const ZONE_IFACE: &str = "org.fedoraproject.FirewallD1.zone";
 const POLICY_IFACE: &str = "org.fedoraproject.FirewallD1.policy";
-/// The zone of nat and isolated bridges, and of routed ones when
-/// [`ROUTED_ZONE`] is not installed.
+/// Where bridges go when guestnet's zone for them is not installed.
 pub const TRUSTED: &str = "trusted";
+/// The zone guestnet ships for nat and isolated bridges.
+pub const GUESTNET_ZONE: &str = "guestnet";
 /// The zone guestnet ships for routed bridges.
 pub const ROUTED_ZONE: &str = "guestnet-routed";
 /// The policy guestnet ships that lets other zones into [`ROUTED_ZONE`].
@@ -66,30 +79,49 @@ pub enum Kind {
     Closed,
 }
 
+/// A bridge firewalld should know: what its network needs, and the host
+/// ports its definition opens to its guests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bridge {
+    pub kind: Kind,
+    pub ports: Vec<HostPort>,
+}
+
+/// Which of guestnet's zones the current firewalld has.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Known {
+    guestnet: bool,
+    routed: bool,
+}
+
 #[derive(Debug, Default)]
 struct Inner {
     conn: Option<Connection>,
     /// Bridges that should be in a zone, and what they need.
-    wanted: BTreeMap<String, Kind>,
+    wanted: BTreeMap<String, Bridge>,
     /// Bridges guestnet has put into a zone of the current firewalld, and
     /// that zone.
     placed: BTreeMap<String, Zone>,
-    /// Whether the current firewalld knows [`ROUTED_ZONE`]; None until
+    /// Ports guestnet has opened at runtime in its zones of the current
+    /// firewalld.
+    opened: BTreeSet<(Zone, HostPort)>,
+    /// Which of guestnet's zones the current firewalld knows; None until
     /// asked, and again after a reload or a new firewalld (either may come
     /// with the files installed or removed).
-    routed_zone: Option<bool>,
-    /// The fallback warning has been logged since [`ROUTED_ZONE`] was last
-    /// seen, so it is not repeated on every reload.
-    warned: bool,
+    zones: Option<Known>,
+    /// The fallback warning for each zone has been logged since the zone
+    /// was last seen, so it is not repeated on every reload.
+    warned: Known,
 }
 
 impl Inner {
     /// Forgets what guestnet knew of a firewalld that is gone (or
-    /// reloaded): its bindings went with it, and the next one may have
-    /// other zones.
+    /// reloaded): its bindings and runtime ports went with it, and the
+    /// next one may have other zones.
     fn forget_firewalld(&mut self) {
         self.placed.clear();
-        self.routed_zone = None;
+        self.opened.clear();
+        self.zones = None;
     }
 
     /// What a reconciliation must do now, with `fresh` as after a reload
@@ -105,18 +137,21 @@ impl Inner {
             conn,
             wanted: self.wanted.clone(),
             placed: self.placed.clone(),
-            routed_zone: self.routed_zone,
+            opened: self.opened.clone(),
+            zones: self.zones,
             must_ask,
         })
     }
 
     /// Whether firewalld must be called: None when every wanted bridge is
-    /// where it belongs and nothing need be asked (and not `fresh`), else
-    /// whether it must first be asked if it knows [`ROUTED_ZONE`].
+    /// where it belongs with its ports open and nothing need be asked (and
+    /// not `fresh`), else whether it must first be asked which of
+    /// guestnet's zones it knows.
     fn work(&self, fresh: bool) -> Option<bool> {
-        let must_ask =
-            self.routed_zone.is_none() && self.wanted.values().any(|k| *k == Kind::Routed);
-        let in_place = desired(&self.wanted, self.routed_zone.unwrap_or(false)) == self.placed;
+        let must_ask = self.zones.is_none() && !self.wanted.is_empty();
+        let known = self.zones.unwrap_or_default();
+        let in_place = desired(&self.wanted, known) == self.placed
+            && desired_ports(&self.wanted, known) == self.opened;
         (fresh || must_ask || !in_place).then_some(must_ask)
     }
 }
@@ -125,9 +160,10 @@ impl Inner {
 /// after it is released.
 struct Step {
     conn: Connection,
-    wanted: BTreeMap<String, Kind>,
+    wanted: BTreeMap<String, Bridge>,
     placed: BTreeMap<String, Zone>,
-    routed_zone: Option<bool>,
+    opened: BTreeSet<(Zone, HostPort)>,
+    zones: Option<Known>,
     must_ask: bool,
 }
 
@@ -163,7 +199,7 @@ impl Firewalld {
     /// connection, only remembers.
     ///
     /// [`watch`]: Firewalld::watch
-    pub async fn set_bridges(&self, bridges: impl IntoIterator<Item = (String, Kind)>) {
+    pub async fn set_bridges(&self, bridges: impl IntoIterator<Item = (String, Bridge)>) {
         self.inner().wanted = bridges.into_iter().collect();
         self.reconcile(false).await;
     }
@@ -232,44 +268,64 @@ impl Firewalld {
             self.inner().forget_firewalld();
             return;
         }
-        let routed_zone = match step.routed_zone {
+        let known = match step.zones {
             Some(known) => known,
-            None if step.must_ask => self.learn_routed_zone(&step.conn).await,
-            None => false,
+            None if step.must_ask => self.learn_zones(&step.conn).await,
+            None => Known::default(),
         };
-        self.place(
-            &step.conn,
-            &desired(&step.wanted, routed_zone),
-            &step.placed,
-        )
-        .await;
+        let ports = desired_ports(&step.wanted, known);
+        // Ports open before a bridge arrives, and close after it left.
+        self.open_ports(&step.conn, &ports, &step.opened, true)
+            .await;
+        self.place(&step.conn, &desired(&step.wanted, known), &step.placed)
+            .await;
+        self.open_ports(&step.conn, &ports, &step.opened, false)
+            .await;
     }
 
-    /// Asks the current firewalld whether it knows [`ROUTED_ZONE`],
-    /// remembers the answer until the next reload, and says what follows
-    /// for routed networks: a warning (once) when the zone is missing or
-    /// the policy is. When firewalld cannot answer, says no (routed bridges
-    /// go to `trusted`, which at least keeps guests reaching out) and asks
-    /// again next time.
-    async fn learn_routed_zone(&self, conn: &Connection) -> bool {
+    /// Asks the current firewalld which of guestnet's zones it knows,
+    /// remembers the answer until the next reload, and says what follows:
+    /// a warning (once) for each zone that is missing, and for the routed
+    /// policy. When firewalld cannot answer, says none (bridges go to
+    /// `trusted`, which at least keeps guests reaching out) and asks again
+    /// next time.
+    async fn learn_zones(&self, conn: &Connection) -> Known {
         let zones = match list(conn, ZONE_IFACE, "getZones").await {
             Ok(zones) => zones,
             Err(e) => {
                 tracing::warn!(
-                    "firewalld: cannot list its zones ({e}); routed networks' bridges go into zone {TRUSTED} for now"
+                    "firewalld: cannot list its zones ({e}); guestnet's bridges go into zone {TRUSTED} for now"
                 );
-                return false;
+                return Known::default();
             }
         };
-        let known = zones.iter().any(|z| z == ROUTED_ZONE);
+        let known = Known {
+            guestnet: zones.iter().any(|z| z == GUESTNET_ZONE),
+            routed: zones.iter().any(|z| z == ROUTED_ZONE),
+        };
         let warn = {
             let mut i = self.inner();
-            i.routed_zone = Some(known);
-            let warn = !known && !i.warned;
-            i.warned = !known;
+            i.zones = Some(known);
+            let warn = Known {
+                guestnet: !known.guestnet && !i.warned.guestnet,
+                routed: !known.routed && !i.warned.routed,
+            };
+            i.warned = Known {
+                guestnet: !known.guestnet,
+                routed: !known.routed,
+            };
             warn
         };
-        if warn {
+        if warn.guestnet {
+            tracing::warn!(
+                "firewalld has no zone {GUESTNET_ZONE}: its file (guestnet.xml) is not installed \
+                 under /usr/lib/firewalld/zones (scripts/install.sh does that; then firewall-cmd --reload). \
+                 nat and isolated networks' bridges go into zone {TRUSTED} instead, which lets their \
+                 guests reach every host service as far as firewalld is concerned; guestnet's own \
+                 table still limits them to DHCP, DNS, ping and the ports their definitions allow"
+            );
+        }
+        if warn.routed {
             tracing::warn!(
                 "firewalld has no zone {ROUTED_ZONE}: its file (guestnet-routed.xml) is not installed \
                  under /usr/lib/firewalld/zones (scripts/install.sh does that; then firewall-cmd --reload). \
@@ -277,10 +333,56 @@ impl Firewalld {
                  but firewalld refuses connections from the LAN into routed networks"
             );
         }
-        if known {
+        if known.routed {
             warn_if_no_policy(conn).await;
         }
         known
+    }
+
+    /// With `adding`, opens the `wanted` ports not yet open; else closes
+    /// the open ones no longer wanted. Records what worked. A port firewalld
+    /// already has open (or closed) counts as done.
+    async fn open_ports(
+        &self,
+        conn: &Connection,
+        wanted: &BTreeSet<(Zone, HostPort)>,
+        opened: &BTreeSet<(Zone, HostPort)>,
+        adding: bool,
+    ) {
+        let todo = if adding {
+            wanted.difference(opened)
+        } else {
+            opened.difference(wanted)
+        };
+        for &(zone, port) in todo {
+            let (ports, proto) = (port.ports(), port.protocol.as_str());
+            let (zone_s, ports_s) = (zone.name(), ports.as_str());
+            let called = if adding {
+                let args = (zone_s, ports_s, proto, 0i32);
+                call_zone(conn, "addPort", &args, "ALREADY_ENABLED").await
+            } else {
+                let args = (zone_s, ports_s, proto);
+                call_zone(conn, "removePort", &args, "NOT_ENABLED").await
+            };
+            match called {
+                Ok(()) => {
+                    tracing::info!(
+                        "firewalld: {port} {} in zone {zone}",
+                        if adding { "opened" } else { "closed" }
+                    );
+                    let mut i = self.inner();
+                    if adding {
+                        i.opened.insert((zone, port));
+                    } else {
+                        i.opened.remove(&(zone, port));
+                    }
+                }
+                Err(e) => tracing::warn!(
+                    "firewalld: cannot {} {port} in zone {zone}: {e}",
+                    if adding { "open" } else { "close" }
+                ),
+            }
+        }
     }
 
     /// Moves each bridge into its zone (one call also takes it out of the
@@ -334,6 +436,22 @@ async fn zone_call(conn: &Connection, method: &str, args: &(&str, &str)) -> zbus
         .deserialize::<String>()
 }
 
+/// Calls a zone method whose error naming `done` (firewalld's
+/// `ALREADY_ENABLED`, `NOT_ENABLED`) means the change is already made.
+async fn call_zone<A>(conn: &Connection, method: &str, args: &A, done: &str) -> zbus::Result<()>
+where
+    A: serde::Serialize + zbus::zvariant::DynamicType,
+{
+    match conn
+        .call_method(Some(NAME), PATH, Some(ZONE_IFACE), method, args)
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(zbus::Error::MethodError(_, Some(text), _)) if text.contains(done) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// The names firewalld lists with `method` (no arguments, returns `as`) on
 /// `iface`: its runtime zones or policies.
 async fn list(conn: &Connection, iface: &str, method: &str) -> zbus::Result<Vec<String>> {
@@ -360,10 +478,12 @@ async fn warn_if_no_policy(conn: &Connection) {
 }
 
 /// A zone guestnet puts bridges into.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Zone {
     /// [`TRUSTED`].
     Trusted,
+    /// [`GUESTNET_ZONE`].
+    Guestnet,
     /// [`ROUTED_ZONE`].
     Routed,
 }
@@ -372,6 +492,7 @@ impl Zone {
     fn name(&self) -> &str {
         match self {
             Zone::Trusted => TRUSTED,
+            Zone::Guestnet => GUESTNET_ZONE,
             Zone::Routed => ROUTED_ZONE,
         }
     }
@@ -383,20 +504,33 @@ impl std::fmt::Display for Zone {
     }
 }
 
-/// The zone a bridge of `kind` goes into, `routed_zone` saying whether
-/// firewalld knows [`ROUTED_ZONE`].
-fn zone_for(kind: Kind, routed_zone: bool) -> Zone {
+/// The zone a bridge of `kind` goes into, `known` saying which of
+/// guestnet's zones firewalld knows.
+fn zone_for(kind: Kind, known: Known) -> Zone {
     match kind {
-        Kind::Routed if routed_zone => Zone::Routed,
+        Kind::Routed if known.routed => Zone::Routed,
+        Kind::Closed if known.guestnet => Zone::Guestnet,
         Kind::Routed | Kind::Closed => Zone::Trusted,
     }
 }
 
 /// Where each wanted bridge belongs.
-fn desired(wanted: &BTreeMap<String, Kind>, routed_zone: bool) -> BTreeMap<String, Zone> {
+fn desired(wanted: &BTreeMap<String, Bridge>, known: Known) -> BTreeMap<String, Zone> {
     wanted
         .iter()
-        .map(|(br, kind)| (br.clone(), zone_for(*kind, routed_zone)))
+        .map(|(br, b)| (br.clone(), zone_for(b.kind, known)))
+        .collect()
+}
+
+/// The ports guestnet's zones must have open: in each, those of the
+/// bridges it holds. `trusted` accepts everything already and is never
+/// changed.
+fn desired_ports(wanted: &BTreeMap<String, Bridge>, known: Known) -> BTreeSet<(Zone, HostPort)> {
+    wanted
+        .values()
+        .map(|b| (zone_for(b.kind, known), b))
+        .filter(|(zone, _)| *zone != Zone::Trusted)
+        .flat_map(|(zone, b)| b.ports.iter().map(move |p| (zone, *p)))
         .collect()
 }
 
@@ -404,20 +538,55 @@ fn desired(wanted: &BTreeMap<String, Kind>, routed_zone: bool) -> BTreeMap<Strin
 mod tests {
     use super::*;
 
-    fn wanted(bridges: &[(&str, Kind)]) -> BTreeMap<String, Kind> {
-        bridges.iter().map(|(b, k)| (b.to_string(), *k)).collect()
+    fn bridge(kind: Kind, ports: &[&str]) -> Bridge {
+        Bridge {
+            kind,
+            ports: ports.iter().map(|p| p.parse().unwrap()).collect(),
+        }
+    }
+
+    fn wanted(bridges: &[(&str, Kind)]) -> BTreeMap<String, Bridge> {
+        bridges
+            .iter()
+            .map(|(b, k)| (b.to_string(), bridge(*k, &[])))
+            .collect()
+    }
+
+    const ALL: Known = Known {
+        guestnet: true,
+        routed: true,
+    };
+
+    #[test]
+    fn bridges_go_to_guestnets_zones_only_when_firewalld_knows_them() {
+        let w = wanted(&[("gnbrn", Kind::Closed), ("gnbrr", Kind::Routed)]);
+        let with = desired(&w, ALL);
+        assert_eq!(with["gnbrn"], Zone::Guestnet);
+        assert_eq!(with["gnbrn"].to_string(), GUESTNET_ZONE);
+        assert_eq!(with["gnbrr"], Zone::Routed);
+        assert_eq!(with["gnbrr"].to_string(), ROUTED_ZONE);
+        let without = desired(&w, Known::default());
+        assert_eq!(without["gnbrn"], Zone::Trusted);
+        assert_eq!(without["gnbrr"], Zone::Trusted);
+        assert_eq!(without["gnbrr"].name(), TRUSTED);
     }
 
     #[test]
-    fn routed_bridges_go_to_guestnets_zone_only_when_firewalld_knows_it() {
-        let w = wanted(&[("gnbrn", Kind::Closed), ("gnbrr", Kind::Routed)]);
-        let with = desired(&w, true);
-        assert_eq!(with["gnbrn"], Zone::Trusted);
-        assert_eq!(with["gnbrr"], Zone::Routed);
-        assert_eq!(with["gnbrr"].to_string(), ROUTED_ZONE);
-        let without = desired(&w, false);
-        assert_eq!(without["gnbrr"], Zone::Trusted);
-        assert_eq!(without["gnbrr"].name(), TRUSTED);
+    fn a_zone_opens_the_union_of_its_bridges_ports_and_trusted_none() {
+        let mut w = BTreeMap::new();
+        w.insert("a".to_owned(), bridge(Kind::Closed, &["tcp/22"]));
+        w.insert("b".to_owned(), bridge(Kind::Closed, &["tcp/22", "udp/69"]));
+        w.insert("c".to_owned(), bridge(Kind::Routed, &["tcp/80"]));
+        let p = |z: Zone, s: &str| (z, s.parse::<HostPort>().unwrap());
+        assert_eq!(
+            desired_ports(&w, ALL),
+            BTreeSet::from([
+                p(Zone::Guestnet, "tcp/22"),
+                p(Zone::Guestnet, "udp/69"),
+                p(Zone::Routed, "tcp/80"),
+            ])
+        );
+        assert!(desired_ports(&w, Known::default()).is_empty());
     }
 
     #[test]
@@ -426,25 +595,30 @@ mod tests {
             wanted: wanted(&[("gnbrn", Kind::Closed)]),
             ..Inner::default()
         };
-        // Not placed yet: place it, without asking about zones.
-        assert_eq!(i.work(false), Some(false));
-        i.placed.insert("gnbrn".into(), Zone::Trusted);
+        // First ask which zones firewalld knows.
+        assert_eq!(i.work(false), Some(true));
+        i.zones = Some(ALL);
+        assert_eq!(i.work(false), Some(false), "not placed yet");
+        i.placed.insert("gnbrn".into(), Zone::Guestnet);
         assert_eq!(i.work(false), None, "all in place");
         assert_eq!(i.work(true), Some(false), "a reload places again");
-        // A routed bridge: first ask whether firewalld knows the zone.
-        i.wanted.insert("gnbrr".into(), Kind::Routed);
-        assert_eq!(i.work(false), Some(true));
-        i.routed_zone = Some(true);
+        // A port to open.
+        i.wanted.get_mut("gnbrn").unwrap().ports = vec!["tcp/22".parse().unwrap()];
+        assert_eq!(i.work(false), Some(false));
+        i.opened.insert((Zone::Guestnet, "tcp/22".parse().unwrap()));
+        assert_eq!(i.work(false), None);
+        // A routed bridge.
+        i.wanted.insert("gnbrr".into(), bridge(Kind::Routed, &[]));
         assert_eq!(i.work(false), Some(false));
         i.placed.insert("gnbrr".into(), Zone::Routed);
         assert_eq!(i.work(false), None);
-        // A bridge no longer wanted: take it out.
+        // A bridge no longer wanted: take it out, and close its port.
         i.wanted.remove("gnbrn");
         assert_eq!(i.work(false), Some(false));
         // Without a connection there is nothing to do yet, and a fresh
-        // start forgets the old firewalld's bindings and zones.
+        // start forgets the old firewalld's bindings, ports and zones.
         assert!(i.next_step(true).is_none());
-        assert!(i.placed.is_empty() && i.routed_zone.is_none());
+        assert!(i.placed.is_empty() && i.opened.is_empty() && i.zones.is_none());
     }
 
     #[test]

@@ -8,8 +8,9 @@
 //! between runs. Nothing here is process-wide; firewalld's part is
 //! [`firewalld::Firewalld`], likewise a value.
 
-use guestnet_mode_api::{FirewallPolicy, IfName};
+use guestnet_mode_api::{FirewallPolicy, HostPort, IfName, Plan, Protocol};
 use std::fmt::Write as _;
+use std::net::Ipv4Addr;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -33,6 +34,46 @@ pub struct NetworkRules {
     pub network: String,
     pub bridge: IfName,
     pub policy: FirewallPolicy,
+    /// What its guests may reach on the host (unused when `policy` is
+    /// [`FirewallPolicy::None`]).
+    pub host: HostInput,
+}
+
+impl NetworkRules {
+    /// The rules of network `network` with plan `plan`.
+    pub fn of(network: &str, plan: &Plan) -> Self {
+        NetworkRules {
+            network: network.to_owned(),
+            bridge: plan.bridge.name().clone(),
+            policy: plan.firewall.clone(),
+            host: HostInput::of(plan),
+        }
+    }
+}
+
+/// What a network's guests may reach on the host: what guestnet serves
+/// them, and the ports the definition opens.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HostInput {
+    /// The host's own addresses on the bridge, where `allow` is opened.
+    pub addresses: Vec<Ipv4Addr>,
+    /// Whether guestnet serves DHCP on the bridge (udp 67).
+    pub dhcp: bool,
+    /// The address guestnet's DNS listens on for the network (udp and tcp 53).
+    pub dns: Option<Ipv4Addr>,
+    /// Further ports, from the definition's `[host] allow`.
+    pub allow: Vec<HostPort>,
+}
+
+impl HostInput {
+    pub fn of(plan: &Plan) -> Self {
+        HostInput {
+            addresses: plan.addresses.iter().map(|a| a.addr()).collect(),
+            dhcp: plan.dhcp.is_some(),
+            dns: plan.dns.as_ref().map(|d| d.listen),
+            allow: plan.host_allow.clone(),
+        }
+    }
 }
 
 /// The nft batch that makes `inet guestnet` hold exactly `networks`' rules
@@ -48,14 +89,17 @@ pub fn render(networks: &[NetworkRules]) -> String {
         return out;
     }
     let forward = forward_rules(&with_rules);
+    let mut input = String::new();
     let mut postrouting = String::new();
     for n in with_rules {
+        input_rules(&mut input, n);
         nat_rules(&mut postrouting, n);
     }
     let _ = write!(
         out,
         "table inet {TABLE} {{\n\
          \tchain forward {{\n\t\ttype filter hook forward priority filter; policy accept;\n{forward}\t}}\n\
+         \tchain input {{\n\t\ttype filter hook input priority filter; policy accept;\n{input}\t}}\n\
          \tchain postrouting {{\n\t\ttype nat hook postrouting priority srcnat; policy accept;\n{postrouting}\t}}\n\
          }}\n"
     );
@@ -145,6 +189,61 @@ fn forward_rules(networks: &[&NetworkRules]) -> String {
         let _ = writeln!(out, "\t\tiifname \"{br}\" reject {tag}");
     }
     out
+}
+
+/// A network's host-input policy: what its guests may open on the host.
+/// Accepted, from the network's bridge: replies to the host's own
+/// connections, DHCP when guestnet serves it, DNS to the address guestnet's
+/// DNS listens on, ICMP echo (and IPv6 neighbour discovery, without which
+/// the host's own IPv6 to a guest stalls), and the definition's
+/// `[host] allow` ports on the host's addresses on the network. The rest
+/// is refused: tcp with a reset, anything else with ICMP
+/// admin-prohibited, so a guest learns at once.
+///
+/// One pass is enough: every rule names the network's own bridge as the
+/// input interface and a packet has one, so no two networks' rules match
+/// the same packet and the order of the networks does not matter. A
+/// guest's packet to the host's address on another network, or on the
+/// LAN, still arrives from its own bridge and meets its own network's
+/// rules.
+fn input_rules(out: &mut String, n: &NetworkRules) {
+    let (br, tag) = (n.bridge.as_str(), comment(&n.network));
+    let h = &n.host;
+    let mut rule = |r: &str| {
+        let _ = writeln!(out, "\t\tiifname \"{br}\" {r} {tag}");
+    };
+    rule("ct state established,related accept");
+    if h.dhcp {
+        rule("udp dport 67 accept");
+    }
+    if let Some(dns) = h.dns {
+        rule(&format!("ip daddr {dns} udp dport 53 accept"));
+        rule(&format!("ip daddr {dns} tcp dport 53 accept"));
+    }
+    rule("icmp type echo-request accept");
+    rule("icmpv6 type { echo-request, nd-neighbor-solicit, nd-neighbor-advert } accept");
+    if !h.addresses.is_empty() {
+        let addrs = set(h.addresses.iter().map(Ipv4Addr::to_string));
+        for proto in [Protocol::Tcp, Protocol::Udp] {
+            let ports: Vec<String> = h
+                .allow
+                .iter()
+                .filter(|p| p.protocol == proto)
+                .map(HostPort::ports)
+                .collect();
+            if !ports.is_empty() {
+                let (proto, ports) = (proto.as_str(), set(ports));
+                rule(&format!("ip daddr {addrs} {proto} dport {ports} accept"));
+            }
+        }
+    }
+    rule("meta l4proto tcp reject with tcp reset");
+    rule("reject with icmpx admin-prohibited");
+}
+
+/// An nft anonymous set of `items`: `{ a, b }`.
+fn set(items: impl IntoIterator<Item = String>) -> String {
+    format!("{{ {} }}", items.into_iter().collect::<Vec<_>>().join(", "))
 }
 
 fn nat_rules(out: &mut String, n: &NetworkRules) {
@@ -611,6 +710,7 @@ mod tests {
             network: "n1".into(),
             bridge: IfName::new("gnbr0").unwrap(),
             policy,
+            host: HostInput::default(),
         }
     }
 
@@ -701,10 +801,13 @@ mod tests {
             {"table": {"family": "inet", "name": TABLE, "handle": 1}},
             {"chain": {"family": "inet", "table": TABLE, "name": "forward", "handle": 1}},
             rule("forward", 2), rule("forward", 3), rule("forward", 4),
+            {"chain": {"family": "inet", "table": TABLE, "name": "input", "handle": 5}},
+            rule("input", 6), rule("input", 7), rule("input", 8), rule("input", 9),
+            rule("input", 10),
         ]});
         assert_eq!(listed_fingerprint(&listed), batch_fingerprint(&batch));
         let handles = guestnet_rules_listed(&listed).unwrap();
-        assert_eq!(handles.len(), 3);
+        assert_eq!(handles.len(), 8);
         assert_eq!(handles[0], (2, "guestnet:n1".to_owned()));
     }
 
@@ -737,6 +840,7 @@ mod tests {
             network: network.into(),
             bridge: IfName::new(bridge).unwrap(),
             policy,
+            host: HostInput::default(),
         }
     }
 
@@ -819,6 +923,26 @@ mod tests {
                     "iifname \"gnbri\" reject",
                 );
             }
+            // Every rule for the host names the bridge its packets come
+            // from, and comes with that network's own tag: no network's
+            // rules can decide another's packet, whatever their order.
+            let input: Vec<&str> = b
+                .lines()
+                .skip_while(|l| !l.contains("chain input"))
+                .skip(2)
+                .take_while(|l| !l.trim().starts_with('}'))
+                .collect();
+            assert_eq!(input.len(), 3 * 5, "{b}");
+            for (br, net) in [("gnbrn", "a"), ("gnbrr", "b"), ("gnbri", "c")] {
+                let prefix = format!("iifname \"{br}\" ");
+                let tag = format!("comment \"guestnet:{net}\"");
+                let own: Vec<&&str> = input
+                    .iter()
+                    .filter(|l| l.trim().starts_with(&prefix))
+                    .collect();
+                assert_eq!(own.len(), 5, "{b}");
+                assert!(own.iter().all(|l| l.ends_with(&tag)), "{b}");
+            }
         }
     }
 
@@ -830,5 +954,52 @@ mod tests {
         assert!(!batch.contains("ip saddr"));
         assert!(!batch.contains("masquerade"));
         assert!(batch.contains("iifname \"gnbr0\" reject"));
+    }
+
+    #[test]
+    fn guests_reach_the_hosts_dhcp_dns_and_allowed_ports_only() {
+        let mut n = rules(FirewallPolicy::Nat {
+            subnet: "10.1.2.0/24".parse().unwrap(),
+            uplink: None,
+        });
+        n.host = HostInput {
+            addresses: vec!["10.1.2.1".parse().unwrap()],
+            dhcp: true,
+            dns: Some("10.1.2.1".parse().unwrap()),
+            allow: ["tcp/22", "udp/69", "tcp/8000-8080"]
+                .iter()
+                .map(|p| p.parse().unwrap())
+                .collect(),
+        };
+        let batch = render(&[n.clone()]);
+        let input: Vec<&str> = batch
+            .lines()
+            .skip_while(|l| !l.contains("chain input"))
+            .skip(2)
+            .take_while(|l| !l.trim().starts_with('}'))
+            .map(|l| l.trim().trim_end_matches(" comment \"guestnet:n1\""))
+            .collect();
+        assert_eq!(
+            input,
+            [
+                "iifname \"gnbr0\" ct state established,related accept",
+                "iifname \"gnbr0\" udp dport 67 accept",
+                "iifname \"gnbr0\" ip daddr 10.1.2.1 udp dport 53 accept",
+                "iifname \"gnbr0\" ip daddr 10.1.2.1 tcp dport 53 accept",
+                "iifname \"gnbr0\" icmp type echo-request accept",
+                "iifname \"gnbr0\" icmpv6 type { echo-request, nd-neighbor-solicit, nd-neighbor-advert } accept",
+                "iifname \"gnbr0\" ip daddr { 10.1.2.1 } tcp dport { 22, 8000-8080 } accept",
+                "iifname \"gnbr0\" ip daddr { 10.1.2.1 } udp dport { 69 } accept",
+                "iifname \"gnbr0\" meta l4proto tcp reject with tcp reset",
+                "iifname \"gnbr0\" reject with icmpx admin-prohibited",
+            ]
+        );
+        // Without DHCP, DNS or ports, only replies, pings and refusals.
+        n.host = HostInput::default();
+        let batch = render(&[n]);
+        assert!(!batch.contains("dport"), "{batch}");
+        assert!(batch.contains("iifname \"gnbr0\" reject with icmpx admin-prohibited"));
+        // A bridged network has no rules at all, so no input policy.
+        assert!(!render(&[rules(FirewallPolicy::None)]).contains("input"));
     }
 }

@@ -376,6 +376,7 @@ mod tests {
             routes: vec![],
             sysctls: vec![],
             firewall: guestnet_mode_api::FirewallPolicy::None,
+            host_allow: vec![],
             dhcp: None,
             dns: None,
         };
@@ -403,6 +404,7 @@ mod tests {
                 .collect(),
             sysctls: vec![],
             firewall: guestnet_mode_api::FirewallPolicy::None,
+            host_allow: vec![],
             dhcp: None,
             dns: None,
         }

@@ -547,6 +547,7 @@ mod tests {
             }],
             sysctls: vec![],
             firewall: guestnet_mode_api::FirewallPolicy::None,
+            host_allow: vec![],
             dhcp: None,
             dns: None,
         };

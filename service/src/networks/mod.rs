@@ -382,6 +382,14 @@ impl Networks {
         snapshot: &crate::host::kernel::Snapshot,
         name: &NetworkName,
     ) -> Result<(), ServiceError> {
+        // A mode's plan is bounded like a definition: each entry is a rule.
+        let max = guestnet_mode_api::MAX_HOST_ALLOW;
+        if plan.host_allow.len() > max {
+            return Err(ServiceError::Failed(format!(
+                "the mode planned {} host ports for network {name}; the limit is {max}",
+                plan.host_allow.len()
+            )));
+        }
         let others = self.other_active_plans(name);
         let others: Vec<(&str, &Plan)> = others.iter().map(|(n, p)| (n.as_str(), p)).collect();
         crate::host::facts::conflicts(plan, snapshot, name.as_str(), &others)

@@ -5,7 +5,7 @@
 
 use super::Networks;
 use crate::error::ServiceError;
-use crate::firewall::firewalld::Firewalld;
+use crate::firewall::firewalld::{Bridge, Firewalld};
 use crate::firewall::{self, Firewall, NetworkRules};
 use crate::host::sysctl::SysctlKeeper;
 use guestnet_mode_api::{NetworkName, Plan};
@@ -74,11 +74,7 @@ impl Networks {
         let sysctls: Vec<_> = plans.values().flat_map(|p| p.sysctls.clone()).collect();
         let rules: Vec<NetworkRules> = plans
             .iter()
-            .map(|(n, p)| NetworkRules {
-                network: n.to_string(),
-                bridge: p.bridge.name().clone(),
-                policy: p.firewall.clone(),
-            })
+            .map(|(n, p)| NetworkRules::of(n.as_str(), p))
             .collect();
         let batch = firewall::render(&rules);
         let docker = shared.firewall.docker_user_batch(&rules).await;
@@ -103,7 +99,9 @@ impl Networks {
         shared
             .firewalld
             .set_bridges(rules.iter().filter_map(|r| {
-                firewalld_kind(&r.policy).map(|k| (r.bridge.as_str().to_owned(), k))
+                let kind = firewalld_kind(&r.policy)?;
+                let ports = r.host.allow.clone();
+                Some((r.bridge.as_str().to_owned(), Bridge { kind, ports }))
             }))
             .await;
         shared
