@@ -189,6 +189,17 @@ fn a_name_belongs_to_its_first_guest_and_reserved_names_to_no_one() {
     let (mac_a, mac_b) = (mac(71, 1), mac(71, 2));
     let ga = lab.add_dhcp_guest("ga", "vga", "gnbr1", &mac_a);
     let gb = lab.add_dhcp_guest("gb", "vgb", "gnbr1", &mac_b);
+    // Every port is plugged in before any guest talks: the bridge takes the
+    // lowest MAC of its ports, so a port plugged in later may change it
+    // under a guest's ARP cache (and that guest then reaches no one).
+    let reserved = ["wpad", "localhost", "isatap", "web"];
+    let others: Vec<(String, String)> = (0..reserved.len())
+        .map(|i| {
+            let m = mac(71, 10 + i as u8);
+            let g = lab.add_dhcp_guest(&format!("r{i}"), &format!("vr{i}"), "gnbr1", &m);
+            (m, g)
+        })
+        .collect();
     let ca = Udhcpc::start(w, &ga, &UdhcpcOpts::named("victim"));
     let ip_a = ca.wait_bound(LEASE_TIMEOUT).var("ip").to_owned();
     assert_eq!(dig::a(w, &ga, &server, &victim), [ip_a.as_str()]);
@@ -223,12 +234,7 @@ fn a_name_belongs_to_its_first_guest_and_reserved_names_to_no_one() {
 
     // Reserved names and the static host's name are no one's.
     let mut claimants = Vec::new();
-    for (i, name) in ["wpad", "localhost", "isatap", "web"]
-        .into_iter()
-        .enumerate()
-    {
-        let m = mac(71, 10 + i as u8);
-        let g = lab.add_dhcp_guest(&format!("r{i}"), &format!("vr{i}"), "gnbr1", &m);
+    for (name, (m, g)) in reserved.into_iter().zip(others) {
         let c = Udhcpc::start(w, &g, &UdhcpcOpts::named(name));
         let ip = c.wait_bound(LEASE_TIMEOUT).var("ip").to_owned();
         claimants.push((name, m, ip, c));
