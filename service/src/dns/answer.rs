@@ -197,6 +197,7 @@ mod tests {
     use super::*;
     use crate::dns::query::tests::query_bytes;
 
+    use guestnet_mode_api::DnsRecord;
     use hickory_proto::op::Message;
     use hickory_proto::rr::RData;
     use std::net::Ipv4Addr;
@@ -362,10 +363,13 @@ mod tests {
 
     #[test]
     fn udp_replies_fit_the_client() {
-        let mut z = Zone::new(None, &[]);
-        for i in 0..100 {
-            z.add_lease("many", Ipv4Addr::new(10, 0, 0, i));
-        }
+        let many: Vec<DnsRecord> = (0..100)
+            .map(|i| DnsRecord {
+                name: "many".into(),
+                ip: Ipv4Addr::new(10, 0, 0, i),
+            })
+            .collect();
+        let z = Zone::new(None, &many);
         let m = reply(handle_query(&query_bytes(1, "many", A, None), &z));
         assert!(m.truncation && m.answers.is_empty());
         let m = reply(handle_query(&query_bytes(1, "many", A, Some(4096)), &z));

@@ -20,4 +20,4 @@ pub mod zone;
 pub use answer::{handle_query, Action, Transport};
 pub use server::DnsServer;
 pub use upstream::Upstreams;
-pub use zone::{SharedZone, Zone};
+pub use zone::{Claim, Refusal, SharedZone, Zone};

@@ -10,7 +10,11 @@
 //! run in tasks of their own (at most `MAX_FORWARDS` at once, further ones
 //! are dropped and the client retries). TCP: at most
 //! `MAX_TCP_CONNECTIONS`, each with an idle and a read deadline and at
-//! most `MAX_PIPELINED` queries in flight.
+//! most `MAX_PIPELINED` queries in flight; one client address holds at most
+//! `MAX_TCP_PER_CLIENT` of them, and when every slot is taken a newcomer
+//! takes the least recently active slot of the client holding the most (see
+//! [`TcpSlots`]), so no client, however busy it keeps its connections, can
+//! keep another out.
 //!
 //! Every task hangs off a task the server holds (through `JoinSet`s):
 //! stopping the server tells its loops to take no more queries, and what
@@ -21,21 +25,28 @@ use super::framing::{self, Frame};
 use super::upstream::Upstreams;
 use super::zone::{SharedZone, Zone};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use std::collections::HashMap;
 use std::io;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
-use std::sync::{Arc, PoisonError, RwLockReadGuard, Weak};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::sync::{Arc, Mutex, PoisonError, RwLockReadGuard, Weak};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, watch, Notify, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::{timeout, timeout_at, Instant};
 
 /// Forwarded queries in flight at once, over UDP, for one server.
 pub const MAX_FORWARDS: usize = 256;
-/// TCP clients served at once; further connections wait in the backlog.
+/// TCP connections served at once.
 pub const MAX_TCP_CONNECTIONS: usize = 64;
+/// TCP connections of one client address served at once: a further one
+/// takes the place of that client's least recently active connection.
+pub const MAX_TCP_PER_CLIENT: usize = 4;
+/// When every slot is taken and each client holds one, a newcomer takes
+/// the place of a connection idle for this long, or is closed.
+pub const TCP_IDLE_WHEN_FULL: Duration = Duration::from_secs(1);
 /// Queries of one TCP connection in flight at once.
 pub const MAX_PIPELINED: usize = 16;
 /// A TCP connection without a query for this long is closed.
@@ -256,29 +267,176 @@ fn send_weak(socket: &Weak<UdpSocket>, reply: &[u8], peer: SocketAddr) {
     }
 }
 
-/// Accepts TCP clients, at most `MAX_TCP_CONNECTIONS` at once.
+/// Which TCP connections hold the server's slots, by client address: the
+/// admission policy, kept free of sockets so that it is tested alone.
+///
+/// A newcomer is admitted outright while its address holds fewer than
+/// `MAX_TCP_PER_CLIENT` slots and a slot is free. At its address's limit it
+/// takes the place of that address's least recently active connection (a
+/// client only ever crowds out itself). When every slot is taken it takes
+/// the place of the least recently active connection of the address holding
+/// the most slots, unless every address holds one and each was active within
+/// `TCP_IDLE_WHEN_FULL`: then the newcomer is closed. So one guest keeping
+/// its connections busy holds `MAX_TCP_PER_CLIENT` slots at most, and
+/// filling the table takes `MAX_TCP_CONNECTIONS / MAX_TCP_PER_CLIENT`
+/// addresses, which still cannot keep a new address out.
+///
+/// Both maps hold only live connections: at most `MAX_TCP_CONNECTIONS`
+/// entries each.
+#[derive(Debug, Default)]
+struct TcpSlots {
+    connections: HashMap<u64, Holder>,
+    per_client: HashMap<IpAddr, usize>,
+    next_id: u64,
+}
+
+#[derive(Debug)]
+struct Holder {
+    client: IpAddr,
+    /// When it last sent a query (or connected).
+    active: Instant,
+    /// Told when another connection takes its place.
+    evict: Arc<Notify>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Admission {
+    Admit,
+    /// Admit, in the place of this connection.
+    Replace(u64),
+    Refuse,
+}
+
+impl TcpSlots {
+    fn decide(&self, client: IpAddr, now: Instant) -> Admission {
+        let least_active = |of: &dyn Fn(IpAddr) -> bool| {
+            self.connections
+                .iter()
+                .filter(|(_, h)| of(h.client))
+                .min_by_key(|(id, h)| (h.active, **id))
+                .map(|(id, h)| (*id, h.active))
+        };
+        let own = self.per_client.get(&client).copied().unwrap_or(0);
+        if own >= MAX_TCP_PER_CLIENT {
+            return match least_active(&|c| c == client) {
+                Some((id, _)) => Admission::Replace(id),
+                None => Admission::Refuse,
+            };
+        }
+        if self.connections.len() < MAX_TCP_CONNECTIONS {
+            return Admission::Admit;
+        }
+        let most = self.per_client.values().copied().max().unwrap_or(0);
+        let crowded = |c: IpAddr| self.per_client.get(&c) == Some(&most);
+        match least_active(&crowded) {
+            Some((id, active))
+                if most > own + 1 || now.duration_since(active) >= TCP_IDLE_WHEN_FULL =>
+            {
+                Admission::Replace(id)
+            }
+            _ => Admission::Refuse,
+        }
+    }
+
+    /// Admits a connection from `client` if the policy lets it in: its id
+    /// and what tells it to leave. The connection it replaces is told.
+    fn admit(&mut self, client: IpAddr, now: Instant) -> Option<(u64, Arc<Notify>)> {
+        match self.decide(client, now) {
+            Admission::Refuse => return None,
+            Admission::Replace(id) => {
+                if let Some(h) = self.release(id) {
+                    h.evict.notify_one();
+                }
+            }
+            Admission::Admit => {}
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        let evict = Arc::new(Notify::new());
+        self.connections.insert(
+            id,
+            Holder {
+                client,
+                active: now,
+                evict: evict.clone(),
+            },
+        );
+        *self.per_client.entry(client).or_insert(0) += 1;
+        Some((id, evict))
+    }
+
+    fn touch(&mut self, id: u64, now: Instant) {
+        if let Some(h) = self.connections.get_mut(&id) {
+            h.active = now;
+        }
+    }
+
+    /// Frees a slot (nothing if it was already given away).
+    fn release(&mut self, id: u64) -> Option<Holder> {
+        let holder = self.connections.remove(&id)?;
+        if let Some(n) = self.per_client.get_mut(&holder.client) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_client.remove(&holder.client);
+            }
+        }
+        Some(holder)
+    }
+}
+
+/// A connection's slot, freed when the connection ends.
+struct Slot {
+    slots: Arc<Mutex<TcpSlots>>,
+    id: u64,
+    evict: Arc<Notify>,
+}
+
+impl Slot {
+    fn table(&self) -> std::sync::MutexGuard<'_, TcpSlots> {
+        self.slots.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn touch(&self) {
+        self.table().touch(self.id, Instant::now());
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.table().release(self.id);
+    }
+}
+
+/// Accepts TCP clients and gives them slots by [`TcpSlots`]' policy.
 async fn serve_tcp(
     listener: TcpListener,
     shared: Arc<Shared>,
     mut stopping: watch::Receiver<bool>,
 ) {
-    let slots = Arc::new(Semaphore::new(MAX_TCP_CONNECTIONS));
+    let slots = Arc::new(Mutex::new(TcpSlots::default()));
     let mut connections = JoinSet::new();
     loop {
-        let slot = tokio::select! {
-            s = slots.clone().acquire_owned() => s,
-            _ = stopping.wait_for(|s| *s) => return,
-        };
-        let Ok(slot) = slot else {
-            return;
-        };
-        while connections.try_join_next().is_some() {}
         let accepted = tokio::select! {
             a = listener.accept() => a,
             _ = stopping.wait_for(|s| *s) => return,
         };
+        while connections.try_join_next().is_some() {}
         match accepted {
-            Ok((stream, _)) => {
+            Ok((stream, peer)) => {
+                // The lock is held for the decision only.
+                let admitted = slots
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .admit(peer.ip(), Instant::now());
+                let Some((id, evict)) = admitted else {
+                    tracing::debug!(%peer, "DNS TCP slots all taken; connection closed");
+                    continue;
+                };
+                let slot = Slot {
+                    slots: slots.clone(),
+                    id,
+                    evict,
+                };
                 connections.spawn(serve_connection(stream, shared.clone(), slot));
             }
             Err(e) => {
@@ -290,18 +448,26 @@ async fn serve_tcp(
     }
 }
 
-async fn serve_connection(stream: TcpStream, shared: Arc<Shared>, _slot: OwnedSemaphorePermit) {
+async fn serve_connection(stream: TcpStream, shared: Arc<Shared>, slot: Slot) {
     let _ = stream.set_nodelay(true);
     let (reader, writer) = stream.into_split();
     let (replies, outbox) = mpsc::channel(MAX_PIPELINED);
-    let reading = read_queries(reader, shared, replies);
+    let evict = slot.evict.clone();
+    let reading = read_queries(reader, shared, replies, &slot);
     let writing = write_replies(writer, outbox);
     tokio::pin!(reading, writing);
     tokio::select! {
+        // Another connection took the slot: drop everything.
+        () = evict.notified() => {}
         // The writer ends first only when the client stopped taking
         // replies: drop everything (and the forwards in flight with it).
         () = &mut writing => {}
-        () = &mut reading => writing.await,
+        () = &mut reading => {
+            tokio::select! {
+                () = evict.notified() => {}
+                () = writing => {}
+            }
+        }
     }
 }
 
@@ -311,6 +477,7 @@ async fn read_queries(
     mut reader: OwnedReadHalf,
     shared: Arc<Shared>,
     replies: mpsc::Sender<Vec<u8>>,
+    slot: &Slot,
 ) {
     let mut buf = vec![0u8; 512];
     let (mut start, mut filled) = (0, 0);
@@ -320,6 +487,7 @@ async fn read_queries(
     loop {
         match framing::next_frame(&buf[start..filled]) {
             Frame::Message { message, consumed } => {
+                slot.touch();
                 let action = handle_query_over(message, &shared.zone(), Transport::Tcp);
                 start += consumed;
                 partial_since = None;
@@ -608,6 +776,123 @@ mod tests {
                 .await
                 .is_err()
         );
+    }
+
+    fn client(n: u8) -> IpAddr {
+        IpAddr::V4(Ipv4Addr::new(10, 0, 0, n))
+    }
+
+    #[test]
+    fn one_client_holds_at_most_its_share_of_tcp_slots() {
+        let mut t = TcpSlots::default();
+        let t0 = Instant::now();
+        let ids: Vec<u64> = (0..MAX_TCP_PER_CLIENT as u64)
+            .map(|i| {
+                let now = t0 + Duration::from_millis(i);
+                t.admit(client(1), now).unwrap().0
+            })
+            .collect();
+        // Kept busy, the first is now the most recently active.
+        t.touch(ids[0], t0 + Duration::from_secs(1));
+        let now = t0 + Duration::from_secs(2);
+        assert_eq!(t.decide(client(1), now), Admission::Replace(ids[1]));
+        let (_, _) = t.admit(client(1), now).unwrap();
+        assert_eq!(t.per_client[&client(1)], MAX_TCP_PER_CLIENT);
+        assert!(!t.connections.contains_key(&ids[1]));
+        // Another client is let in at once.
+        assert_eq!(t.decide(client(2), now), Admission::Admit);
+        // Releasing a slot already given away changes nothing.
+        assert!(t.release(ids[1]).is_none());
+        assert_eq!(t.connections.len(), MAX_TCP_PER_CLIENT);
+        for id in t.connections.keys().copied().collect::<Vec<_>>() {
+            t.release(id);
+        }
+        assert!(t.per_client.is_empty());
+    }
+
+    #[test]
+    fn a_full_table_makes_room_from_the_biggest_holder() {
+        let mut t = TcpSlots::default();
+        let t0 = Instant::now();
+        // Every slot busy: clients 1.. each at their limit.
+        let holders = MAX_TCP_CONNECTIONS / MAX_TCP_PER_CLIENT;
+        for c in 0..holders {
+            for _ in 0..MAX_TCP_PER_CLIENT {
+                t.admit(client(c as u8 + 1), t0).unwrap();
+            }
+        }
+        assert_eq!(t.connections.len(), MAX_TCP_CONNECTIONS);
+        // All active just now, yet a new client gets a slot.
+        let now = t0 + Duration::from_millis(10);
+        for c in 0..holders {
+            t.touch(
+                *t.connections
+                    .iter()
+                    .find(|(_, h)| h.client == client(c as u8 + 1))
+                    .unwrap()
+                    .0,
+                now,
+            );
+        }
+        let (id, _) = t.admit(client(200), now).unwrap();
+        assert_eq!(t.connections.len(), MAX_TCP_CONNECTIONS);
+        assert_eq!(t.per_client[&client(200)], 1);
+        t.release(id);
+
+        // One client per slot, all busy: a newcomer is refused...
+        let mut t = TcpSlots::default();
+        for c in 0..MAX_TCP_CONNECTIONS {
+            t.admit(client(c as u8 + 1), t0).unwrap();
+        }
+        assert!(t.admit(client(200), now).is_none());
+        // ...unless one has been idle for a while.
+        let later = t0 + TCP_IDLE_WHEN_FULL;
+        for (id, h) in t.connections.iter_mut() {
+            if *id != 7 {
+                h.active = later;
+            }
+        }
+        assert_eq!(t.decide(client(200), later), Admission::Replace(7));
+        let evicted = t.connections[&7].evict.clone();
+        t.admit(client(200), later).unwrap();
+        // The connection replaced is told to go.
+        assert!(futures_now(evicted.notified()));
+    }
+
+    /// Whether a future is ready at its first poll.
+    fn futures_now<F: std::future::Future>(f: F) -> bool {
+        let waker = std::task::Waker::noop();
+        let mut cx = std::task::Context::from_waker(waker);
+        std::pin::pin!(f).poll(&mut cx).is_ready()
+    }
+
+    #[tokio::test]
+    async fn a_busy_tcp_client_cannot_keep_others_out() {
+        let server = start().await;
+        let addr = server.local_addr();
+        let q = framing::frame(&query_bytes(1, "web", 1, None)).unwrap();
+        // Many connections from one address, each kept busy.
+        let mut hog = Vec::new();
+        for _ in 0..MAX_TCP_CONNECTIONS + 8 {
+            let mut s = TcpStream::connect(addr).await.unwrap();
+            let _ = s.write_all(&q).await;
+            hog.push(s);
+        }
+        // Another address (127.0.0.2 is loopback too) is served at once.
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+        let mut other = socket.connect(addr).await.unwrap();
+        other.write_all(&q).await.unwrap();
+        assert_eq!(read_framed(&mut other).await.unwrap().id, 1);
+        // The hog kept its latest connections only.
+        let mut served = 0;
+        for s in hog.iter_mut() {
+            if read_framed(s).await.is_some() {
+                served += 1;
+            }
+        }
+        assert!(served >= MAX_TCP_PER_CLIENT, "{served}");
+        server.stop().await;
     }
 
     #[tokio::test]

@@ -4,6 +4,13 @@
 //!
 //! Lookups run on every query, so names are kept lowercase in their final
 //! form and resolving a query name builds its key on the stack.
+//!
+//! A guest names itself, so a lease name is published only if no one else
+//! holds it: the definition's names, the [`RESERVED_NAMES`] that clients
+//! look up on their own (WPAD, ISATAP) or trust (localhost), the labels of
+//! the domain, and a name another lease already published (the first holder
+//! keeps it until its lease ends). A refused name is not published; the
+//! lease itself stands.
 
 use guestnet_mode_api::names::check_label;
 use guestnet_mode_api::{DnsName, DnsRecord};
@@ -25,11 +32,59 @@ pub const LEASE_TTL: u32 = 5;
 /// The longest name in text form (without the final dot), RFC 1035 3.1.
 const MAX_NAME_TEXT: usize = 253;
 
+/// Names no lease may publish: clients ask for `wpad` (proxy
+/// auto-configuration) and `isatap` (IPv6 tunnels) on their own and trust
+/// the answer; `localhost` and its kin must stay the loopback; `gateway` is
+/// what `_gateway` (systemd-resolved's name for the default router) comes
+/// out as once sanitized.
+pub const RESERVED_NAMES: &[&str] = &[
+    "localhost",
+    "localhost4",
+    "localhost6",
+    "ip6-localhost",
+    "ip6-loopback",
+    "wpad",
+    "isatap",
+    "gateway",
+];
+
+/// What became of a lease's host name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// Published (or already was), or it is the name the definition gives
+    /// this very address.
+    Published,
+    /// Not published; `first` unless the same address was refused the same
+    /// name before (a renewal), so that a refusal is reported once.
+    Refused { why: Refusal, first: bool },
+}
+
+impl Claim {
+    pub fn refusal(self) -> Option<Refusal> {
+        match self {
+            Claim::Published => None,
+            Claim::Refused { why, .. } => Some(why),
+        }
+    }
+}
+
+/// Why a lease's host name is not published.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Not a DNS label, or too long under the domain.
+    Invalid,
+    /// A reserved name, a name of the definition, or a label of the domain.
+    Reserved,
+    /// Another lease holds it.
+    Taken,
+}
+
 #[derive(Debug, Clone, Default)]
 struct Entry {
     /// Addresses from the definition; they win over `leases`.
     statics: Vec<Ipv4Addr>,
-    /// Addresses of the guests whose lease carries this name.
+    /// The address of the lease that holds this name: one at most (a
+    /// vector, to answer from as a slice).
     leases: Vec<Ipv4Addr>,
     /// `name.domain.` (or `name.`) in wire form, the target of PTR answers.
     wire: Box<[u8]>,
@@ -69,6 +124,9 @@ pub struct Zone {
     static_by_ip: HashMap<Ipv4Addr, Box<[u8]>>,
     /// ...else its lease name; one per address, the newest lease's.
     lease_by_ip: HashMap<Ipv4Addr, Box<[u8]>>,
+    /// The name each address was last refused, to report a refusal once:
+    /// one per address of a lease, like `lease_by_ip`.
+    refused: HashMap<Ipv4Addr, Box<[u8]>>,
 }
 
 impl Zone {
@@ -112,7 +170,9 @@ impl Zone {
                 .ok()
                 .and_then(|name| self.key_for(name));
             if let Some(key) = key {
-                self.insert_lease(key, ip);
+                if let Some(why) = self.insert_lease(key, ip).refusal() {
+                    tracing::info!(%ip, ?why, "lease name no longer published under the new definition");
+                }
             }
         }
     }
@@ -121,18 +181,29 @@ impl Zone {
         self.domain.as_ref()
     }
 
-    /// A guest's lease with a (sanitized, single-label) hostname; replaces
-    /// an older lease name for the same ip. A hostname that is not a valid
-    /// label is ignored.
-    pub fn add_lease(&mut self, hostname: &str, ip: Ipv4Addr) {
-        if check_label(hostname).is_err() {
-            tracing::debug!(hostname, "lease hostname is not a DNS label; not published");
-            return;
-        }
-        match self.key_for(hostname) {
+    /// A guest's lease with a (sanitized, single-label) hostname, if the
+    /// name is free (see the module's comment): replaces an older lease
+    /// name for the same ip. A refused name leaves the address without one.
+    pub fn add_lease(&mut self, hostname: &str, ip: Ipv4Addr) -> Claim {
+        let key = if check_label(hostname).is_ok() {
+            self.key_for(hostname)
+        } else {
+            None
+        };
+        match key {
             Some(key) => self.insert_lease(key, ip),
-            None => tracing::debug!(hostname, "lease hostname too long under the domain"),
+            None => {
+                self.drop_lease(ip);
+                let key = hostname.as_bytes().into();
+                self.refuse(ip, key, Refusal::Invalid)
+            }
         }
+    }
+
+    /// Forgets whatever name `ip` holds (a lease that no longer carries one).
+    pub fn forget_address(&mut self, ip: Ipv4Addr) {
+        self.refused.remove(&ip);
+        self.drop_lease(ip);
     }
 
     /// Forgets the lease name of `ip`, if it is still `hostname` (a newer
@@ -142,6 +213,9 @@ impl Zone {
             .to_ascii_lowercase()
             .into_bytes()
             .into_boxed_slice();
+        if self.refused.get(&ip) == Some(&key) {
+            self.refused.remove(&ip);
+        }
         if self.lease_by_ip.get(&ip) == Some(&key) {
             self.drop_lease(ip);
         }
@@ -270,14 +344,45 @@ impl Zone {
         self.static_by_ip.entry(ip).or_insert(key);
     }
 
-    fn insert_lease(&mut self, key: Box<[u8]>, ip: Ipv4Addr) {
+    fn insert_lease(&mut self, key: Box<[u8]>, ip: Ipv4Addr) -> Claim {
         if self.lease_by_ip.get(&ip) == Some(&key) {
-            return;
+            return Claim::Published;
         }
         self.drop_lease(ip);
-        let entry = self.entry(&key);
-        entry.leases.push(ip);
-        self.lease_by_ip.insert(ip, key);
+        match self.claim(&key, ip) {
+            None => {
+                self.refused.remove(&ip);
+                self.entry(&key).leases.push(ip);
+                self.lease_by_ip.insert(ip, key);
+                Claim::Published
+            }
+            Some(why) => self.refuse(ip, key, why),
+        }
+    }
+
+    fn refuse(&mut self, ip: Ipv4Addr, key: Box<[u8]>, why: Refusal) -> Claim {
+        let first = self.refused.get(&ip) != Some(&key);
+        if first {
+            self.refused.insert(ip, key);
+        }
+        Claim::Refused { why, first }
+    }
+
+    /// Why `ip` may not publish `key`, if it may not (it publishes none now).
+    fn claim(&self, key: &[u8], ip: Ipv4Addr) -> Option<Refusal> {
+        let reserved = RESERVED_NAMES.iter().any(|r| r.as_bytes() == key)
+            || self.domain_labels.iter().any(|l| &l[..] == key);
+        if reserved {
+            return Some(Refusal::Reserved);
+        }
+        match self.names.get(key) {
+            // The definition gives this address the name: its own lease
+            // (the static record answers for it).
+            Some(e) if e.statics.contains(&ip) => None,
+            Some(e) if !e.statics.is_empty() => Some(Refusal::Reserved),
+            Some(e) if !e.leases.is_empty() => Some(Refusal::Taken),
+            _ => None,
+        }
     }
 
     fn drop_lease(&mut self, ip: Ipv4Addr) {
@@ -467,16 +572,104 @@ mod tests {
     }
 
     #[test]
-    fn two_guests_with_one_name_both_answer() {
+    fn the_first_holder_keeps_a_name_until_its_lease_ends() {
         let mut z = zone();
-        z.add_lease("twin", ip("192.168.122.60"));
-        z.add_lease("twin", ip("192.168.122.61"));
+        let (a, b) = (ip("192.168.122.60"), ip("192.168.122.61"));
+        assert_eq!(z.add_lease("victim", a), Claim::Published);
         assert_eq!(
-            z.addresses("twin"),
-            &[ip("192.168.122.60"), ip("192.168.122.61")]
+            z.add_lease("Victim", b),
+            Claim::Refused {
+                why: Refusal::Taken,
+                first: true
+            }
         );
-        z.remove_lease("twin", ip("192.168.122.60"));
-        assert_eq!(z.addresses("twin"), &[ip("192.168.122.61")]);
+        assert_eq!(z.addresses("victim"), &[a]);
+        // Renewing changes neither, and the refusal is not news.
+        assert_eq!(z.add_lease("victim", a), Claim::Published);
+        assert_eq!(
+            z.add_lease("victim", b),
+            Claim::Refused {
+                why: Refusal::Taken,
+                first: false
+            }
+        );
+        assert_eq!(z.addresses("victim"), &[a]);
+        // Nor a PTR for the second holder.
+        assert_eq!(
+            z.resolve(&name("61.122.168.192.in-addr.arpa.")),
+            Resolution::Elsewhere
+        );
+    }
+
+    #[test]
+    fn a_name_freed_goes_to_the_next_lease_that_asks() {
+        let mut z = zone();
+        let (a, b) = (ip("192.168.122.60"), ip("192.168.122.61"));
+        z.add_lease("victim", a);
+        assert_eq!(z.add_lease("victim", b).refusal(), Some(Refusal::Taken));
+        // A stale removal (another address) frees nothing.
+        z.remove_lease("victim", b);
+        assert_eq!(z.addresses("victim"), &[a]);
+        z.remove_lease("victim", a);
+        assert!(z.addresses("victim").is_empty());
+        // Not handed over by itself: the second holder gets it when it
+        // renews.
+        assert_eq!(z.resolve(&name("victim.guest.lan.")), Resolution::NxDomain);
+        assert_eq!(z.add_lease("victim", b), Claim::Published);
+        assert_eq!(z.addresses("victim"), &[b]);
+        // A holder that renames itself frees its old name.
+        assert_eq!(z.add_lease("other", b), Claim::Published);
+        assert_eq!(z.add_lease("victim", a), Claim::Published);
+        // A lease that drops its name frees it too.
+        z.forget_address(a);
+        assert_eq!(z.add_lease("victim", b), Claim::Published);
+        assert!(z.addresses("other").is_empty());
+    }
+
+    #[test]
+    fn reserved_and_defined_names_are_refused() {
+        let mut z = zone();
+        let g = ip("192.168.122.70");
+        for reserved in [
+            "localhost",
+            "wpad",
+            "WPAD",
+            "isatap",
+            "gateway",
+            "guest",
+            "lan",
+        ] {
+            assert_eq!(
+                z.add_lease(reserved, g).refusal(),
+                Some(Refusal::Reserved),
+                "{reserved}"
+            );
+            assert!(z.addresses(reserved).is_empty(), "{reserved}");
+        }
+        assert_eq!(z.resolve(&name("wpad.guest.lan.")), Resolution::NxDomain);
+        assert_eq!(z.resolve(&name("localhost.")), Resolution::Elsewhere);
+        // A static host's name: only its own address may carry it.
+        assert_eq!(z.add_lease("web", g).refusal(), Some(Refusal::Reserved));
+        assert_eq!(z.add_lease("db", g).refusal(), Some(Refusal::Reserved));
+        assert_eq!(z.addresses("web"), &[ip("192.168.122.5")]);
+        assert_eq!(z.add_lease("web", ip("192.168.122.5")), Claim::Published);
+        assert_eq!(z.addresses("web"), &[ip("192.168.122.5")]);
+        // A refused name takes away the one the address had.
+        assert_eq!(z.add_lease("mine", g), Claim::Published);
+        assert_eq!(z.add_lease("wpad", g).refusal(), Some(Refusal::Reserved));
+        assert!(z.addresses("mine").is_empty());
+        // A name the new definition gives a static host is taken from the
+        // lease that had it.
+        assert_eq!(z.add_lease("api", g), Claim::Published);
+        z.set_definition(
+            Some(DnsName::new("guest.lan").unwrap()),
+            &[DnsRecord {
+                name: "api".into(),
+                ip: ip("192.168.122.9"),
+            }],
+        );
+        assert_eq!(z.addresses("api"), &[ip("192.168.122.9")]);
+        assert!(!z.lease_by_ip.contains_key(&g));
     }
 
     #[test]

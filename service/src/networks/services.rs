@@ -5,8 +5,8 @@
 
 use super::{NetworkLeaseEvent, Networks, Slot};
 use crate::dhcp::server::{DhcpServer, EventSink};
-use crate::dhcp::{LeaseChange, LeaseEvent};
-use crate::dns::{DnsServer, SharedZone, Upstreams, Zone};
+use crate::dhcp::{Lease, LeaseChange, LeaseEvent};
+use crate::dns::{Claim, DnsServer, Refusal, SharedZone, Upstreams, Zone};
 use crate::error::ServiceError;
 use guestnet_mode_api::{DhcpPlan, DnsPlan, NetworkName, Plan};
 use std::sync::{Arc, RwLock};
@@ -71,10 +71,9 @@ impl Networks {
         };
         if let Some(server) = &dhcp {
             let mut z = zone.write().expect("zone lock");
+            // Refusals were reported when the leases were granted.
             for lease in server.leases() {
-                if let Some(h) = &lease.hostname {
-                    z.add_lease(h, lease.ip);
-                }
+                publish(&mut z, name.as_str(), &lease, false);
             }
         }
         let dns = match &plan.dns {
@@ -220,12 +219,12 @@ impl Networks {
             {
                 let mut z = zone.write().expect("zone lock");
                 for e in events {
-                    let Some(host) = &e.lease.hostname else {
-                        continue;
-                    };
-                    match e.change {
-                        LeaseChange::Added | LeaseChange::Renewed => z.add_lease(host, e.lease.ip),
-                        LeaseChange::Removed => z.remove_lease(host, e.lease.ip),
+                    match (e.change, &e.lease.hostname) {
+                        (LeaseChange::Added | LeaseChange::Renewed, _) => {
+                            publish(&mut z, &network, &e.lease, true);
+                        }
+                        (LeaseChange::Removed, Some(host)) => z.remove_lease(host, e.lease.ip),
+                        (LeaseChange::Removed, None) => {}
                     }
                 }
             }
@@ -236,5 +235,28 @@ impl Networks {
                 });
             }
         })
+    }
+}
+
+/// Publishes the name a lease carries (or forgets the one its address had,
+/// if it carries none). A refused name is reported once per lease and name,
+/// as a warning when `report`.
+fn publish(zone: &mut Zone, network: &str, lease: &Lease, report: bool) {
+    let Some(host) = &lease.hostname else {
+        zone.forget_address(lease.ip);
+        return;
+    };
+    let Claim::Refused { why, first } = zone.add_lease(host, lease.ip) else {
+        return;
+    };
+    let why = match why {
+        Refusal::Invalid => "not a DNS label under the domain",
+        Refusal::Reserved => "a reserved name or one of the definition",
+        Refusal::Taken => "held by another guest's lease",
+    };
+    if report && first {
+        tracing::warn!(network, mac = %lease.mac, name = %host, ip = %lease.ip, "guest's host name not published: {why}");
+    } else {
+        tracing::debug!(network, mac = %lease.mac, name = %host, ip = %lease.ip, "guest's host name not published: {why}");
     }
 }
