@@ -28,7 +28,7 @@ pub fn definition(name: &str, mode: &str, bridge: &str, n: u8, host: &str) -> St
         "name = \"{name}\"\nmode = \"{mode}\"\nbridge = \"{bridge}\"\n\
          [ipv4]\naddress = \"10.79.{n}.1/24\"\n\
          dhcp = {{ start = \"10.79.{n}.100\", end = \"10.79.{n}.199\", lease_time = \"2m\" }}\n\
-         [dns]\ndomain = \"{name}.lan\"\n{host}"
+         [dns]\ndomain = \"net{n}.lan\"\n{host}"
     )
 }
 
@@ -59,7 +59,9 @@ pub fn dhcp_dns_and_ping(lab: &Lab, name: &str, bridge: &str, n: u8, server: &st
     let ns = lab.add_dhcp_guest(name, &format!("vh{n}"), bridge, &mac(79, n));
     let dhcp = Udhcpc::start(w, &ns, &UdhcpcOpts::named(name));
     let ip = dhcp.wait_bound(LEASE_TIMEOUT).var("ip").to_owned();
-    let fqdn = format!("{name}.{name}.lan");
+    // The domain is not the guest's name: a label of the domain is
+    // reserved and no guest takes it.
+    let fqdn = format!("{name}.net{n}.lan");
     assert_eq!(dig::a(w, &ns, server, &fqdn), [ip.as_str()], "DNS over udp");
     let tcp = dig::query(w, &ns, server, &["+tcp", &fqdn, "A"]);
     assert!(tcp.is("NOERROR"), "DNS over tcp from {name}: {tcp}");

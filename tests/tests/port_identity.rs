@@ -99,3 +99,33 @@ fn detaching_a_bridged_networks_uplink_is_refused_and_it_stays_enslaved() {
     );
     probe::assert_ping(w, host, LAN_ADDR);
 }
+
+/// A network's bridge keeps its MAC whatever ports join it, so a guest's
+/// ARP entry for its gateway stays true. Caught: the kernel gave the
+/// bridge the lowest MAC among its ports, and a port plugged in later
+/// changed the gateway's address under the guests' feet.
+#[test]
+fn a_bridge_keeps_its_mac_when_ports_join() {
+    root_or_skip!();
+    let lab = Lab::new();
+    let (gn, w, host) = (lab.gn(), &lab.world, lab.host.clone());
+    let net = gn.define(&nat("macs", "gnbr63", "10.77.63"));
+    gn.start(&net);
+    let mac_of =
+        |dev: &str| w.ip_json(&host, &format!("link show dev {dev}"))[0]["address"].clone();
+    let before = mac_of("gnbr63");
+    let c1 = w.add_ns("c1");
+    attach(
+        &gn,
+        &net,
+        "c1",
+        &veth_opts(&netns_path(&c1), None, Some("02:00:00:00:00:01")),
+    );
+    lab.add_guest("g2", "low0", "gnbr63", "10.77.63.20/24", None);
+    w.ip(&host, "link set low0 address 00:00:00:00:00:02");
+    assert_eq!(
+        mac_of("gnbr63"),
+        before,
+        "the bridge's MAC changed as ports joined"
+    );
+}

@@ -117,7 +117,7 @@ async fn apply_steps(
     let bridge = match &plan.bridge {
         BridgePlan::Create { name, mtu } => {
             let index = kernel
-                .create_bridge(name.as_str(), *mtu, None, &alias)
+                .create_bridge(name.as_str(), *mtu, Some(bridge_mac(network)), &alias)
                 .await?;
             journal.0.push(Undo::DeleteLink {
                 index,
@@ -273,6 +273,19 @@ pub async fn update(
     }
     tracing::debug!("updated the links of {network} in place");
     Ok(())
+}
+
+/// The MAC of a bridge guestnet makes for `network`: fixed, as libvirt's
+/// are, so a port that joins later never changes the bridge's address (the
+/// kernel would otherwise take the lowest port MAC) and guests' ARP entries
+/// for their gateway stay true. Locally administered, from the network's
+/// name (FNV-1a).
+pub fn bridge_mac(network: &str) -> [u8; 6] {
+    let hash = network.bytes().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
+    let [a, b, c, d] = hash.to_be_bytes();
+    [0x02, 0x67, a, b, c, d]
 }
 
 /// The MTU a plan sets on its bridge, if it sets one.
