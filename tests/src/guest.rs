@@ -58,6 +58,8 @@ impl GuestPort {
 pub enum Opt<'a> {
     S(&'a str),
     U(u32),
+    /// A `t` (u64), for values no `u` can carry.
+    T(u64),
 }
 
 /// The options of a veth guest: its namespace, and the name and MAC of its
@@ -105,6 +107,7 @@ pub fn attach(gn: &Guestnet, path: &str, guest: &str, opts: &[(&str, Opt<'_>)]) 
         match v {
             Opt::S(s) => args.extend(["s".to_owned(), (*s).to_owned()]),
             Opt::U(u) => args.extend(["u".to_owned(), u.to_string()]),
+            Opt::T(t) => args.extend(["t".to_owned(), t.to_string()]),
         }
     }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -136,12 +139,38 @@ pub fn try_attach(
     guest: &str,
     opts: &[(&str, Opt<'_>)],
 ) -> Result<String, BusError> {
+    gdbus_attach(&[], gn, path, guest, opts)
+}
+
+/// [`try_attach`] as user `uid` with primary group `gid` and no
+/// supplementary groups (through `setpriv`).
+pub fn try_attach_as(
+    (uid, gid): (u32, u32),
+    gn: &Guestnet,
+    path: &str,
+    guest: &str,
+    opts: &[(&str, Opt<'_>)],
+) -> Result<String, BusError> {
+    let reuid = format!("--reuid={uid}");
+    let regid = format!("--regid={gid}");
+    let prefix = ["setpriv", &reuid, &regid, "--clear-groups", "--"];
+    gdbus_attach(&prefix, gn, path, guest, opts)
+}
+
+fn gdbus_attach(
+    prefix: &[&str],
+    gn: &Guestnet,
+    path: &str,
+    guest: &str,
+    opts: &[(&str, Opt<'_>)],
+) -> Result<String, BusError> {
     let dict: Vec<String> = opts
         .iter()
         .map(|(k, v)| {
             let v = match v {
                 Opt::S(s) => gv_str(s),
                 Opt::U(u) => format!("uint32 {u}"),
+                Opt::T(t) => format!("uint64 {t}"),
             };
             format!("{}: <{v}>", gv_str(k))
         })
@@ -149,7 +178,7 @@ pub fn try_attach(
     let dict = format!("{{{}}}", dict.join(", "));
     let method = format!("{NETWORK_IFACE}.AttachGuest");
     let guest = gv_str(guest);
-    let args = [
+    let call = [
         "gdbus",
         "call",
         "--address",
@@ -165,6 +194,7 @@ pub fn try_attach(
         &guest,
         &dict,
     ];
+    let args: Vec<&str> = prefix.iter().chain(&call).copied().collect();
     let out = cmd::run(&args);
     if out.status.success() {
         // `('gnveth0',)`

@@ -6,7 +6,7 @@
 use crate::bus::authority::{self, Action};
 use crate::dhcp::{Lease, LeaseChange};
 use crate::error::{BusError, ServiceError};
-use crate::guests::AttachRequest;
+use crate::guests::{AttachKind, AttachRequest};
 use crate::networks::{Fate, Networks};
 use guestnet_dbus::{network_path, MANAGER_PATH, NETWORK_INTERFACE};
 use guestnet_mode_api::MacAddr;
@@ -266,7 +266,8 @@ impl NetworkObject {
     }
 
     /// Makes a port for `guest`: options `kind` "tap" (with `owner`, a
-    /// uid) or "veth" (with `netns`, a namespace path, and `ifname`), and
+    /// uid, the caller's by default; another's only for a caller who may
+    /// manage networks) or "veth" (with `netns`, a namespace path, and `ifname`), and
     /// `mac`. Returns the port's interface name.
     async fn attach_guest(
         &self,
@@ -275,8 +276,22 @@ impl NetworkObject {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<String, BusError> {
-        authority::check(conn, &header, Action::AttachGuests).await?;
-        let request = AttachRequest::from_options(&options)?;
+        let caller = authority::check(conn, &header, Action::AttachGuests).await?;
+        let request = AttachRequest::from_options(&options, caller)?;
+        // A tap for someone else is a port that user may open: handing one
+        // out takes the right to manage networks.
+        if let AttachKind::Tap { owner } = request.kind {
+            if owner != caller && caller != 0 {
+                authority::check(conn, &header, Action::ManageNetworks)
+                    .await
+                    .map_err(|_| {
+                        ServiceError::AccessDenied(format!(
+                            "uid {caller} may make taps only for itself (owner {caller}),                              not for uid {owner}, without {}",
+                            Action::ManageNetworks.id()
+                        ))
+                    })?;
+            }
+        }
         Ok(self
             .networks
             .attach_guest(&self.name, &guest, request)

@@ -90,10 +90,36 @@ fn string_option(
     }
 }
 
+/// A tap's `owner`: a uid as `u`, or as `t` or `i` when it fits one; never
+/// wrapped (2^32 is not uid 0). (uid_t)-1 means "no uid" to the kernel.
+fn owner_uid(v: &OwnedValue) -> Result<u32, ServiceError> {
+    let wide: i128 = if let Ok(u) = u32::try_from(v.clone()) {
+        u.into()
+    } else if let Ok(u) = u64::try_from(v.clone()) {
+        u.into()
+    } else if let Ok(i) = i32::try_from(v.clone()) {
+        i.into()
+    } else {
+        return Err(arg("owner", "must be a uid (u)"));
+    };
+    match u32::try_from(wide) {
+        Ok(uid) if uid != u32::MAX => Ok(uid),
+        _ => Err(arg(
+            "owner",
+            format!("{wide} is not a uid (0 to {})", u32::MAX - 1),
+        )),
+    }
+}
+
 impl AttachRequest {
-    /// Reads AttachGuest's options: `kind` ("tap" with `owner` uid, or
-    /// "veth" with `netns` and optional `ifname`), optional `mac`.
-    pub fn from_options(options: &HashMap<String, OwnedValue>) -> Result<Self, ServiceError> {
+    /// Reads AttachGuest's options: `kind` ("tap" with `owner` uid, the
+    /// caller's when not given, or "veth" with `netns` and optional
+    /// `ifname`), optional `mac`. Whether the caller may name another owner
+    /// is the bus layer's question.
+    pub fn from_options(
+        options: &HashMap<String, OwnedValue>,
+        caller: u32,
+    ) -> Result<Self, ServiceError> {
         const KNOWN: &[&str] = &["kind", "owner", "netns", "ifname", "mac"];
         if let Some(k) = options.keys().find(|k| !KNOWN.contains(&k.as_str())) {
             return Err(arg(
@@ -107,11 +133,8 @@ impl AttachRequest {
         let kind = match string_option(options, "kind")?.as_deref() {
             Some("tap") => {
                 let owner = match options.get("owner") {
-                    None => 0,
-                    Some(v) => u32::try_from(v.clone())
-                        .or_else(|_| u64::try_from(v.clone()).map(|u| u as u32))
-                        .or_else(|_| i32::try_from(v.clone()).map(|i| i as u32))
-                        .map_err(|_| arg("owner", "must be a uid (u)"))?,
+                    None => caller,
+                    Some(v) => owner_uid(v)?,
                 };
                 if !crate::host::tap::uid_exists(owner) {
                     return Err(arg("owner", format!("uid {owner} does not exist")));
@@ -247,15 +270,23 @@ mod tests {
 
     #[test]
     fn attach_options_are_checked() {
-        let tap =
-            AttachRequest::from_options(&opts(&[("kind", "tap".into()), ("owner", 0u32.into())]))
-                .unwrap();
+        let tap = AttachRequest::from_options(
+            &opts(&[("kind", "tap".into()), ("owner", 0u32.into())]),
+            1000,
+        )
+        .unwrap();
         assert_eq!(tap.kind, AttachKind::Tap { owner: 0 });
-        let veth = AttachRequest::from_options(&opts(&[
-            ("kind", "veth".into()),
-            ("netns", "/run/netns/c1".into()),
-            ("mac", "52:54:00:01:02:03".into()),
-        ]))
+        // No owner: the caller's (uid 0 exists everywhere).
+        let tap = AttachRequest::from_options(&opts(&[("kind", "tap".into())]), 0).unwrap();
+        assert_eq!(tap.kind, AttachKind::Tap { owner: 0 });
+        let veth = AttachRequest::from_options(
+            &opts(&[
+                ("kind", "veth".into()),
+                ("netns", "/run/netns/c1".into()),
+                ("mac", "52:54:00:01:02:03".into()),
+            ]),
+            0,
+        )
         .unwrap();
         assert_eq!(
             veth.kind,
@@ -275,10 +306,15 @@ mod tests {
                 ("ifname", "a-very-long-ifname".into()),
             ]),
             opts(&[("kind", "tap".into()), ("owner", 4_000_000_000u32.into())]),
+            // Once wrapped to uid 0 (root's tap), or to uid 1, or to -1.
+            opts(&[("kind", "tap".into()), ("owner", (1u64 << 32).into())]),
+            opts(&[("kind", "tap".into()), ("owner", ((1u64 << 32) + 1).into())]),
+            opts(&[("kind", "tap".into()), ("owner", (-1i32).into())]),
+            opts(&[("kind", "tap".into()), ("owner", u32::MAX.into())]),
             opts(&[("kind", "tap".into()), ("mac", "nope".into())]),
             opts(&[("kind", "tap".into()), ("colour", "red".into())]),
         ] {
-            assert!(AttachRequest::from_options(&bad).is_err(), "{bad:?}");
+            assert!(AttachRequest::from_options(&bad, 0).is_err(), "{bad:?}");
         }
     }
 
