@@ -4,6 +4,7 @@
 //! changed; they hold no state of their own.
 
 use crate::bus::authority::{self, Action};
+use crate::bus::waiters::Waiters;
 use crate::dhcp::{Lease, LeaseChange};
 use crate::error::{BusError, ServiceError};
 use crate::guests::{AttachKind, AttachRequest};
@@ -25,6 +26,7 @@ fn object_path(name: &str) -> OwnedObjectPath {
 
 pub struct Manager {
     networks: Arc<Networks>,
+    waiters: Arc<Waiters>,
 }
 
 #[interface(name = "org.guestnet1.Manager")]
@@ -54,7 +56,7 @@ impl Manager {
     ) -> Result<OwnedObjectPath, BusError> {
         authority::check(conn, &header, Action::ManageNetworks).await?;
         let name = self.networks.define(&toml).await?;
-        export_network(conn, &self.networks, name.as_str()).await?;
+        export_network(conn, &self.networks, &self.waiters, name.as_str()).await?;
         Ok(object_path(name.as_str()))
     }
 
@@ -67,7 +69,7 @@ impl Manager {
     ) -> Result<OwnedObjectPath, BusError> {
         authority::check(conn, &header, Action::ManageNetworks).await?;
         let name = self.networks.create(&toml).await?;
-        export_network(conn, &self.networks, name.as_str()).await?;
+        export_network(conn, &self.networks, &self.waiters, name.as_str()).await?;
         Ok(object_path(name.as_str()))
     }
 
@@ -85,6 +87,8 @@ impl Manager {
 pub struct NetworkObject {
     name: String,
     networks: Arc<Networks>,
+    /// WaitForLease calls in progress, on every network.
+    waiters: Arc<Waiters>,
 }
 
 impl NetworkObject {
@@ -211,11 +215,19 @@ impl NetworkObject {
     }
 
     /// The lease of `mac`: at once if it exists, else when it is granted,
-    /// or org.guestnet1.Error.Timeout after `timeout_ms`.
-    async fn wait_for_lease(&self, mac: String, timeout_ms: u32) -> Result<LeaseTuple, BusError> {
+    /// or org.guestnet1.Error.Timeout after `timeout_ms` (at most 600000,
+    /// 10 minutes). A caller may have 16 waits at once.
+    async fn wait_for_lease(
+        &self,
+        mac: String,
+        timeout_ms: u32,
+        #[zbus(header)] header: Header<'_>,
+    ) -> Result<LeaseTuple, BusError> {
         let mac: MacAddr = mac
             .parse()
             .map_err(|e: String| ServiceError::InvalidArgs(format!("mac: {e}")))?;
+        let caller = header.sender().map(|s| s.to_string()).unwrap_or_default();
+        let _waiting = self.waiters.begin(&caller, timeout_ms)?;
         // Subscribe before looking, so a lease granted in between is seen.
         let mut events = self.networks.subscribe_leases();
         if let Some(lease) = self.networks.lease_of(&self.name, &mac).await? {
@@ -537,16 +549,18 @@ async fn announce<E: Clone>(
 pub async fn export_all(conn: &Connection, networks: Arc<Networks>) -> zbus::Result<()> {
     let server = conn.object_server();
     server.at(MANAGER_PATH, zbus::fdo::ObjectManager).await?;
+    let waiters = Arc::new(Waiters::default());
     server
         .at(
             MANAGER_PATH,
             Manager {
                 networks: networks.clone(),
+                waiters: waiters.clone(),
             },
         )
         .await?;
     for name in networks.names().await {
-        export_network(conn, &networks, name.as_str()).await?;
+        export_network(conn, &networks, &waiters, name.as_str()).await?;
     }
     tokio::spawn(announce_leases(conn.clone(), networks.clone()));
     tokio::spawn(announce_guests(conn.clone(), networks));
@@ -556,11 +570,13 @@ pub async fn export_all(conn: &Connection, networks: Arc<Networks>) -> zbus::Res
 async fn export_network(
     conn: &Connection,
     networks: &Arc<Networks>,
+    waiters: &Arc<Waiters>,
     name: &str,
 ) -> zbus::Result<()> {
     let object = NetworkObject {
         name: name.to_owned(),
         networks: networks.clone(),
+        waiters: waiters.clone(),
     };
     conn.object_server()
         .at(network_path(name).as_str(), object)
@@ -669,6 +685,11 @@ mod tests {
                 ServiceError::InvalidArgs("mac: bad".into()),
                 "org.freedesktop.DBus.Error.InvalidArgs",
                 "mac: bad",
+            ),
+            (
+                ServiceError::LimitsExceeded("too many waits".into()),
+                "org.freedesktop.DBus.Error.LimitsExceeded",
+                "too many waits",
             ),
         ];
         for (error, name, message) in cases {
