@@ -189,17 +189,20 @@ impl Networks {
     ) -> Result<(), ServiceError> {
         let name = def.name.as_str();
         self.check_plan(plan, snapshot, &def.name)?;
+        let bridge_index = matches!(plan.bridge, BridgePlan::Create { .. })
+            .then(|| links::unused_ifindex(snapshot));
         let record = AppliedRecord {
             definition: def.clone(),
             persistent,
             plan: plan.clone(),
             phase: Phase::Applying,
             previous: None,
+            bridge_index,
         };
         self.runtime
             .save(&record)
             .map_err(|e| ServiceError::failed("recording the network", e))?;
-        if let Err(e) = links::apply(&self.kernel, plan, name, snapshot).await {
+        if let Err(e) = links::apply(&self.kernel, plan, name, snapshot, bridge_index).await {
             let _ = self.runtime.remove(&def.name);
             return Err(ServiceError::starting(name, e));
         }
@@ -251,6 +254,7 @@ impl Networks {
                     plan: plan.clone(),
                     phase: Phase::Active,
                     previous: None,
+                    bridge_index: None,
                 };
                 if let Err(e) = self.runtime.save(&record) {
                     tracing::warn!("recording network {name} as active: {e}");

@@ -100,6 +100,7 @@ impl Network {
             plan: self.plan.clone()?,
             phase,
             previous: None,
+            bridge_index: None,
         })
     }
 }

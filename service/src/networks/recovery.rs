@@ -100,13 +100,28 @@ impl Networks {
             let name = record.definition.name.clone();
             if record.phase == Phase::Applying {
                 // A bridge created just before the kill may not carry its
-                // mark yet; the name was free when the start began.
+                // mark yet: it is ours only under the ifindex the record
+                // chose for it. An unmarked bridge of the name under any
+                // other index is someone else's, made after the kill.
                 if let BridgePlan::Create { name: br, .. } = &record.plan.bridge {
                     let unmarked = snapshot.links.iter_mut().find(|l| {
                         l.name == br.as_str()
                             && l.alias.is_none()
                             && l.kind.as_deref() == Some("bridge")
                     });
+                    let unmarked = match unmarked {
+                        Some(l) if record.bridge_index == Some(l.index) => Some(l),
+                        Some(l) => {
+                            tracing::warn!(
+                                "leaving bridge {} (ifindex {}) alone: network {name} was \
+                                 starting and planned a bridge of that name, but not this one",
+                                l.name,
+                                l.index
+                            );
+                            None
+                        }
+                        None => None,
+                    };
                     if let Some(l) = unmarked {
                         let alias = facts::bridge_alias(name.as_str());
                         if self

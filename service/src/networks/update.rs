@@ -101,6 +101,7 @@ impl Networks {
             plan: new_plan.clone(),
             phase: Phase::Active,
             previous: Some(old_plan.clone()),
+            bridge_index: None,
         };
         self.runtime
             .save(&record)
@@ -197,6 +198,7 @@ impl Networks {
             plan: plan.clone(),
             phase: Phase::Active,
             previous: None,
+            bridge_index: None,
         };
         if let Err(e) = self.runtime.save(&record) {
             tracing::warn!("recording network {name}: {e}");
