@@ -67,7 +67,8 @@ EOF
 
 ip netns exec "$HOST" "target/$PROFILE/guestnetd" \
     --bus-address "unix:path=$DIR/bus" \
-    --config-dir "$DIR/etc" --state-dir "$DIR/state" --runtime-dir "$DIR/run" &
+    --config-dir "$DIR/etc" --state-dir "$DIR/state" --runtime-dir "$DIR/run" \
+    --modes-dir "$PWD/target/$PROFILE" &
 PIDS+=($!)
 
 BUS="unix:path=$DIR/bus"

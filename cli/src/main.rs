@@ -567,11 +567,22 @@ async fn wait_lease(ctx: &Ctx, name: &str, mac: &str, timeout: f64) -> Result<()
             "--timeout {timeout}: not a number of seconds"
         )));
     }
-    let ms = (timeout * 1000.0).round().min(f64::from(u32::MAX)) as u32;
-    let lease = network(ctx, name)
-        .await?
-        .wait_for_lease(&mac.to_ascii_lowercase(), ms)
-        .await?;
+    // guestnetd waits at most 10 minutes a call: a longer wait is several.
+    const LONGEST_MS: u64 = 600_000;
+    let mut left = (timeout * 1000.0).round().min(u64::MAX as f64) as u64;
+    let net = network(ctx, name).await?;
+    let mac = mac.to_ascii_lowercase();
+    let lease = loop {
+        let ms = left.min(LONGEST_MS);
+        left -= ms;
+        match net.wait_for_lease(&mac, ms as u32).await {
+            Err(e)
+                if left > 0
+                    && guestnet_dbus::error::name(&e).as_deref()
+                        == Some(guestnet_dbus::error::TIMEOUT) => {}
+            other => break other?,
+        }
+    };
     if ctx.json {
         output::json(&lease_json(&lease));
     } else {

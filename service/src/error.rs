@@ -41,6 +41,9 @@ pub enum ServiceError {
     /// A method argument that makes no sense (a malformed MAC, say).
     #[error("{0}")]
     InvalidArgs(String),
+    /// A bound of guestnetd's reached (too many waits at once, say).
+    #[error("{0}")]
+    LimitsExceeded(String),
 }
 
 impl ServiceError {
@@ -116,6 +119,9 @@ impl From<ServiceError> for BusError {
             }
             ServiceError::InvalidArgs(m) => {
                 return BusError::Standard(zbus::fdo::Error::InvalidArgs(m))
+            }
+            ServiceError::LimitsExceeded(m) => {
+                return BusError::Standard(zbus::fdo::Error::LimitsExceeded(m))
             }
         })
     }

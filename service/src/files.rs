@@ -178,6 +178,12 @@ pub struct AppliedRecord {
     /// routes of `previous` that `plan` lacks are removed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous: Option<Plan>,
+    /// While a start creates the plan's bridge: the ifindex it is made
+    /// under, chosen and recorded before it exists. A start killed before
+    /// the bridge carries its alias leaves an unmarked bridge that this
+    /// index alone proves ours; no other unmarked bridge is ever adopted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bridge_index: Option<u32>,
 }
 
 impl AppliedRecord {
@@ -188,6 +194,7 @@ impl AppliedRecord {
             plan: plan.clone(),
             phase,
             previous: None,
+            bridge_index: None,
         }
     }
 }

@@ -36,21 +36,11 @@ struct Args {
     /// forwarders; re-read when it changes
     #[arg(long, value_name = "FILE", default_value = "/etc/resolv.conf")]
     resolv_conf: PathBuf,
-    /// Mode libraries (*.so) [default: /usr/lib/guestnet/modes when it
-    /// exists, else the directory of this executable]
-    #[arg(long, value_name = "DIR")]
-    modes_dir: Option<PathBuf>,
-}
-
-fn default_modes_dir() -> PathBuf {
-    let installed = PathBuf::from(INSTALLED_MODES_DIR);
-    if installed.is_dir() {
-        return installed;
-    }
-    std::env::current_exe()
-        .ok()
-        .and_then(|exe| exe.parent().map(PathBuf::from))
-        .unwrap_or(installed)
+    /// Mode libraries (*.so), each loaded only if neither it nor the
+    /// directory can be changed by anyone but root or guestnetd's own user
+    /// (a build tree: --modes-dir target/debug)
+    #[arg(long, value_name = "DIR", default_value = INSTALLED_MODES_DIR)]
+    modes_dir: PathBuf,
 }
 
 #[tokio::main]
@@ -77,7 +67,7 @@ async fn run(args: Args) -> Result<(), String> {
     for dir in [&args.config_dir, &args.state_dir, &args.runtime_dir] {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     }
-    let modes_dir = args.modes_dir.clone().unwrap_or_else(default_modes_dir);
+    let modes_dir = args.modes_dir.clone();
     let (modes, errors) = mode_registry::ModeRegistry::load_dir(&modes_dir);
     for e in errors {
         tracing::error!("refused mode library: {e}");

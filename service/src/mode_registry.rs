@@ -22,6 +22,10 @@ pub enum LoadError {
     },
     #[error("{file}: {reason}")]
     BadMode { file: PathBuf, reason: String },
+    /// A library, or its directory, that someone other than root (or
+    /// guestnetd's own user) could change: loading it would run their code.
+    #[error("{file}: not loaded: {reason}")]
+    Untrusted { file: PathBuf, reason: String },
     #[error("{file}: mode {mode:?} is already provided by {first}")]
     Duplicate {
         file: PathBuf,
@@ -179,6 +183,45 @@ impl LoadedMode {
     }
 }
 
+/// Whether only root or guestnetd's own user can change `path` (a file or
+/// a directory): owned by one of them, writable by neither group nor
+/// others. Follows symbolic links.
+fn trusted(path: &Path) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).map_err(|e| format!("cannot be read: {e}"))?;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if meta.uid() != 0 && meta.uid() != me {
+        return Err(format!(
+            "is owned by uid {}, not by root or guestnetd's own uid {me}",
+            meta.uid()
+        ));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(format!(
+            "is writable by {} (mode {:o}); only its owner may write it",
+            match meta.mode() & 0o022 {
+                0o020 => "its group",
+                0o002 => "everyone",
+                _ => "its group and everyone",
+            },
+            meta.mode() & 0o7777
+        ));
+    }
+    Ok(())
+}
+
+/// [`trusted`] for a library and the directory it really is in (through
+/// any symbolic link).
+fn trusted_library(file: &Path) -> Result<(), String> {
+    trusted(file)?;
+    let real = std::fs::canonicalize(file).map_err(|e| format!("cannot be resolved: {e}"))?;
+    if let Some(dir) = real.parent() {
+        trusted(dir).map_err(|why| format!("its directory {} {why}", dir.display()))?;
+    }
+    Ok(())
+}
+
 /// The loaded modes by name.
 #[derive(Default)]
 pub struct ModeRegistry {
@@ -191,6 +234,13 @@ impl ModeRegistry {
     pub fn load_dir(dir: &Path) -> (Self, Vec<LoadError>) {
         let mut registry = Self::default();
         let mut errors = Vec::new();
+        if let Err(reason) = trusted(dir) {
+            errors.push(LoadError::Untrusted {
+                file: dir.to_owned(),
+                reason: format!("the modes directory {reason}"),
+            });
+            return (registry, errors);
+        }
         let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
             Ok(entries) => entries
                 .filter_map(|e| e.ok().map(|e| e.path()))
@@ -206,6 +256,10 @@ impl ModeRegistry {
         };
         files.sort();
         for file in files {
+            if let Err(reason) = trusted_library(&file) {
+                errors.push(LoadError::Untrusted { file, reason });
+                continue;
+            }
             match LoadedMode::load(&file) {
                 Ok(mode) => {
                     if let Err(e) = registry.insert(mode) {

@@ -58,6 +58,8 @@ impl GuestPort {
 pub enum Opt<'a> {
     S(&'a str),
     U(u32),
+    /// A `t` (u64), for values no `u` can carry.
+    T(u64),
 }
 
 /// The options of a veth guest: its namespace, and the name and MAC of its
@@ -105,6 +107,7 @@ pub fn attach(gn: &Guestnet, path: &str, guest: &str, opts: &[(&str, Opt<'_>)]) 
         match v {
             Opt::S(s) => args.extend(["s".to_owned(), (*s).to_owned()]),
             Opt::U(u) => args.extend(["u".to_owned(), u.to_string()]),
+            Opt::T(t) => args.extend(["t".to_owned(), t.to_string()]),
         }
     }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -128,6 +131,18 @@ fn gv_str(s: &str) -> String {
     out
 }
 
+/// [`try_attach`] as user `uid` with primary group `gid` and no
+/// supplementary groups (through `setpriv`).
+pub fn try_attach_as(
+    (uid, gid): (u32, u32),
+    gn: &Guestnet,
+    path: &str,
+    guest: &str,
+    opts: &[(&str, Opt<'_>)],
+) -> Result<String, BusError> {
+    try_attach(&gn.as_user(uid, gid), path, guest, opts)
+}
+
 /// AttachGuest through `gdbus call`, which reports an error's name, run
 /// as `gn`'s user ([`Guestnet::as_user`]). Ok: the interface name.
 pub fn try_attach(
@@ -142,6 +157,7 @@ pub fn try_attach(
             let v = match v {
                 Opt::S(s) => gv_str(s),
                 Opt::U(u) => format!("uint32 {u}"),
+                Opt::T(t) => format!("uint64 {t}"),
             };
             format!("{}: <{v}>", gv_str(k))
         })

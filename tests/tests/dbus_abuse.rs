@@ -2,7 +2,8 @@
 //! for one network from several connections leave it consistent; calls for
 //! different networks do not wait on each other; a client that disconnects
 //! mid-call harms nothing; the service's memory stays bounded under a flood
-//! of calls and of signal subscribers.
+//! of calls and of signal subscribers; WaitForLease is bounded in length
+//! and in number.
 //!
 //! The calls go through the zbus proxies of `guestnet-dbus` (and, for
 //! clients that vanish without a goodbye, the hand-made client of
@@ -784,5 +785,146 @@ fn memory_stays_bounded_under_a_flood_of_calls_and_subscribers() {
     // Still answering.
     assert!(rt.block_on(busy_net.active()).expect("Active"));
     rt.block_on(busy_net.stop()).expect("Stop");
+    assert_no_panic_logged(&lab);
+}
+
+/// The error name of a finished call, or "ok".
+fn outcome_name<T>(r: &zbus::Result<T>) -> String {
+    match r {
+        Ok(_) => "ok".to_owned(),
+        Err(e) => names::name(e).unwrap_or_else(|| format!("client error: {e}")),
+    }
+}
+
+/// WaitForLease is bounded: a wait longer than 10 minutes is refused at
+/// once, naming the cap; one connection may have 16 waits at once and all
+/// of them together 256, and the next one is refused saying so, while
+/// others still wait. Caught on the code before the fix: a wait of
+/// 600001 ms was accepted (no answer within 5 s), and a 17th wait from one
+/// connection was accepted too.
+#[test]
+fn waits_for_leases_are_capped_in_length_and_number() {
+    root_or_skip!();
+    let _one = serial();
+    let lab = Lab::new();
+    let rt = runtime();
+    let conns = rt.block_on(connections(&lab, 17));
+    const LIMITS: &str = "org.freedesktop.DBus.Error.LimitsExceeded";
+    const WAIT_MS: u32 = 120_000;
+    rt.block_on(async {
+        let manager = guestnet_dbus::manager(&conns[0]).await.unwrap();
+        manager
+            .define_network(&nat_definition("wl1", "gnbrwl1", "10.77.49.1/24"))
+            .await
+            .expect("define wl1");
+        let net = network(&conns[0], "wl1").await;
+        net.start().await.expect("start wl1");
+
+        // Too long: refused at once, naming the cap.
+        let r = tokio::time::timeout(
+            Duration::from_secs(5),
+            net.wait_for_lease("52:54:00:49:00:01", 600_001),
+        )
+        .await
+        .expect("WaitForLease(600001 ms) was not refused: it waits");
+        let (name, message) = r
+            .as_ref()
+            .err()
+            .and_then(names::name_and_message)
+            .unwrap_or_else(|| panic!("WaitForLease(600001 ms): {r:?}"));
+        assert_eq!(name, "org.freedesktop.DBus.Error.InvalidArgs", "{message}");
+        assert!(
+            message.contains("600000"),
+            "the refusal names the cap: {message}"
+        );
+
+        // 17 at once from one connection: one is refused, 16 wait.
+        let mut waits: Vec<_> = (0..17)
+            .map(|i| {
+                let net = net.clone();
+                tokio::spawn(async move {
+                    net.wait_for_lease(&format!("52:54:00:49:01:{i:02x}"), WAIT_MS)
+                        .await
+                })
+            })
+            .collect();
+        let first = tokio::time::timeout(
+            Duration::from_secs(5),
+            futures::future::select_all(waits.iter_mut()),
+        )
+        .await
+        .expect("none of 17 waits of one connection was refused");
+        let (done, index, _) = first;
+        let done = done.unwrap();
+        let (name, message) = done
+            .as_ref()
+            .err()
+            .and_then(names::name_and_message)
+            .unwrap_or_else(|| panic!("the first of 17 waits to end: {done:?}"));
+        assert_eq!(name, LIMITS, "{message}");
+        assert!(
+            message.contains("16"),
+            "the refusal says the bound: {message}"
+        );
+        waits.remove(index);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(
+            waits.iter().all(|w| !w.is_finished()),
+            "the other 16 waits of the connection should still wait"
+        );
+
+        // Another connection still may wait.
+        let other = network(&conns[1], "wl1").await;
+        let r = other.wait_for_lease("52:54:00:49:02:01", 1).await;
+        assert_eq!(outcome_name(&r), guestnet_dbus::error::TIMEOUT);
+
+        // 16 connections with 16 waits each and one more from a 17th: of
+        // these 257 at once, exactly one is refused, for the bound in all.
+        // (Which one is a race; that one is refused is not.)
+        for conn in &conns[1..16] {
+            let n = network(conn, "wl1").await;
+            for i in 0..16 {
+                let n = n.clone();
+                waits.push(tokio::spawn(async move {
+                    n.wait_for_lease(&format!("52:54:00:49:03:{i:02x}"), WAIT_MS)
+                        .await
+                }));
+            }
+        }
+        let last = network(&conns[16], "wl1").await;
+        waits.push(tokio::spawn(async move {
+            last.wait_for_lease("52:54:00:49:04:01", WAIT_MS).await
+        }));
+        let (done, index, _) = tokio::time::timeout(
+            Duration::from_secs(20),
+            futures::future::select_all(waits.iter_mut()),
+        )
+        .await
+        .expect("257 waits at once, and none was refused within 20 s");
+        let done = done.unwrap();
+        let (name, message) = done
+            .as_ref()
+            .err()
+            .and_then(names::name_and_message)
+            .unwrap_or_else(|| panic!("the first of 257 waits to end: {done:?}"));
+        assert_eq!(name, LIMITS, "{message}");
+        assert!(
+            message.contains("256"),
+            "the refusal says the bound: {message}"
+        );
+        waits.remove(index);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let mut ended = Vec::new();
+        for w in waits.iter_mut().filter(|w| w.is_finished()) {
+            ended.push(outcome_name(&w.await.unwrap()));
+        }
+        assert!(
+            ended.is_empty(),
+            "256 waits should all still wait, yet some ended: {ended:?}"
+        );
+        for w in &waits {
+            w.abort();
+        }
+    });
     assert_no_panic_logged(&lab);
 }

@@ -143,3 +143,71 @@ fn a_second_library_claiming_a_mode_name_is_refused() {
     );
     assert_eq!(modes_of(&lab).iter().filter(|m| *m == "nat").count(), 1);
 }
+
+/// The log lines that refuse `file`.
+fn refusals<'a>(log: &'a str, file: &str) -> Vec<&'a str> {
+    log.lines()
+        .filter(|l| l.contains("refused mode library") && l.contains(file))
+        .collect()
+}
+
+/// A mode library anyone but root (or guestnetd's own user) could change
+/// is never loaded: world-writable, owned by another user, or in a
+/// directory others may write. Caught on the code before the fix: the
+/// world-writable libopen.so was loaded and its mode "open" was offered.
+#[test]
+fn a_library_others_could_change_is_refused() {
+    use std::os::unix::fs::{chown, PermissionsExt};
+    root_or_skip!();
+    let minimal = example_library("minimal_mode");
+    let modes = modes_dir_with(&[(&minimal, "libopen.so"), (&minimal, "libtheirs.so")]);
+    let chmod = |p: &Path, mode: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap()
+    };
+    chmod(&modes.path().join("libopen.so"), 0o666);
+    chown(modes.path().join("libtheirs.so"), Some(65534), Some(65534)).unwrap();
+    let world = World::new();
+    let (host, _lan) = host_and_lan(&world);
+    let bus = Bus::start();
+    let service = Service::start_with_modes(&world, &host, &bus, modes.path(), &[]);
+    let log = std::fs::read_to_string(service.log_path()).unwrap();
+    let offered = guestnet_tests::guestnet::strings(&service.client().manager_prop("Modes"))
+        .expect("Modes is a list of strings");
+    assert!(
+        !offered.contains(&"open".to_owned()),
+        "a world-writable or foreign mode library was loaded: Modes = {offered:?}\n{log}"
+    );
+    assert!(offered.contains(&"nat".to_owned()), "{offered:?}");
+    let open = refusals(&log, "libopen.so");
+    assert!(
+        open.iter()
+            .any(|l| l.contains("writable by") && l.contains("everyone")),
+        "no log line says why libopen.so was refused:\n{log}"
+    );
+    let theirs = refusals(&log, "libtheirs.so");
+    assert!(
+        theirs.iter().any(|l| l.contains("owned by uid 65534")),
+        "no log line says why libtheirs.so was refused:\n{log}"
+    );
+    drop(service);
+
+    // A directory others may write: nothing in it is loaded.
+    chmod(&modes.path().join("libopen.so"), 0o644);
+    chmod(modes.path(), 0o777);
+    let service = Service::start_with_modes(&world, &host, &bus, modes.path(), &[]);
+    let log = std::fs::read_to_string(service.log_path()).unwrap();
+    let offered = guestnet_tests::guestnet::strings(&service.client().manager_prop("Modes"))
+        .expect("Modes is a list of strings");
+    assert!(
+        offered.is_empty(),
+        "modes were loaded from a world-writable directory: {offered:?}\n{log}"
+    );
+    let dir = modes.path().display().to_string();
+    assert!(
+        log.lines().any(|l| l.contains("refused mode library")
+            && l.contains(&dir)
+            && l.contains("writable")),
+        "no log line says why {dir} was refused:\n{log}"
+    );
+    chmod(modes.path(), 0o700);
+}

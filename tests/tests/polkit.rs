@@ -11,7 +11,7 @@
 use std::time::{Duration, Instant};
 
 use guestnet_tests::bus::BusOptions;
-use guestnet_tests::guest::{attach, tap_opts, try_attach, try_detach};
+use guestnet_tests::guest::{attach, tap_opts, try_attach, try_attach_as, try_detach, Opt};
 use guestnet_tests::guestnet::{strings, NETWORK_IFACE, NETWORK_PROPERTIES};
 use guestnet_tests::lab::nat_definition;
 use guestnet_tests::polkit::{self, PolkitLock, Polkitd};
@@ -307,6 +307,117 @@ fn without_polkitd_only_root_may_change_networks() {
         root.stop(&net);
         root.undefine(&net);
     }
+}
+
+/// The user a tap belongs to, as the kernel says (`ip -d link`): a name or
+/// a uid.
+fn tap_user(lab: &Lab, tap: &str) -> String {
+    let info = lab
+        .world
+        .ip_json(&lab.host, &format!("-d link show dev {tap}"));
+    info[0]["linkinfo"]["info_data"]["user"]
+        .to_string()
+        .trim_matches('"')
+        .to_owned()
+}
+
+/// A tap is its caller's unless a caller allowed to manage networks names
+/// another owner. Caught on the code before the fix: a tap without `owner`
+/// belonged to root (uid 0), an `attach-guests` user could make a tap for
+/// any other user, and `owner` 2^32 (a `t`) wrapped to 0 and made root's
+/// tap.
+#[test]
+fn a_tap_is_its_callers_and_only_a_manager_names_another_owner() {
+    root_or_skip!();
+    let lock = PolkitLock::acquire();
+    let _actions = polkit::install_actions(&lock);
+    let attachers = TestGroup::create();
+    let managers = TestGroup::create();
+    let att = TestUser::in_groups(&[&attachers]);
+    let mgr = TestUser::in_groups(&[&attachers, &managers]);
+    let lab = polkit_lab();
+    let pk = Polkitd::start(&lab.world, &lab.host, lab.bus.address());
+    let root = lab.gn();
+    let net = root.define(&nat_definition("pt1", "gnbrpt1", "10.77.48.1/24"));
+    root.start(&net);
+    let _attach_rule = polkit::install_rule(&lock, &polkit::group_rule(ATTACH, attachers.name()));
+    let _manage_rule = polkit::install_rule(&lock, &polkit::group_rule(MANAGE, managers.name()));
+    let as_att = (att.uid(), att.gid());
+    let as_mgr = (mgr.uid(), mgr.gid());
+
+    // No owner: the caller's tap. Polled until polkitd has read the rules.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let tap = loop {
+        match try_attach_as(as_att, &root, &net, "vm1", &tap_opts(None, None)) {
+            Ok(tap) => break tap,
+            Err(e) if e.name == DENIED && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(e) => panic!(
+                "AttachGuest of a tap by {} (attach-guests): {e}\n--- polkitd log ---\n{}",
+                att.name(),
+                pk.log_tail(20)
+            ),
+        }
+    };
+    let user = tap_user(&lab, &tap);
+    assert!(
+        user == att.name() || user == att.uid().to_string(),
+        "a tap made without `owner` by {} ({}) belongs to {user:?}, not its caller",
+        att.name(),
+        att.uid()
+    );
+    // Its own uid, named, is fine too.
+    let own = try_attach_as(as_att, &root, &net, "vm2", &tap_opts(Some(att.uid()), None))
+        .unwrap_or_else(|e| panic!("a tap for the caller's own uid, named: {e}"));
+
+    // Another uid (a manager's, or root's) is refused, and no tap is made.
+    let guests_before = root.call(&net, NETWORK_IFACE, "ListGuests", "", &[]);
+    for other in [mgr.uid(), 0] {
+        let msg = expect_denied(
+            try_attach_as(as_att, &root, &net, "vm3", &tap_opts(Some(other), None)),
+            &format!("a tap for uid {other} by an attach-guests user"),
+        );
+        assert!(
+            msg.contains(MANAGE) && msg.contains(&other.to_string()),
+            "the refusal should name the uid and {MANAGE}: {msg:?}"
+        );
+    }
+    assert_eq!(
+        root.call(&net, NETWORK_IFACE, "ListGuests", "", &[]),
+        guests_before,
+        "a refused AttachGuest left a port behind"
+    );
+
+    // A manager may hand a tap to another user.
+    let given = try_attach_as(as_mgr, &root, &net, "vm4", &tap_opts(Some(att.uid()), None))
+        .unwrap_or_else(|e| panic!("a manager's tap for another uid: {e}"));
+    let user = tap_user(&lab, &given);
+    assert!(
+        user == att.name() || user == att.uid().to_string(),
+        "a tap the manager made for {} belongs to {user:?}",
+        att.uid()
+    );
+
+    // An owner no uid_t holds is refused, even from root, never wrapped.
+    for wide in [1u64 << 32, (1u64 << 32) + u64::from(att.uid())] {
+        match try_attach(
+            &root,
+            &net,
+            "vm5",
+            &[("kind", Opt::S("tap")), ("owner", Opt::T(wide))],
+        ) {
+            Err(e) if e.name == "org.freedesktop.DBus.Error.InvalidArgs" => {
+                assert!(e.message.contains("owner"), "{e}");
+            }
+            other => panic!("a tap for owner {wide} should be InvalidArgs, got {other:?}"),
+        }
+    }
+    for tap in [tap, own, given] {
+        root.call(&net, NETWORK_IFACE, "DetachGuest", "s", &[&tap]);
+    }
+    root.stop(&net);
+    root.undefine(&net);
 }
 
 /// A tap made for one user is that user's: another user allowed only to

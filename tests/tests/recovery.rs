@@ -202,6 +202,103 @@ fn sigkill_at_random_moments_of_calls_always_converges() {
     chaos.kill_at_random_moments();
 }
 
+/// The (ifindex, alias) of `name` in `ns`, None when it is gone.
+fn link_identity(lab: &Lab, name: &str) -> Option<(u64, Option<String>)> {
+    let links = lab.world.ip_json(&lab.host, "link show");
+    links.as_array()?.iter().find_map(|l| {
+        (l["ifname"] == name).then(|| {
+            (
+                l["ifindex"].as_u64().expect("an ifindex"),
+                l["ifalias"].as_str().map(str::to_owned),
+            )
+        })
+    })
+}
+
+/// A start killed half-way leaves a record in phase `applying`; the next
+/// guestnetd tears the network down, adopting an unmarked bridge of the
+/// planned name only if it is the one the record says the start made (its
+/// ifindex). Here someone else made a bridge of that name after the kill:
+/// it survives, untouched. And the bridge the start did make, under the
+/// recorded index but killed before its alias, is still taken away. Caught
+/// on the code before the fix: the foreign bridge was marked as guestnet's
+/// and deleted.
+#[test]
+fn a_killed_start_adopts_only_the_bridge_its_record_proves_ours() {
+    root_or_skip!();
+    let mut lab = Lab::new();
+    let gn = lab.gn();
+    let (bridge, name) = ("gnbrap", "appl");
+    let net = started(&gn, name, "nat", bridge, "10.77.93");
+    assert!(gn.active(&net));
+    lab.service.sigkill();
+
+    // The state a start killed between making the bridge and marking it
+    // would leave, except that this bridge is somebody else's: made with
+    // no index of guestnet's choosing, and no alias.
+    let record_path = lab
+        .service
+        .runtime_dir()
+        .join("networks")
+        .join(format!("{name}.json"));
+    let mut record: Value =
+        serde_json::from_slice(&fs::read(&record_path).expect("the network's record")).unwrap();
+    record["phase"] = "applying".into();
+    record.as_object_mut().unwrap().remove("bridge_index");
+    fs::write(&record_path, serde_json::to_vec(&record).unwrap()).unwrap();
+    lab.world.ip(&lab.host, &format!("link del {bridge}"));
+    lab.world
+        .ip(&lab.host, &format!("link add {bridge} type bridge"));
+    let foreign = link_identity(&lab, bridge).expect("the foreign bridge");
+    assert_eq!(foreign.1, None);
+
+    lab.service.start_again();
+    assert_eq!(
+        link_identity(&lab, bridge),
+        Some(foreign.clone()),
+        "a bridge guestnet never made was taken over or deleted after a killed start\n{}",
+        lab.service.log_tail(30)
+    );
+    assert!(!gn.active(&net), "the killed start is not undone");
+    assert!(
+        !record_path.exists(),
+        "the record of the killed start stays"
+    );
+    let log = lab.service.log_tail(60);
+    assert!(
+        log.contains(&format!("leaving bridge {bridge}")),
+        "no log line says why {bridge} was left alone:\n{log}"
+    );
+
+    // The bridge the killed start made itself: under the index it recorded.
+    lab.service.sigkill();
+    let index = 0x1234_5678u32;
+    record["bridge_index"] = index.into();
+    fs::write(&record_path, serde_json::to_vec(&record).unwrap()).unwrap();
+    lab.world.ip(&lab.host, &format!("link del {bridge}"));
+    lab.world.ip(
+        &lab.host,
+        &format!("link add {bridge} index {index} type bridge"),
+    );
+    lab.service.start_again();
+    assert_eq!(
+        link_identity(&lab, bridge),
+        None,
+        "the bridge a killed start made (ifindex {index}, as recorded) was left behind\n{}",
+        lab.service.log_tail(30)
+    );
+    assert!(!record_path.exists());
+    // And the network starts again, on a bridge of its own.
+    gn.start(&net);
+    let (ifindex, alias) = link_identity(&lab, bridge).expect("the bridge of the started network");
+    assert!(
+        ifindex >= 1 << 28,
+        "made under an index of guestnet's choosing: {ifindex}"
+    );
+    assert!(alias.is_some());
+    gn.stop(&net);
+}
+
 // ---------------------------------------------------------------------------
 // 3. Leases are durable
 // ---------------------------------------------------------------------------

@@ -4,6 +4,7 @@
 //! changed; they hold no state of their own.
 
 use crate::bus::authority::{self, Action};
+use crate::bus::waiters::Waiters;
 use crate::dhcp::{Lease, LeaseChange};
 use crate::error::{BusError, ServiceError};
 use crate::guests::{AttachRequest, BeyondAttaching};
@@ -25,6 +26,7 @@ fn object_path(name: &str) -> OwnedObjectPath {
 
 pub struct Manager {
     networks: Arc<Networks>,
+    waiters: Arc<Waiters>,
 }
 
 #[interface(name = "org.guestnet1.Manager")]
@@ -54,7 +56,7 @@ impl Manager {
     ) -> Result<OwnedObjectPath, BusError> {
         authority::check(conn, &header, Action::ManageNetworks).await?;
         let name = self.networks.define(&toml).await?;
-        export_network(conn, &self.networks, name.as_str()).await?;
+        export_network(conn, &self.networks, &self.waiters, name.as_str()).await?;
         Ok(object_path(name.as_str()))
     }
 
@@ -67,7 +69,7 @@ impl Manager {
     ) -> Result<OwnedObjectPath, BusError> {
         authority::check(conn, &header, Action::ManageNetworks).await?;
         let name = self.networks.create(&toml).await?;
-        export_network(conn, &self.networks, name.as_str()).await?;
+        export_network(conn, &self.networks, &self.waiters, name.as_str()).await?;
         Ok(object_path(name.as_str()))
     }
 
@@ -85,6 +87,8 @@ impl Manager {
 pub struct NetworkObject {
     name: String,
     networks: Arc<Networks>,
+    /// WaitForLease calls in progress, on every network.
+    waiters: Arc<Waiters>,
 }
 
 impl NetworkObject {
@@ -211,11 +215,19 @@ impl NetworkObject {
     }
 
     /// The lease of `mac`: at once if it exists, else when it is granted,
-    /// or org.guestnet1.Error.Timeout after `timeout_ms`.
-    async fn wait_for_lease(&self, mac: String, timeout_ms: u32) -> Result<LeaseTuple, BusError> {
+    /// or org.guestnet1.Error.Timeout after `timeout_ms` (at most 600000,
+    /// 10 minutes). A caller may have 16 waits at once.
+    async fn wait_for_lease(
+        &self,
+        mac: String,
+        timeout_ms: u32,
+        #[zbus(header)] header: Header<'_>,
+    ) -> Result<LeaseTuple, BusError> {
         let mac: MacAddr = mac
             .parse()
             .map_err(|e: String| ServiceError::InvalidArgs(format!("mac: {e}")))?;
+        let caller = header.sender().map(|s| s.to_string()).unwrap_or_default();
+        let _waiting = self.waiters.begin(&caller, timeout_ms)?;
         // Subscribe before looking, so a lease granted in between is seen.
         let mut events = self.networks.subscribe_leases();
         if let Some(lease) = self.networks.lease_of(&self.name, &mac).await? {
@@ -266,9 +278,10 @@ impl NetworkObject {
     }
 
     /// Makes a port for `guest`: options `kind` "tap" (with `owner`, a
-    /// uid) or "veth" (with `netns_fd`, a descriptor of the namespace the
-    /// caller opened, or `netns`, its path, and `ifname`), and `mac`.
-    /// Returns the port's interface name.
+    /// uid, the caller's by default; another's only for a caller who may
+    /// manage networks) or "veth" (with `netns_fd`, a descriptor of the
+    /// namespace the caller opened, or `netns`, its path, and `ifname`),
+    /// and `mac`. Returns the port's interface name.
     async fn attach_guest(
         &self,
         guest: String,
@@ -276,18 +289,21 @@ impl NetworkObject {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<String, BusError> {
-        // Read first, so that polkit is told what is asked for, checked.
+        // Read first, so that polkit is told what is asked for, checked;
+        // the caller's uid is a tap's owner unless another is named.
         crate::guests::check_guest_name(&guest)?;
-        let request = AttachRequest::from_options(&options)?;
+        let (_, uid) = authority::caller(conn, &header).await?;
+        let request = AttachRequest::from_options(&options, uid)?;
         let details = [
             ("network", self.name.as_str()),
             ("guest", guest.as_str()),
             ("kind", request.kind.name()),
         ];
         let caller = authority::check_with(conn, &header, Action::AttachGuests, &details).await?;
-        // A path is opened by guestnetd as root, and the host's namespace
-        // holds the bridges: either takes the right to manage networks.
-        if let Some(beyond) = request.beyond_attaching() {
+        // A path is opened by guestnetd as root, the host's namespace holds
+        // the bridges, a tap for another uid is a port that user may open:
+        // each takes the right to manage networks.
+        if let Some(beyond) = request.beyond_attaching(caller) {
             if caller != 0 {
                 authority::check_with(conn, &header, Action::ManageNetworks, &details)
                     .await
@@ -302,6 +318,10 @@ impl NetworkObject {
                             BeyondAttaching::HostNetns => format!(
                                 "the namespace of netns_fd is the host's own: uid {caller} may \
                                  not put a guest's interface there without {manage}"
+                            ),
+                            BeyondAttaching::TapFor(owner) => format!(
+                                "uid {caller} may make taps only for itself (owner {caller}), \
+                                 not for uid {owner}, without {manage}"
                             ),
                         })
                     })?;
@@ -557,16 +577,18 @@ async fn announce<E: Clone>(
 pub async fn export_all(conn: &Connection, networks: Arc<Networks>) -> zbus::Result<()> {
     let server = conn.object_server();
     server.at(MANAGER_PATH, zbus::fdo::ObjectManager).await?;
+    let waiters = Arc::new(Waiters::default());
     server
         .at(
             MANAGER_PATH,
             Manager {
                 networks: networks.clone(),
+                waiters: waiters.clone(),
             },
         )
         .await?;
     for name in networks.names().await {
-        export_network(conn, &networks, name.as_str()).await?;
+        export_network(conn, &networks, &waiters, name.as_str()).await?;
     }
     tokio::spawn(announce_leases(conn.clone(), networks.clone()));
     tokio::spawn(announce_guests(conn.clone(), networks));
@@ -576,11 +598,13 @@ pub async fn export_all(conn: &Connection, networks: Arc<Networks>) -> zbus::Res
 async fn export_network(
     conn: &Connection,
     networks: &Arc<Networks>,
+    waiters: &Arc<Waiters>,
     name: &str,
 ) -> zbus::Result<()> {
     let object = NetworkObject {
         name: name.to_owned(),
         networks: networks.clone(),
+        waiters: waiters.clone(),
     };
     conn.object_server()
         .at(network_path(name).as_str(), object)
@@ -689,6 +713,11 @@ mod tests {
                 ServiceError::InvalidArgs("mac: bad".into()),
                 "org.freedesktop.DBus.Error.InvalidArgs",
                 "mac: bad",
+            ),
+            (
+                ServiceError::LimitsExceeded("too many waits".into()),
+                "org.freedesktop.DBus.Error.LimitsExceeded",
+                "too many waits",
             ),
         ];
         for (error, name, message) in cases {

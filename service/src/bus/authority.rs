@@ -84,12 +84,9 @@ pub async fn check(
 }
 
 /// [`check`], telling polkit `details` (key, value) about the request.
-pub async fn check_with(
-    conn: &Connection,
-    header: &Header<'_>,
-    action: Action,
-    details: &[(&str, &str)],
-) -> Result<u32, ServiceError> {
+/// The caller of the call in `header`: its unique bus name and its uid, as
+/// the bus daemon knows them (never what the caller says of itself).
+pub async fn caller(conn: &Connection, header: &Header<'_>) -> Result<(String, u32), ServiceError> {
     let sender = header
         .sender()
         .ok_or_else(|| ServiceError::AccessDenied("the call has no sender".into()))?
@@ -103,6 +100,16 @@ pub async fn check_with(
         .get_connection_unix_user(name)
         .await
         .map_err(|e| ServiceError::failed("asking the bus who called", e))?;
+    Ok((sender, uid))
+}
+
+pub async fn check_with(
+    conn: &Connection,
+    header: &Header<'_>,
+    action: Action,
+    details: &[(&str, &str)],
+) -> Result<u32, ServiceError> {
+    let (sender, uid) = caller(conn, header).await?;
     if uid == 0 {
         return Ok(uid);
     }

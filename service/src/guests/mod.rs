@@ -104,6 +104,8 @@ pub enum BeyondAttaching {
     NetnsPath,
     /// A peer in the host's own namespace, beside the bridges.
     HostNetns,
+    /// A tap for another uid than the caller's: a port that user may open.
+    TapFor(u32),
 }
 
 fn arg(what: &str, why: impl std::fmt::Display) -> ServiceError {
@@ -119,6 +121,27 @@ fn string_option(
         Some(v) => String::try_from(v.clone())
             .map(Some)
             .map_err(|_| arg(key, "must be a string")),
+    }
+}
+
+/// A tap's `owner`: a uid as `u`, or as `t` or `i` when it fits one; never
+/// wrapped (2^32 is not uid 0). (uid_t)-1 means "no uid" to the kernel.
+fn owner_uid(v: &OwnedValue) -> Result<u32, ServiceError> {
+    let wide: i128 = if let Ok(u) = u32::try_from(v.clone()) {
+        u.into()
+    } else if let Ok(u) = u64::try_from(v.clone()) {
+        u.into()
+    } else if let Ok(i) = i32::try_from(v.clone()) {
+        i.into()
+    } else {
+        return Err(arg("owner", "must be a uid (u)"));
+    };
+    match u32::try_from(wide) {
+        Ok(uid) if uid != u32::MAX => Ok(uid),
+        _ => Err(arg(
+            "owner",
+            format!("{wide} is not a uid (0 to {})", u32::MAX - 1),
+        )),
     }
 }
 
@@ -142,7 +165,13 @@ impl AttachRequest {
     /// Reads AttachGuest's options: `kind` ("tap" with `owner` uid, or
     /// "veth" with `netns_fd`, a descriptor of its namespace, or `netns`,
     /// its path, and optional `ifname`), optional `mac`.
-    pub fn from_options(options: &HashMap<String, OwnedValue>) -> Result<Self, ServiceError> {
+    /// A tap's owner is the caller's uid when not given; whether the caller
+    /// may name another is the bus layer's question
+    /// ([`AttachRequest::beyond_attaching`]).
+    pub fn from_options(
+        options: &HashMap<String, OwnedValue>,
+        caller: u32,
+    ) -> Result<Self, ServiceError> {
         const KNOWN: &[&str] = &["kind", "owner", "netns", "netns_fd", "ifname", "mac"];
         if let Some(k) = options.keys().find(|k| !KNOWN.contains(&k.as_str())) {
             return Err(arg(
@@ -156,11 +185,8 @@ impl AttachRequest {
         let kind = match string_option(options, "kind")?.as_deref() {
             Some("tap") => {
                 let owner = match options.get("owner") {
-                    None => 0,
-                    Some(v) => u32::try_from(v.clone())
-                        .or_else(|_| u64::try_from(v.clone()).map(|u| u as u32))
-                        .or_else(|_| i32::try_from(v.clone()).map(|i| i as u32))
-                        .map_err(|_| arg("owner", "must be a uid (u)"))?,
+                    None => caller,
+                    Some(v) => owner_uid(v)?,
                 };
                 if !crate::host::tap::uid_exists(owner) {
                     return Err(arg("owner", format!("uid {owner} does not exist")));
@@ -210,8 +236,9 @@ impl AttachRequest {
 
     /// What in this request needs more than the right to attach guests:
     /// a namespace path, or a descriptor of the host's own namespace.
-    pub fn beyond_attaching(&self) -> Option<BeyondAttaching> {
+    pub fn beyond_attaching(&self, caller: u32) -> Option<BeyondAttaching> {
         match &self.kind {
+            AttachKind::Tap { owner } if *owner != caller => Some(BeyondAttaching::TapFor(*owner)),
             AttachKind::Veth {
                 netns: NetnsSource::Path(_),
                 ..
@@ -327,16 +354,25 @@ mod tests {
 
     #[test]
     fn attach_options_are_checked() {
-        let tap =
-            AttachRequest::from_options(&opts(&[("kind", "tap".into()), ("owner", 0u32.into())]))
-                .unwrap();
+        let tap = AttachRequest::from_options(
+            &opts(&[("kind", "tap".into()), ("owner", 0u32.into())]),
+            0,
+        )
+        .unwrap();
         assert!(matches!(tap.kind, AttachKind::Tap { owner: 0 }));
-        assert_eq!(tap.beyond_attaching(), None);
-        let veth = AttachRequest::from_options(&opts(&[
-            ("kind", "veth".into()),
-            ("netns", "/run/netns/c1".into()),
-            ("mac", "52:54:00:01:02:03".into()),
-        ]))
+        assert_eq!(tap.beyond_attaching(0), None);
+        assert_eq!(tap.beyond_attaching(1000), Some(BeyondAttaching::TapFor(0)));
+        // No owner: the caller's (uid 0 exists everywhere).
+        let tap = AttachRequest::from_options(&opts(&[("kind", "tap".into())]), 0).unwrap();
+        assert!(matches!(tap.kind, AttachKind::Tap { owner: 0 }));
+        let veth = AttachRequest::from_options(
+            &opts(&[
+                ("kind", "veth".into()),
+                ("netns", "/run/netns/c1".into()),
+                ("mac", "52:54:00:01:02:03".into()),
+            ]),
+            0,
+        )
         .unwrap();
         match &veth.kind {
             AttachKind::Veth {
@@ -348,16 +384,19 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        assert_eq!(veth.beyond_attaching(), Some(BeyondAttaching::NetnsPath));
+        assert_eq!(veth.beyond_attaching(0), Some(BeyondAttaching::NetnsPath));
         // A descriptor of our own namespace (the host's, here).
         let own = std::fs::File::open("/proc/self/ns/net").unwrap();
-        let by_fd = AttachRequest::from_options(&opts(&[
-            ("kind", "veth".into()),
-            (
-                "netns_fd",
-                zbus::zvariant::Fd::from(std::os::fd::OwnedFd::from(own)).into(),
-            ),
-        ]))
+        let by_fd = AttachRequest::from_options(
+            &opts(&[
+                ("kind", "veth".into()),
+                (
+                    "netns_fd",
+                    zbus::zvariant::Fd::from(std::os::fd::OwnedFd::from(own)).into(),
+                ),
+            ]),
+            0,
+        )
         .unwrap();
         assert!(matches!(
             by_fd.kind,
@@ -366,7 +405,7 @@ mod tests {
                 ..
             }
         ));
-        assert_eq!(by_fd.beyond_attaching(), Some(BeyondAttaching::HostNetns));
+        assert_eq!(by_fd.beyond_attaching(0), Some(BeyondAttaching::HostNetns));
         let fd_of = |path: &str| -> Value<'static> {
             zbus::zvariant::Fd::from(std::os::fd::OwnedFd::from(
                 std::fs::File::open(path).unwrap(),
@@ -398,10 +437,15 @@ mod tests {
                 ("ifname", "a-very-long-ifname".into()),
             ]),
             opts(&[("kind", "tap".into()), ("owner", 4_000_000_000u32.into())]),
+            // Once wrapped to uid 0 (root's tap), or to uid 1, or to -1.
+            opts(&[("kind", "tap".into()), ("owner", (1u64 << 32).into())]),
+            opts(&[("kind", "tap".into()), ("owner", ((1u64 << 32) + 1).into())]),
+            opts(&[("kind", "tap".into()), ("owner", (-1i32).into())]),
+            opts(&[("kind", "tap".into()), ("owner", u32::MAX.into())]),
             opts(&[("kind", "tap".into()), ("mac", "nope".into())]),
             opts(&[("kind", "tap".into()), ("colour", "red".into())]),
         ] {
-            assert!(AttachRequest::from_options(&bad).is_err(), "{bad:?}");
+            assert!(AttachRequest::from_options(&bad, 0).is_err(), "{bad:?}");
         }
     }
 

@@ -186,16 +186,24 @@ impl Kernel {
             .map_err(|e| KernelError::from_io(what, e))
     }
 
-    /// Creates a bridge, marked with `alias` so that it is known as ours.
+    /// Creates a bridge, marked with `alias` so that it is known as ours,
+    /// under ifindex `index` when given.
     pub async fn create_bridge(
         &self,
         name: &str,
+        index: Option<u32>,
         mtu: Option<u32>,
         mac: Option<[u8; 6]>,
         alias: &str,
     ) -> Result<u32> {
         let mut req = self.handle.link().add().bridge(name.to_owned());
         let msg = req.message_mut();
+        // The kernel takes an ifindex given at creation (and refuses one in
+        // use): a bridge made under an index recorded beforehand is known
+        // as ours before it carries its alias.
+        if let Some(index) = index {
+            msg.header.index = index;
+        }
         if let Some(mtu) = mtu {
             msg.attributes.push(LinkAttribute::Mtu(mtu));
         }

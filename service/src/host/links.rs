@@ -75,19 +75,38 @@ impl Journal {
 }
 
 /// Applies the plan's links, addresses and routes for `network`, on the
-/// host as `snapshot` (taken when the plan was made) shows it.
+/// host as `snapshot` (taken when the plan was made) shows it. A bridge the
+/// plan creates gets ifindex `bridge_index` when given (see
+/// [`unused_ifindex`]).
 pub async fn apply(
     kernel: &Kernel,
     plan: &Plan,
     network: &str,
     snapshot: &Snapshot,
+    bridge_index: Option<u32>,
 ) -> Result<(), ApplyError> {
     let mut journal = Journal::default();
-    match apply_steps(kernel, plan, network, snapshot, &mut journal).await {
+    match apply_steps(kernel, plan, network, snapshot, bridge_index, &mut journal).await {
         Ok(()) => Ok(()),
         Err(e) => {
             journal.roll_back(kernel).await;
             Err(e)
+        }
+    }
+}
+
+/// An ifindex no link of `snapshot` has, drawn at random from
+/// 2^28..2^31 - 1, far above those the kernel hands out in turn: recorded
+/// before a bridge is made under it, it proves after a kill that a bridge
+/// of that name and index is the one guestnetd made, even before it
+/// carries its alias; nobody else's bridge has it by chance.
+pub fn unused_ifindex(snapshot: &Snapshot) -> u32 {
+    const LOW: u32 = 1 << 28;
+    loop {
+        let r = uuid::Uuid::new_v4().as_u128() as u32;
+        let index = LOW + r % (i32::MAX as u32 - LOW);
+        if snapshot.links.iter().all(|l| l.index != index) {
+            return index;
         }
     }
 }
@@ -97,6 +116,7 @@ async fn apply_steps(
     plan: &Plan,
     network: &str,
     snapshot: &Snapshot,
+    bridge_index: Option<u32>,
     journal: &mut Journal,
 ) -> Result<(), ApplyError> {
     let alias = bridge_alias(network);
@@ -117,7 +137,13 @@ async fn apply_steps(
     let bridge = match &plan.bridge {
         BridgePlan::Create { name, mtu } => {
             let index = kernel
-                .create_bridge(name.as_str(), *mtu, Some(bridge_mac(network)), &alias)
+                .create_bridge(
+                    name.as_str(),
+                    bridge_index,
+                    *mtu,
+                    Some(bridge_mac(network)),
+                    &alias,
+                )
                 .await?;
             journal.0.push(Undo::DeleteLink {
                 index,
@@ -361,7 +387,7 @@ async fn enslave_uplink(
         .cloned()
         .collect();
     let bridge = kernel
-        .create_bridge(name, mtu.or(Some(nic.mtu)), nic.mac, alias)
+        .create_bridge(name, None, mtu.or(Some(nic.mtu)), nic.mac, alias)
         .await?;
     journal.0.push(Undo::DeleteLink {
         index: bridge,

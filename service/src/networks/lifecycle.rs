@@ -189,11 +189,16 @@ impl Networks {
     ) -> Result<(), ServiceError> {
         let name = def.name.as_str();
         self.check_plan(plan, snapshot, &def.name)?;
-        let record = AppliedRecord::new(def, persistent, plan, Phase::Applying);
+        let bridge_index = matches!(plan.bridge, BridgePlan::Create { .. })
+            .then(|| links::unused_ifindex(snapshot));
+        let record = AppliedRecord {
+            bridge_index,
+            ..AppliedRecord::new(def, persistent, plan, Phase::Applying)
+        };
         self.runtime
             .save(&record)
             .map_err(|e| ServiceError::failed("recording the network", e))?;
-        if let Err(e) = links::apply(&self.kernel, plan, name, snapshot).await {
+        if let Err(e) = links::apply(&self.kernel, plan, name, snapshot, bridge_index).await {
             let _ = self.runtime.remove(&def.name);
             return Err(ServiceError::starting(name, e));
         }

@@ -98,27 +98,30 @@ impl Networks {
         };
         for mut record in records {
             let name = record.definition.name.clone();
-            if record.phase == Phase::Moving {
-                self.finish_move(&record).await;
-                record.phase = Phase::Active;
-                record.previous = None;
-                if let Err(e) = self.runtime.save(&record) {
-                    tracing::warn!("recording network {name} as moved: {e}");
-                }
-                match self.kernel.snapshot().await {
-                    Ok(s) => snapshot = s,
-                    Err(e) => tracing::error!("cannot read the host's interfaces: {e}"),
-                }
-            }
-            if record.phase == Phase::Applying {
+            if matches!(record.phase, Phase::Applying | Phase::Moving) {
                 // A bridge created just before the kill may not carry its
-                // mark yet; the name was free when the start began.
+                // mark yet: it is ours only under the ifindex the record
+                // chose for it. An unmarked bridge of the name under any
+                // other index is someone else's, made after the kill.
                 if let BridgePlan::Create { name: br, .. } = &record.plan.bridge {
                     let unmarked = snapshot.links.iter_mut().find(|l| {
                         l.name == br.as_str()
                             && l.alias.is_none()
                             && l.kind.as_deref() == Some("bridge")
                     });
+                    let unmarked = match unmarked {
+                        Some(l) if record.bridge_index == Some(l.index) => Some(l),
+                        Some(l) => {
+                            tracing::warn!(
+                                "leaving bridge {} (ifindex {}) alone: network {name} was \
+                                 starting and planned a bridge of that name, but not this one",
+                                l.name,
+                                l.index
+                            );
+                            None
+                        }
+                        None => None,
+                    };
                     if let Some(l) = unmarked {
                         let alias = facts::bridge_alias(name.as_str());
                         if self
@@ -131,6 +134,18 @@ impl Networks {
                             l.alias = Some(alias);
                         }
                     }
+                }
+            }
+            if record.phase == Phase::Moving {
+                self.finish_move(&record).await;
+                record.phase = Phase::Active;
+                record.previous = None;
+                if let Err(e) = self.runtime.save(&record) {
+                    tracing::warn!("recording network {name} as moved: {e}");
+                }
+                match self.kernel.snapshot().await {
+                    Ok(s) => snapshot = s,
+                    Err(e) => tracing::error!("cannot read the host's interfaces: {e}"),
                 }
             }
             if record.phase != Phase::Active {
@@ -188,7 +203,11 @@ impl Networks {
             Err(e) => return tracing::error!("cannot read the host's interfaces: {e}"),
         };
         if Self::own_bridge(&snapshot, name, &record.plan).is_none() {
-            if let Err(e) = links::apply(&self.kernel, &record.plan, name.as_str(), &snapshot).await
+            let index = record
+                .bridge_index
+                .filter(|i| snapshot.link_by_index(*i).is_none());
+            if let Err(e) =
+                links::apply(&self.kernel, &record.plan, name.as_str(), &snapshot, index).await
             {
                 tracing::error!("making the new bridge of {name}: {e}");
             }

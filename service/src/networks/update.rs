@@ -17,8 +17,9 @@ use super::{Held, Network, Networks};
 use crate::error::ServiceError;
 use crate::files::{AppliedRecord, Phase};
 use crate::host::facts;
+use crate::host::kernel::Snapshot;
 use crate::host::links;
-use guestnet_mode_api::{Definition, NetworkName, Plan};
+use guestnet_mode_api::{BridgePlan, Definition, NetworkName, Plan};
 
 impl Networks {
     /// Replaces a definition; an active network changes in place.
@@ -102,7 +103,7 @@ impl Networks {
         }
         if !links::same_bridge(&old_plan.bridge, &new_plan.bridge) {
             return self
-                .move_to_new_bridge(held, old, old_plan, def, new_plan, planning)
+                .move_to_new_bridge(held, old, def, new_plan, &snapshot, planning)
                 .await;
         }
         // Recorded first, with where it came from: a guestnetd killed from
@@ -167,18 +168,27 @@ impl Networks {
         &self,
         held: &Held,
         old: &Network,
-        old_plan: &Plan,
         def: &Definition,
         new_plan: Plan,
+        snapshot: &Snapshot,
         planning: tokio::sync::MutexGuard<'_, ()>,
     ) -> Result<Plan, ServiceError> {
         let name = &def.name;
+        let old_plan = old
+            .plan
+            .as_ref()
+            .ok_or_else(|| ServiceError::NotActive(name.to_string()))?;
+        // A bridge to make gets its ifindex chosen here and recorded, so a
+        // bridge left unmarked by a kill is known as ours by it.
         let moving = |d: &Definition, to: &Plan, from: &Plan| AppliedRecord {
             previous: Some(from.clone()),
+            bridge_index: matches!(to.bridge, BridgePlan::Create { .. })
+                .then(|| links::unused_ifindex(snapshot)),
             ..AppliedRecord::new(d, old.persistent, to, Phase::Moving)
         };
+        let there = moving(def, &new_plan, old_plan);
         self.runtime
-            .save(&moving(def, &new_plan, old_plan))
+            .save(&there)
             .map_err(|e| ServiceError::failed("recording the network", e))?;
         // The watcher must not call a moving port gone: the old bridge is
         // forgotten first, so its release announces nothing.
@@ -187,13 +197,18 @@ impl Networks {
         if let Some(services) = held.slot.take_services() {
             services.stop().await;
         }
-        let (definition, plan, result) = match self.move_links(name, old_plan, &new_plan).await {
+        let moved = self
+            .move_links(name, old_plan, &new_plan, there.bridge_index)
+            .await;
+        let (definition, plan, result) = match moved {
             Ok(()) => (def, new_plan, Ok(())),
             Err(e) => {
-                let _ = self
-                    .runtime
-                    .save(&moving(&old.definition, old_plan, &new_plan));
-                if let Err(b) = self.move_links(name, &new_plan, old_plan).await {
+                let back = moving(&old.definition, old_plan, &new_plan);
+                let _ = self.runtime.save(&back);
+                let moved_back = self
+                    .move_links(name, &new_plan, old_plan, back.bridge_index)
+                    .await;
+                if let Err(b) = moved_back {
                     tracing::error!("bringing network {name} back after a refused update: {b}");
                 }
                 (&old.definition, old_plan.clone(), Err(e))
@@ -221,6 +236,7 @@ impl Networks {
         name: &NetworkName,
         from: &Plan,
         to: &Plan,
+        bridge_index: Option<u32>,
     ) -> Result<(), ServiceError> {
         let errors = self.teardown_links(from, name.as_str()).await;
         if !errors.is_empty() {
@@ -231,7 +247,8 @@ impl Networks {
         }
         let snapshot = self.snapshot().await?;
         self.check_plan(to, &snapshot, name)?;
-        links::apply(&self.kernel, to, name.as_str(), &snapshot)
+        let bridge_index = bridge_index.filter(|i| snapshot.link_by_index(*i).is_none());
+        links::apply(&self.kernel, to, name.as_str(), &snapshot, bridge_index)
             .await
             .map_err(|e| ServiceError::starting(name.as_str(), e))?;
         if let Err(e) = self.apply_shared(Change::Put(name, to)).await {
