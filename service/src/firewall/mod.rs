@@ -1,7 +1,9 @@
 //! guestnet's firewall: one nftables table, `inet guestnet`, rendered whole
 //! from the policies of the active networks ([`render`], pure) and replaced
-//! in one atomic `nft` batch. No other table is ever read, flushed or edited
-//! (but for guestnet's own rules in Docker's DOCKER-USER chain).
+//! in one atomic `nft` batch, with its one-rule companion `bridge guestnet`
+//! (DHCP requests marked with their bridge port, see `dhcp/port.rs`). No
+//! other table is ever read, flushed or edited (but for guestnet's own
+//! rules in Docker's DOCKER-USER chain).
 //!
 //! The backend is a value, [`Firewall`], made once by main and handed to the
 //! networks and to its guard: it runs `nft` and remembers what it must
@@ -39,7 +41,10 @@ pub struct NetworkRules {
 /// (or not exist, when none has any). Creating the table first makes the
 /// delete valid whether or not it existed; the batch is all-or-nothing.
 pub fn render(networks: &[NetworkRules]) -> String {
-    let mut out = format!("table inet {TABLE} {{}}\ndelete table inet {TABLE}\n");
+    let mut out = format!(
+        "table inet {TABLE} {{}}\ndelete table inet {TABLE}\n\
+         table bridge {TABLE} {{}}\ndelete table bridge {TABLE}\n"
+    );
     let with_rules: Vec<&NetworkRules> = networks
         .iter()
         .filter(|n| n.policy != FirewallPolicy::None)
@@ -59,7 +64,24 @@ pub fn render(networks: &[NetworkRules]) -> String {
          \tchain postrouting {{\n\t\ttype nat hook postrouting priority srcnat; policy accept;\n{postrouting}\t}}\n\
          }}\n"
     );
+    // Marks only, never a verdict; before anyone else's bridge rules.
+    let _ = write!(
+        out,
+        "table bridge {TABLE} {{\n\
+         \tchain dhcp_ports {{\n\t\ttype filter hook input priority -300; policy accept;\n\
+         \t\t{} comment \"{DHCP_PORTS_COMMENT}\"\n\t}}\n\
+         }}\n",
+        crate::dhcp::port::MARK_RULE
+    );
     out
+}
+
+const DHCP_PORTS_COMMENT: &str = "guestnet: DHCP requests carry their bridge port";
+
+/// Whether a batch made by [`render`] creates tables (rather than only
+/// deleting them).
+pub fn has_tables(batch: &str) -> bool {
+    batch.lines().any(|l| l.ends_with(" {"))
 }
 
 /// The forward chain, in four passes over the networks, so that no
@@ -395,29 +417,41 @@ impl Firewall {
     /// The fingerprint of `table inet guestnet` as the kernel has it; empty
     /// when there is no such table.
     pub async fn kernel_fingerprint(&self) -> Fingerprint {
-        let Ok(o) = self
-            .nft()
-            .args(["-j", "list", "table", "inet", TABLE])
-            .stderr(Stdio::null())
-            .output()
-            .await
-        else {
-            return Fingerprint::new();
-        };
-        serde_json::from_slice::<serde_json::Value>(&o.stdout)
-            .map(|json| listed_fingerprint(&json))
-            .unwrap_or_default()
+        let mut out = Fingerprint::new();
+        for family in ["inet", "bridge"] {
+            let Ok(o) = self
+                .nft()
+                .args(["-j", "list", "table", family, TABLE])
+                .stderr(Stdio::null())
+                .output()
+                .await
+            else {
+                continue;
+            };
+            if let Ok(json) = serde_json::from_slice::<serde_json::Value>(&o.stdout) {
+                out.extend(listed_fingerprint(&json));
+            }
+        }
+        out
     }
 
-    /// Whether `table inet guestnet` is in the kernel.
+    /// Whether guestnet's tables (`inet guestnet`, `bridge guestnet`) are
+    /// both in the kernel.
     pub async fn table_exists(&self) -> bool {
-        self.nft()
-            .args(["list", "table", "inet", TABLE])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .await
-            .is_ok_and(|s| s.success())
+        for family in ["inet", "bridge"] {
+            let there = self
+                .nft()
+                .args(["list", "table", family, TABLE])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .await
+                .is_ok_and(|s| s.success());
+            if !there {
+                return false;
+            }
+        }
+        true
     }
 
     /// Watches nftables (`nft monitor`, pushed by the kernel, never polled)
@@ -504,7 +538,10 @@ fn guarded(line: &str) -> bool {
     let mut words = line.split_whitespace();
     let (verb, object) = (words.next(), words.next());
     match (verb, object) {
-        (Some("delete"), Some("table")) => words.take(2).eq(["inet", TABLE]),
+        (Some("delete"), Some("table")) => {
+            let (family, name) = (words.next(), words.next());
+            matches!(family, Some("inet" | "bridge")) && name == Some(TABLE)
+        }
         (Some("add"), Some("chain")) | (Some("delete"), Some("rule")) => {
             words
                 .take(3)
@@ -627,6 +664,8 @@ mod tests {
         assert!(guarded("delete rule ip filter DOCKER-USER handle 9"));
         assert!(!guarded("delete table ip filter"));
         assert!(!guarded("add table inet guestnet"));
+        assert!(guarded("delete table bridge guestnet"));
+        assert!(!guarded("delete table bridge filter"));
     }
 
     #[test]
@@ -702,7 +741,13 @@ mod tests {
             {"chain": {"family": "inet", "table": TABLE, "name": "forward", "handle": 1}},
             rule("forward", 2), rule("forward", 3), rule("forward", 4),
         ]});
-        assert_eq!(listed_fingerprint(&listed), batch_fingerprint(&batch));
+        let bridge = serde_json::json!({"nftables": [
+            {"rule": {"family": "bridge", "table": TABLE, "chain": "dhcp_ports",
+                "handle": 2, "comment": DHCP_PORTS_COMMENT, "expr": []}},
+        ]});
+        let mut kernel = listed_fingerprint(&listed);
+        kernel.extend(listed_fingerprint(&bridge));
+        assert_eq!(kernel, batch_fingerprint(&batch));
         let handles = guestnet_rules_listed(&listed).unwrap();
         assert_eq!(handles.len(), 3);
         assert_eq!(handles[0], (2, "guestnet:n1".to_owned()));
@@ -713,8 +758,15 @@ mod tests {
         let batch = render(&[rules(FirewallPolicy::None)]);
         assert_eq!(
             batch,
-            "table inet guestnet {}\ndelete table inet guestnet\n"
+            "table inet guestnet {}\ndelete table inet guestnet\n\
+             table bridge guestnet {}\ndelete table bridge guestnet\n"
         );
+        assert!(!has_tables(&batch));
+        let batch = render(&[rules(FirewallPolicy::Isolated {
+            subnet: "10.1.2.0/24".parse().unwrap(),
+        })]);
+        assert!(has_tables(&batch));
+        assert!(batch.contains(crate::dhcp::port::MARK_RULE));
     }
 
     #[test]
