@@ -74,9 +74,11 @@ pub struct Parsed {
     pub skipped: usize,
 }
 
-/// Every payload starts so (serde's tag comes first): a cheap test that
-/// keeps the search for the next frame after corruption linear.
-const PAYLOAD_START: &[u8] = b"{\"op\":\"";
+/// Every payload is a JSON object, so starts so: after corruption, only
+/// the offsets followed by these bytes are tried as the next frame. Host
+/// names (one DNS label) and client ids (numbers) never contain them, so
+/// in practice only real records are tried and the search stays linear.
+const PAYLOAD_START: &[u8] = b"{\"";
 
 /// The record framed at `at`, and its length with the header.
 fn frame_at(bytes: &[u8], at: usize) -> Option<(Record, usize)> {
@@ -124,7 +126,7 @@ pub fn parse(bytes: &[u8]) -> Parsed {
     out
 }
 
-/// The offset of the next `{"op":"` at or after `from`.
+/// The offset of the next `{"` at or after `from`.
 fn memchr_from(bytes: &[u8], from: usize) -> Option<usize> {
     let rest = bytes.get(from..)?;
     rest.windows(PAYLOAD_START.len())

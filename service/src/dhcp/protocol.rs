@@ -410,11 +410,15 @@ impl Pool {
         if req.server_id.is_some_and(|s| s != self.plan.server) {
             return Outcome::default();
         }
-        let held = self.leases.get(&req.mac).is_some_and(|l| l.ip == ip);
+        // From the port that client was counted on, when both are known: a
+        // guest that copies another's MAC into chaddr is on another port.
+        let same_port = |p: Option<PortId>| p.is_none() || req.port.is_none() || p == req.port;
+        let held = self.leases.get(&req.mac).is_some_and(|l| l.ip == ip)
+            && same_port(self.lease_port.get(&req.mac).copied());
         let offered = self
             .offers
             .get(&req.mac)
-            .is_some_and(|o| o.ip == ip && o.until > now);
+            .is_some_and(|o| o.ip == ip && o.until > now && same_port(o.port));
         if !held && !offered {
             tracing::debug!(
                 "DHCP: ignoring {}'s DECLINE of {ip}, not its address",

@@ -491,6 +491,14 @@ fn one_port_gets_at_most_its_limit_and_others_are_still_served() {
     pool.handle_from(&to_bytes(&release), NOW, Some(1));
     assert_eq!(pool.claims_of(1), 2);
     assert!(dora_from(&mut pool, 41, 1).is_some());
+    // A DECLINE of a lease from another port than its holder's is ignored.
+    let lease = pool
+        .lease_of(&mac(3))
+        .map(|l| l.ip)
+        .expect("client 3's lease");
+    let spoof = pool.handle_from(&to_bytes(&decline_of(3, lease)), NOW, Some(2));
+    assert_eq!(spoof, Outcome::default());
+    assert!(pool.lease_of(&mac(3)).is_some());
     // Declines count against the port until they end.
     let ip = dora_from(&mut pool, 2, 1).map_or(got[1], |ip| ip);
     pool.handle_from(&to_bytes(&decline_of(2, ip)), NOW, Some(1));
