@@ -84,12 +84,17 @@ elif mode == 'decline':
         s.sendto(packet(4, random.getrandbits(32), mac, [(50, addr(ip))]), TO)
     print(json.dumps({'sent': len(sys.argv) - 3}), flush=True)
 elif mode == 'flood':
-    # flood SECS PREFIX: DISCOVERs from ever new MACs, DECLINEs of every
-    # offer they get, of the pool's addresses and of random ones
-    secs, prefix = float(sys.argv[2]), sys.argv[3]
+    # flood SECS PREFIX RATE: DISCOVERs from ever new MACs, DECLINEs of
+    # every offer they get, of the pool's addresses and of random ones, at
+    # about RATE packets a second
+    secs, prefix, rate = float(sys.argv[2]), sys.argv[3], float(sys.argv[4])
     s.setblocking(False)
-    end, i, sent, offers = time.time() + secs, 0, 0, 0
+    start = time.time()
+    end, i, sent, offers = start + secs, 0, 0, 0
     while time.time() < end:
+        ahead = start + sent / rate - time.time()
+        if ahead > 0:
+            time.sleep(ahead)
         for _ in range(64):
             i += 1
             mac = spoofed(i)
@@ -157,19 +162,19 @@ pub fn decline(world: &World, ns: &str, mac: &str, ips: &[String]) {
     run(world, ns, &args);
 }
 
-/// Starts a DISCOVER/DECLINE flood of `secs` seconds from `ns`'s eth0 (the
-/// pool is `PREFIX.100`-`PREFIX.199`); returns the probe's pid. Its JSON
-/// line (packets sent, offers seen) is read by [`flood_result`].
+/// Starts a DISCOVER/DECLINE flood of `secs` seconds at about `rate`
+/// packets a second from `ns`'s eth0 (the pool is `PREFIX.100`-
+/// `PREFIX.199`); returns the probe's pid. Its JSON line (packets sent,
+/// offers seen) is read by [`flood_result`].
 pub fn start_flood(
     world: &World,
     ns: &str,
     secs: u32,
     prefix: &str,
+    rate: u32,
 ) -> (u32, std::process::ChildStdout) {
-    world.spawn_piped(
-        ns,
-        &["python3", "-c", PROBE, "flood", &secs.to_string(), prefix],
-    )
+    let (secs, rate) = (secs.to_string(), rate.to_string());
+    world.spawn_piped(ns, &["python3", "-c", PROBE, "flood", &secs, prefix, &rate])
 }
 
 /// The JSON line a flood printed, once it ended.

@@ -40,6 +40,20 @@ const TAG_MASK: u32 = 0xff << 24;
 pub const MARK_RULE: &str =
     "udp dport 67 meta mark set jhash meta iif mod 16777215 seed 0x67756e65 offset 0x67000001";
 
+/// The bridge-family rule, before [`MARK_RULE`], that polices volume: a
+/// port sending more than 50 client requests a second (from port 68, after
+/// a burst of 100) has the rest dropped before they reach the host, so one
+/// guest's flood cannot fill the server's socket and delay everyone else's
+/// requests. A client sends a few a minute. Relay agents (from port 67)
+/// are not policed, so one relaying for many clients (or a benchmark) is
+/// not slowed; a guest posing as one escapes the rate, never the per-port
+/// lease limit. The set of ports is bounded ([`RATE_SET`]).
+pub const RATE_RULE: &str = "udp sport 68 udp dport 67 update @dhcp_rate { meta iif limit rate over 50/second burst 100 packets } drop";
+
+/// The set [`RATE_RULE`] keeps its per-port buckets in.
+pub const RATE_SET: &str =
+    "set dhcp_rate {\n\t\ttype iface_index; flags dynamic, timeout; timeout 10s; size 4096;\n\t}";
+
 /// The port a mark names, if the mark is ours.
 pub fn port_of(mark: u32) -> Option<PortId> {
     (mark & TAG_MASK == TAG).then_some(mark & !TAG_MASK)

@@ -1,7 +1,8 @@
 //! guestnet's firewall: one nftables table, `inet guestnet`, rendered whole
 //! from the policies of the active networks ([`render`], pure) and replaced
-//! in one atomic `nft` batch, with its one-rule companion `bridge guestnet`
-//! (DHCP requests marked with their bridge port, see `dhcp/port.rs`). No
+//! in one atomic `nft` batch, with its small companion `bridge guestnet`
+//! (DHCP requests policed per bridge port and marked with it, see
+//! `dhcp/port.rs`). No
 //! other table is ever read, flushed or edited (but for guestnet's own
 //! rules in Docker's DOCKER-USER chain).
 //!
@@ -68,15 +69,20 @@ pub fn render(networks: &[NetworkRules]) -> String {
     let _ = write!(
         out,
         "table bridge {TABLE} {{\n\
+         \t{}\n\
          \tchain dhcp_ports {{\n\t\ttype filter hook input priority -300; policy accept;\n\
+         \t\t{} comment \"{DHCP_RATE_COMMENT}\"\n\
          \t\t{} comment \"{DHCP_PORTS_COMMENT}\"\n\t}}\n\
          }}\n",
+        crate::dhcp::port::RATE_SET,
+        crate::dhcp::port::RATE_RULE,
         crate::dhcp::port::MARK_RULE
     );
     out
 }
 
 const DHCP_PORTS_COMMENT: &str = "guestnet: DHCP requests carry their bridge port";
+const DHCP_RATE_COMMENT: &str = "guestnet: DHCP requests are rate-limited per bridge port";
 
 /// Whether a batch made by [`render`] creates tables (rather than only
 /// deleting them).
@@ -743,7 +749,9 @@ mod tests {
         ]});
         let bridge = serde_json::json!({"nftables": [
             {"rule": {"family": "bridge", "table": TABLE, "chain": "dhcp_ports",
-                "handle": 2, "comment": DHCP_PORTS_COMMENT, "expr": []}},
+                "handle": 2, "comment": DHCP_RATE_COMMENT, "expr": []}},
+            {"rule": {"family": "bridge", "table": TABLE, "chain": "dhcp_ports",
+                "handle": 3, "comment": DHCP_PORTS_COMMENT, "expr": []}},
         ]});
         let mut kernel = listed_fingerprint(&listed);
         kernel.extend(listed_fingerprint(&bridge));
