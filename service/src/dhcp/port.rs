@@ -17,6 +17,13 @@
 //! collision. A guest cannot forge the mark: it is not on the wire, a veth
 //! crossing namespaces clears it, and the rule overwrites it.
 //!
+//! The rules match DHCP requests passed up from any bridge of the host:
+//! naming the bridge (`meta ibrname`) needs CONFIG_NFT_BRIDGE_META, which
+//! not every kernel has. Other bridges' requests thus carry a mark too, a
+//! value in 0x67000001..=0x67ffffff that only guestnet reads; a host policy
+//! matching marks on incoming DHCP (`ip rule fwmark`, a mark-based drop)
+//! should leave those values alone.
+//!
 //! When the port cannot be known (a kernel without SO_RCVMARK, the rule
 //! missing, a mark someone else set after ours) the request counts against
 //! no port: limited per MAC only, one lease per client, as before.
