@@ -352,7 +352,7 @@ mode = \"isolated\"
 bridge = \"gnbench0\"
 [ipv4]
 address = \"$SERVER_ADDR/$PREFIX\"
-dhcp = { start = \"$POOL_START\", end = \"$POOL_END\", lease_time = \"${LEASE_SECONDS}s\" }
+dhcp = { start = \"$POOL_START\", end = \"$POOL_END\", lease_time = \"${LEASE_SECONDS}s\", max_leases_per_port = 65536 }
 hosts = [$HOSTS_TOML]
 [dns]
 domain = \"$DOMAIN\""

@@ -280,7 +280,7 @@ print('%d %d %d %d %d %.0f' % (s['p50'], s['p90'], s['p99'], s['max'], d['signal
 
 bench_latency() {
     echo "== lease-to-signal latency, $ROUNDS leases" >&2
-    define $'name = "lat"\nmode = "isolated"\n[ipv4]\naddress = "10.112.0.1/21"\ndhcp = { start = "10.112.1.0", end = "10.112.6.255" }'
+    define $'name = "lat"\nmode = "isolated"\n[ipv4]\naddress = "10.112.0.1/21"\ndhcp = { start = "10.112.1.0", end = "10.112.6.255", max_leases_per_port = 65536 }'
     netcall lat Start
     new_guest_ns "gn-bload-lat-$ID"
     R[gn_lat]=$(pct_line "$(latency_probe lat 10.112.0 guestnet)")

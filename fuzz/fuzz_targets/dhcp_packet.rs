@@ -24,6 +24,7 @@ fn plan() -> DhcpPlan {
             ip: Ipv4Addr::new(10, 0, 0, 5),
             name: Some("web".into()),
         }],
+        max_leases_per_port: 4,
     }
 }
 

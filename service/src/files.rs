@@ -26,6 +26,18 @@ fn at(path: &Path) -> impl FnOnce(std::io::Error) -> FileError + '_ {
 
 /// Writes `bytes` to `path` atomically.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), FileError> {
+    write_atomic_mode(path, bytes, 0o666)
+}
+
+/// Writes `bytes` to `path` atomically, readable by its owner only (0600)
+/// from the first byte on.
+pub fn write_atomic_private(path: &Path, bytes: &[u8]) -> Result<(), FileError> {
+    write_atomic_mode(path, bytes, 0o600)
+}
+
+/// `mode` as for open(2): the umask still applies.
+fn write_atomic_mode(path: &Path, bytes: &[u8], mode: u32) -> Result<(), FileError> {
+    use std::os::unix::fs::OpenOptionsExt;
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(at(dir))?;
     let name = path
@@ -33,7 +45,14 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), FileError> {
         .map(|n| n.to_string_lossy())
         .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp"));
-    let mut f = std::fs::File::create(&tmp).map_err(at(&tmp))?;
+    // A leftover temporary file would keep its own mode: start afresh.
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(&tmp)
+        .map_err(at(&tmp))?;
     f.write_all(bytes).map_err(at(&tmp))?;
     f.sync_all().map_err(at(&tmp))?;
     drop(f);

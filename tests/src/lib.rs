@@ -23,6 +23,7 @@ pub mod busctl;
 pub mod chaos;
 pub mod cli;
 pub mod cmd;
+pub mod dhcp_abuse;
 pub mod dhcp_client;
 pub mod dhcp_probe;
 pub mod dig;

@@ -27,6 +27,14 @@ pub const LEASE_TIME_MIN_SECS: u32 = 30;
 pub const LEASE_TIME_MAX_SECS: u32 = 366 * 24 * 3600;
 /// The default lease time, as libvirt's.
 pub const LEASE_TIME_DEFAULT_SECS: u32 = 3600;
+/// How many addresses the clients behind one bridge port may hold at once
+/// (leases, offers and declined addresses together), unless the
+/// definition says otherwise: one guest spoofing MACs cannot take the
+/// pool. A VM with a few interfaces, or a few containers behind one veth,
+/// stays under it.
+pub const LEASES_PER_PORT_DEFAULT: u32 = 4;
+/// The most a definition may allow per port (the pool's own cap).
+pub const LEASES_PER_PORT_MAX: u32 = 65_536;
 
 /// A definition refused: which field, and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -84,6 +92,13 @@ pub struct DhcpConfig {
     pub start: Option<Ipv4Addr>,
     pub end: Option<Ipv4Addr>,
     pub lease_time_secs: u32,
+    /// `max_leases_per_port`: see [`LEASES_PER_PORT_DEFAULT`].
+    #[serde(default = "leases_per_port_default")]
+    pub max_leases_per_port: u32,
+}
+
+pub(crate) fn leases_per_port_default() -> u32 {
+    LEASES_PER_PORT_DEFAULT
 }
 
 impl Default for DhcpConfig {
@@ -92,6 +107,7 @@ impl Default for DhcpConfig {
             start: None,
             end: None,
             lease_time_secs: LEASE_TIME_DEFAULT_SECS,
+            max_leases_per_port: LEASES_PER_PORT_DEFAULT,
         }
     }
 }
@@ -215,6 +231,7 @@ struct RawRange {
     start: Option<String>,
     end: Option<String>,
     lease_time: Option<toml::Value>,
+    max_leases_per_port: Option<i64>,
 }
 
 #[derive(Deserialize)]
@@ -384,6 +401,12 @@ impl Definition {
                     "lease_time".into(),
                     format_duration(d.lease_time_secs).into(),
                 );
+                if d.max_leases_per_port != LEASES_PER_PORT_DEFAULT {
+                    r.insert(
+                        "max_leases_per_port".into(),
+                        i64::from(d.max_leases_per_port).into(),
+                    );
+                }
                 v4.insert("dhcp".into(), toml::Value::Table(r));
             }
         }
@@ -412,6 +435,7 @@ impl Definition {
                 start: d.start.unwrap_or(start),
                 end: d.end.unwrap_or(end),
                 lease_time_secs: d.lease_time_secs,
+                max_leases_per_port: d.max_leases_per_port,
             }
         });
         ResolvedIpv4 {
@@ -435,6 +459,8 @@ pub struct ResolvedDhcp {
     pub start: Ipv4Addr,
     pub end: Ipv4Addr,
     pub lease_time_secs: u32,
+    #[serde(default = "leases_per_port_default")]
+    pub max_leases_per_port: u32,
 }
 
 /// The default pool of a subnet: from the 10th host (or the one after the
@@ -658,7 +684,7 @@ fn parse_ipv4(raw: RawIpv4) -> Result<Ipv4Config, DefinitionError> {
         Some(other) => {
             return Err(DefinitionError::new(
                 "ipv4.dhcp",
-                format!("{other} is not true, false or a table of start, end and lease_time"),
+                format!("{other} is not true, false or a table of start, end, lease_time and max_leases_per_port"),
             ))
         }
     };
@@ -732,10 +758,21 @@ fn parse_range(r: RawRange, address: Option<Ipv4Net>) -> Result<DhcpConfig, Defi
         None => LEASE_TIME_DEFAULT_SECS,
         Some(v) => parse_lease_time(&v)?,
     };
+    let max_leases_per_port = match r.max_leases_per_port {
+        None => LEASES_PER_PORT_DEFAULT,
+        Some(n) if (1..=i64::from(LEASES_PER_PORT_MAX)).contains(&n) => n as u32,
+        Some(n) => {
+            return Err(DefinitionError::new(
+                "ipv4.dhcp.max_leases_per_port",
+                format!("{n} is outside 1..={LEASES_PER_PORT_MAX}"),
+            ))
+        }
+    };
     Ok(DhcpConfig {
         start,
         end,
         lease_time_secs,
+        max_leases_per_port,
     })
 }
 
@@ -1035,6 +1072,28 @@ uplink = "eth0"
         let pool = r.dhcp.unwrap();
         assert_eq!(pool.start, Ipv4Addr::new(10, 9, 8, 10));
         assert_eq!(pool.end, Ipv4Addr::new(10, 9, 8, 254));
+    }
+
+    #[test]
+    fn the_per_port_lease_limit_defaults_small_and_round_trips() {
+        let d = Definition::parse("name = \"x\"").unwrap();
+        assert_eq!(
+            d.ipv4.dhcp.as_ref().unwrap().max_leases_per_port,
+            LEASES_PER_PORT_DEFAULT
+        );
+        assert!(!d.to_toml().contains("max_leases_per_port"));
+        let text =
+            "name = \"x\"\n[ipv4]\naddress = \"10.1.1.1/24\"\ndhcp = { max_leases_per_port = 40 }";
+        let d = Definition::parse(text).unwrap();
+        assert_eq!(d.ipv4.dhcp.as_ref().unwrap().max_leases_per_port, 40);
+        assert_eq!(Definition::parse(&d.to_toml()).unwrap(), d);
+        let r = d.resolve_ipv4("10.1.1.1/24".parse().unwrap());
+        assert_eq!(r.dhcp.unwrap().max_leases_per_port, 40);
+        for bad in ["0", "-1", "65537", "\"4\""] {
+            let text = format!("name = \"x\"\n[ipv4]\ndhcp = {{ max_leases_per_port = {bad} }}");
+            let e = refused(&text);
+            assert!(e.field.starts_with("ipv4.dhcp"), "{e}");
+        }
     }
 
     fn refused(text: &str) -> DefinitionError {

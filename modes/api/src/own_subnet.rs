@@ -47,6 +47,7 @@ pub fn plan(
         domain: definition.dns.domain.clone(),
         mtu: definition.mtu,
         hosts: ipv4.hosts.clone(),
+        max_leases_per_port: d.max_leases_per_port,
     });
     let records = ipv4
         .hosts

@@ -218,6 +218,10 @@ pub struct DhcpPlan {
     pub domain: Option<DnsName>,
     pub mtu: Option<u32>,
     pub hosts: Vec<StaticHost>,
+    /// How many addresses the clients behind one bridge port may hold at
+    /// once; absent from the plans of older modes, which get the default.
+    #[serde(default = "crate::definition::leases_per_port_default")]
+    pub max_leases_per_port: u32,
 }
 
 /// The DNS service the network wants on its bridge address.

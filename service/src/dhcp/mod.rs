@@ -3,6 +3,7 @@
 pub mod lease;
 pub mod lease_store;
 pub mod neighbour;
+pub mod port;
 pub mod protocol;
 pub mod server;
 

@@ -14,8 +14,27 @@ use std::net::Ipv4Addr;
 const OFFER_SECS: u64 = 30;
 /// How long a declined address (in use by someone unknown) stays out of the pool.
 const DECLINE_SECS: u64 = 600;
+
+// Every table a packet can grow has a limit, as the DNS server's have
+// (`dns/server.rs`): a flood from guests costs time, never memory without
+// end. Leases are also bounded by the range and by the per-port limit.
+/// Most leases one network holds (a /16 of guests); a pool with a larger
+/// range stops granting new ones at this many.
+pub const LEASES_MAX: usize = 65_536;
+/// Most outstanding offers; a new one pushes out the one nearest its end
+/// (an offer reserves nothing a REQUEST could not still take if free).
+const OFFERS_MAX: usize = 4_096;
+/// Most addresses held out of the pool by DECLINEs; a new one pushes out
+/// the one nearest its end.
+const DECLINED_MAX: usize = 4_096;
 /// How many departed clients' addresses are remembered for their return.
 const REMEMBERED_MAX: usize = 65_536;
+
+/// The bridge port a request came in on, as the server could tell it
+/// (`dhcp/server.rs`): an opaque, stable number per port. `None` when the
+/// port cannot be known; such requests are limited per MAC only (one lease
+/// per client, as always).
+pub type PortId = u32;
 /// Requests larger than this are not DHCP (the largest an Ethernet frame carries).
 pub const MAX_PACKET: usize = 1500;
 
@@ -64,6 +83,17 @@ impl Outcome {
 struct Offer {
     ip: Ipv4Addr,
     until: u64,
+    /// The port this offer is counted against; `None` for clients that
+    /// already hold their address (a lease or a static one).
+    port: Option<PortId>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Declined {
+    until: u64,
+    /// The port of the client that declined it: a declined address is
+    /// out of the pool, so it counts against that port until it returns.
+    port: Option<PortId>,
 }
 
 /// One network's addresses and leases.
@@ -76,8 +106,17 @@ pub struct Pool {
     by_expiry: BTreeSet<(u64, MacAddr)>,
     offers: HashMap<MacAddr, Offer>,
     offered: HashMap<Ipv4Addr, MacAddr>,
-    declined: HashMap<Ipv4Addr, u64>,
+    /// Offers by the time they end, so expiry reads only what is due.
+    offers_by_end: BTreeSet<(u64, MacAddr)>,
+    declined: HashMap<Ipv4Addr, Declined>,
+    declined_by_end: BTreeSet<(u64, Ipv4Addr)>,
     remembered: HashMap<MacAddr, Ipv4Addr>,
+    /// The port each lease is counted against (absent: unknown, as for
+    /// leases replayed from the journal until their client renews).
+    lease_port: HashMap<MacAddr, PortId>,
+    /// How many addresses each port holds: leases, counted offers and
+    /// declines. Only ports holding some are present.
+    claims: HashMap<PortId, usize>,
     static_by_mac: HashMap<MacAddr, (Ipv4Addr, Option<String>)>,
     static_ips: HashSet<Ipv4Addr>,
     cursor: u32,
@@ -106,20 +145,41 @@ impl Pool {
             by_expiry: BTreeSet::new(),
             offers: HashMap::new(),
             offered: HashMap::new(),
+            offers_by_end: BTreeSet::new(),
             declined: HashMap::new(),
+            declined_by_end: BTreeSet::new(),
             remembered: HashMap::new(),
+            lease_port: HashMap::new(),
+            claims: HashMap::new(),
             static_by_mac,
             static_ips,
             cursor: first,
             full_since: None,
         };
+        // Linear in the leases: each check and insertion is a hash or tree
+        // operation.
         for lease in leases {
-            let fits = pool.plan.subnet.contains(&lease.ip)
+            let fits = pool.leases.len() < LEASES_MAX
+                && pool.plan.subnet.contains(&lease.ip)
                 && lease.ip != pool.plan.server
                 && pool.static_owner_ok(lease.mac, lease.ip)
                 && !pool.by_ip.contains_key(&lease.ip);
             if fits {
                 pool.insert_lease(lease);
+            }
+        }
+        pool
+    }
+
+    /// The pool for a changed `plan` (an Update), keeping every lease that
+    /// still fits and the port each is counted against.
+    pub fn reconfigured(&self, plan: DhcpPlan) -> Pool {
+        let mut pool = Pool::new(plan, self.leases.values().cloned());
+        for (mac, port) in &self.lease_port {
+            let kept = pool.leases.contains_key(mac) && !pool.static_by_mac.contains_key(mac);
+            if kept {
+                pool.lease_port.insert(*mac, *port);
+                pool.claim(Some(*port));
             }
         }
         pool
@@ -137,15 +197,21 @@ impl Pool {
         self.leases.get(mac)
     }
 
-    /// Handles one datagram that arrived at the server at `now` (unix seconds).
+    /// Handles one datagram that arrived at the server at `now` (unix
+    /// seconds), from an unknown port.
     pub fn handle(&mut self, bytes: &[u8], now: u64) -> Outcome {
+        self.handle_from(bytes, now, None)
+    }
+
+    /// Handles one datagram that arrived at `now` on bridge port `port`.
+    pub fn handle_from(&mut self, bytes: &[u8], now: u64, port: Option<PortId>) -> Outcome {
         if bytes.len() > MAX_PACKET {
             return Outcome::default();
         }
         let Ok(msg) = Message::decode(&mut Decoder::new(bytes)) else {
             return Outcome::default();
         };
-        let Some(request) = Request::read(&msg) else {
+        let Some(request) = Request::read(&msg, port) else {
             return Outcome::default();
         };
         // A relay speaks for one subnet: answer only for ours.
@@ -180,37 +246,57 @@ impl Pool {
                 });
             }
         }
-        let stale: Vec<MacAddr> = self
-            .offers
-            .iter()
-            .filter(|(_, o)| o.until <= now)
-            .map(|(m, _)| *m)
-            .collect();
-        for mac in stale {
+        // Offers and declines by their end: only what is due is read.
+        while let Some(&(until, mac)) = self.offers_by_end.first() {
+            if until > now {
+                break;
+            }
             self.drop_offer(&mac);
         }
-        let declined = self.declined.len();
-        self.declined.retain(|_, until| *until > now);
-        if self.declined.len() != declined {
-            self.full_since = None;
+        while let Some(&(until, ip)) = self.declined_by_end.first() {
+            if until > now {
+                break;
+            }
+            self.drop_decline(ip);
         }
         out
     }
 
     fn discover(&mut self, msg: &Message, req: &Request, now: u64) -> Outcome {
+        // A client that holds its address takes nothing more from the
+        // pool; any other is counted against its port.
+        let holds = self.static_by_mac.contains_key(&req.mac) || self.leases.contains_key(&req.mac);
+        let counted = if holds { None } else { req.port };
+        let had_counted_offer = self
+            .offers
+            .get(&req.mac)
+            .is_some_and(|o| o.port.is_some() && o.port == counted);
+        if !had_counted_offer && self.port_full(counted) {
+            tracing::debug!("DHCP: port limit reached; no offer for {}", req.mac);
+            return Outcome::default();
+        }
         let Some(ip) = self.choose(req.mac, req.requested_ip, now) else {
             tracing::warn!("DHCP: no free address for {}", req.mac);
             return Outcome::default();
         };
         self.drop_offer(&req.mac);
+        if self.offers.len() >= OFFERS_MAX {
+            if let Some(&(_, oldest)) = self.offers_by_end.first() {
+                self.drop_offer(&oldest);
+            }
+        }
+        let until = now + OFFER_SECS;
         self.offers.insert(
             req.mac,
             Offer {
                 ip,
-                until: now + OFFER_SECS,
+                until,
+                port: counted,
             },
         );
+        self.offers_by_end.insert((until, req.mac));
         self.offered.insert(ip, req.mac);
+        self.claim(counted);
         let reply = self.answer(msg, MessageType::Offer, ip, true);
         Outcome::reply(reply, self.destination(req, false, ip))
     }
@@ -244,6 +330,28 @@ impl Pool {
             let nak = self.nak(msg);
             return Outcome::reply(nak, self.destination(req, true, Ipv4Addr::UNSPECIFIED));
         }
+        // A new lease (or one moving to this port) must fit the port's
+        // limit; the client's own counted offer makes room for it. Static
+        // hosts are the administrator's and always served.
+        let is_static = self.static_by_mac.contains_key(&req.mac);
+        let counted_here = |p: Option<PortId>| p.is_some() && p == req.port;
+        let already = self
+            .lease_port
+            .get(&req.mac)
+            .copied()
+            .is_some_and(|p| Some(p) == req.port)
+            || self
+                .offers
+                .get(&req.mac)
+                .is_some_and(|o| counted_here(o.port));
+        if !is_static && !already && self.port_full(req.port) {
+            tracing::debug!("DHCP: port limit reached; no lease for {}", req.mac);
+            return Outcome::default();
+        }
+        if !self.leases.contains_key(&req.mac) && self.leases.len() >= LEASES_MAX {
+            tracing::warn!("DHCP: {LEASES_MAX} leases held; no lease for {}", req.mac);
+            return Outcome::default();
+        }
         let hostname = self.hostname_for(req);
         let lease = Lease {
             mac: req.mac,
@@ -266,7 +374,20 @@ impl Pool {
             None => LeaseChange::Added,
         };
         self.drop_offer(&req.mac);
+        if self.leases.contains_key(&req.mac) {
+            // A renewal, perhaps from another port now: count it there.
+            let old_port = self.lease_port.remove(&req.mac);
+            self.unclaim(old_port);
+            let old_expiry = self.leases[&req.mac].expires;
+            self.by_expiry.remove(&(old_expiry, req.mac));
+        }
         self.insert_lease(lease.clone());
+        if !is_static {
+            if let Some(p) = req.port {
+                self.lease_port.insert(req.mac, p);
+                self.claim(Some(p));
+            }
+        }
         out.records.push(Record::Grant(lease.clone()));
         out.events.push(LeaseEvent { change, lease });
         let ack = self.answer(msg, MessageType::Ack, ip, true);
@@ -277,13 +398,53 @@ impl Pool {
         out
     }
 
+    /// A client found the address it was given in use (RFC 2131 4.3.3).
+    /// Believed only from the client that holds or was offered that
+    /// address: anyone else's DECLINE would take addresses out of the pool
+    /// at will. The address then counts against the decliner's port until
+    /// it returns to the pool, so declining cannot empty the pool either.
     fn decline(&mut self, req: &Request, now: u64) -> Outcome {
         let Some(ip) = req.requested_ip else {
             return Outcome::default();
         };
-        self.declined.insert(ip, now + DECLINE_SECS);
+        if req.server_id.is_some_and(|s| s != self.plan.server) {
+            return Outcome::default();
+        }
+        // From the port that client was counted on, when both are known: a
+        // guest that copies another's MAC into chaddr is on another port.
+        let same_port = |p: Option<PortId>| p.is_none() || req.port.is_none() || p == req.port;
+        let held = self.leases.get(&req.mac).is_some_and(|l| l.ip == ip)
+            && same_port(self.lease_port.get(&req.mac).copied());
+        let offered = self
+            .offers
+            .get(&req.mac)
+            .is_some_and(|o| o.ip == ip && o.until > now && same_port(o.port));
+        if !held && !offered {
+            tracing::debug!(
+                "DHCP: ignoring {}'s DECLINE of {ip}, not its address",
+                req.mac
+            );
+            return Outcome::default();
+        }
         self.drop_offer(&req.mac);
-        self.remove_if_held(req.mac, ip)
+        let out = self.remove_if_held(req.mac, ip);
+        self.drop_decline(ip);
+        if self.declined.len() >= DECLINED_MAX {
+            if let Some(&(_, oldest)) = self.declined_by_end.first() {
+                self.drop_decline(oldest);
+            }
+        }
+        let until = now + DECLINE_SECS;
+        self.declined.insert(
+            ip,
+            Declined {
+                until,
+                port: req.port,
+            },
+        );
+        self.declined_by_end.insert((until, ip));
+        self.claim(req.port);
+        out
     }
 
     fn release(&mut self, req: &Request) -> Outcome {
@@ -380,7 +541,7 @@ impl Pool {
         if ip == self.plan.subnet.network() || ip == self.plan.subnet.broadcast() {
             return false;
         }
-        if self.declined.get(&ip).is_some_and(|until| *until > now) {
+        if self.declined.get(&ip).is_some_and(|d| d.until > now) {
             return false;
         }
         if self.by_ip.get(&ip).is_some_and(|holder| *holder != mac) {
@@ -432,16 +593,69 @@ impl Pool {
         self.full_since = None;
         self.by_ip.remove(&lease.ip);
         self.by_expiry.remove(&(lease.expires, lease.mac));
+        let port = self.lease_port.remove(mac);
+        self.unclaim(port);
         Some(lease)
     }
 
     fn drop_offer(&mut self, mac: &MacAddr) {
         if let Some(o) = self.offers.remove(mac) {
             self.full_since = None;
+            self.offers_by_end.remove(&(o.until, *mac));
             if self.offered.get(&o.ip) == Some(mac) {
                 self.offered.remove(&o.ip);
             }
+            self.unclaim(o.port);
         }
+    }
+
+    fn drop_decline(&mut self, ip: Ipv4Addr) {
+        if let Some(d) = self.declined.remove(&ip) {
+            self.full_since = None;
+            self.declined_by_end.remove(&(d.until, ip));
+            self.unclaim(d.port);
+        }
+    }
+
+    /// Whether `port` holds as many addresses as it may.
+    fn port_full(&self, port: Option<PortId>) -> bool {
+        port.is_some_and(|p| {
+            self.claims.get(&p).copied().unwrap_or(0) >= self.plan.max_leases_per_port as usize
+        })
+    }
+
+    fn claim(&mut self, port: Option<PortId>) {
+        if let Some(p) = port {
+            *self.claims.entry(p).or_default() += 1;
+        }
+    }
+
+    fn unclaim(&mut self, port: Option<PortId>) {
+        if let Some(p) = port {
+            if let Some(n) = self.claims.get_mut(&p) {
+                *n -= 1;
+                if *n == 0 {
+                    self.claims.remove(&p);
+                }
+            }
+        }
+    }
+
+    /// How many addresses `port` holds (leases, offers, declines).
+    pub fn claims_of(&self, port: PortId) -> usize {
+        self.claims.get(&port).copied().unwrap_or(0)
+    }
+
+    /// The sizes of the pool's tables, for tests of their bounds.
+    pub fn table_sizes(&self) -> [usize; 6] {
+        [
+            self.leases.len(),
+            self.offers.len(),
+            self.offered.len(),
+            self.declined.len(),
+            self.remembered.len(),
+            self.claims.len(),
+        ]
     }
 
     fn remember(&mut self, mac: MacAddr, ip: Ipv4Addr) {
@@ -556,11 +770,13 @@ struct Request {
     server_id: Option<Ipv4Addr>,
     hostname: Option<String>,
     client_id: Option<Vec<u8>>,
+    /// The bridge port it came in on, when known.
+    port: Option<PortId>,
 }
 
 impl Request {
     /// `None` for anything that is not a client's Ethernet DHCP message.
-    fn read(msg: &Message) -> Option<Request> {
+    fn read(msg: &Message, port: Option<PortId>) -> Option<Request> {
         if msg.opcode() != Opcode::BootRequest || msg.htype() != HType::Eth || msg.hlen() != 6 {
             return None;
         }
@@ -597,6 +813,7 @@ impl Request {
             server_id: ip_opt(OptionCode::ServerIdentifier),
             hostname,
             client_id,
+            port,
         })
     }
 }

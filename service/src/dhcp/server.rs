@@ -9,6 +9,7 @@
 use super::lease::{Lease, LeaseEvent};
 use super::lease_store::{Journal, Record};
 use super::neighbour;
+use super::port;
 use super::protocol::{Destination, Outcome, Pool, Reply, MAX_PACKET};
 use guestnet_mode_api::{DhcpPlan, MacAddr};
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -111,8 +112,7 @@ impl DhcpServer {
     /// options) on the same socket, keeping every lease that still fits.
     pub fn reconfigure(&self, plan: DhcpPlan) {
         let mut pool = self.pool.lock().expect("pool lock");
-        let leases: Vec<Lease> = pool.leases().cloned().collect();
-        *pool = Pool::new(plan, leases);
+        *pool = pool.reconfigured(plan);
     }
 
     pub fn leases(&self) -> Vec<Lease> {
@@ -135,6 +135,12 @@ fn bind(interface: &str) -> std::io::Result<UdpSocket> {
     s.set_broadcast(true)?;
     s.bind_device(Some(interface.as_bytes()))?;
     s.set_nonblocking(true)?;
+    if !port::enable(&s) {
+        tracing::warn!(
+            "DHCP on {interface}: this kernel cannot tell which bridge port a request came \
+             from (no SO_RCVMARK); max_leases_per_port is not enforced, one lease per MAC is"
+        );
+    }
     // A thousand clients booting at once overflow the default buffers.
     crate::host::socket_buffers::grow(&s, 4 << 20, true);
     s.bind(&SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, SERVER_PORT).into())?;
@@ -151,11 +157,11 @@ async fn receive(
     let mut buf = vec![0u8; MAX_PACKET + 1];
     loop {
         let received = tokio::select! {
-            r = socket.recv_from(&mut buf) => r,
+            r = socket.async_io(tokio::io::Interest::READABLE, || port::recv(&*socket, &mut buf)) => r,
             _ = stopping.wait_for(|s| *s) => return,
         };
-        let n = match received {
-            Ok((n, _)) => n,
+        let (n, from_port) = match received {
+            Ok(r) => r,
             Err(e) => {
                 tracing::warn!("DHCP receive: {e}");
                 tokio::time::sleep(Duration::from_millis(10)).await;
@@ -165,7 +171,7 @@ async fn receive(
         let outcome = pool
             .lock()
             .expect("pool lock")
-            .handle(&buf[..n], unix_now());
+            .handle_from(&buf[..n], unix_now(), from_port);
         if outcome.records.is_empty() {
             if let Some(reply) = &outcome.reply {
                 replier.send(reply).await;

@@ -1,7 +1,10 @@
 //! guestnet's firewall: one nftables table, `inet guestnet`, rendered whole
 //! from the policies of the active networks ([`render`], pure) and replaced
-//! in one atomic `nft` batch. No other table is ever read, flushed or edited
-//! (but for guestnet's own rules in Docker's DOCKER-USER chain).
+//! in one atomic `nft` batch, with its small companion `bridge guestnet`
+//! (DHCP requests policed per bridge port and marked with it, see
+//! `dhcp/port.rs`). No
+//! other table is ever read, flushed or edited (but for guestnet's own
+//! rules in Docker's DOCKER-USER chain).
 //!
 //! The backend is a value, [`Firewall`], made once by main and handed to the
 //! networks and to its guard: it runs `nft` and remembers what it must
@@ -80,7 +83,10 @@ impl HostInput {
 /// (or not exist, when none has any). Creating the table first makes the
 /// delete valid whether or not it existed; the batch is all-or-nothing.
 pub fn render(networks: &[NetworkRules]) -> String {
-    let mut out = format!("table inet {TABLE} {{}}\ndelete table inet {TABLE}\n");
+    let mut out = format!(
+        "table inet {TABLE} {{}}\ndelete table inet {TABLE}\n\
+         table bridge {TABLE} {{}}\ndelete table bridge {TABLE}\n"
+    );
     let with_rules: Vec<&NetworkRules> = networks
         .iter()
         .filter(|n| n.policy != FirewallPolicy::None)
@@ -103,7 +109,29 @@ pub fn render(networks: &[NetworkRules]) -> String {
          \tchain postrouting {{\n\t\ttype nat hook postrouting priority srcnat; policy accept;\n{postrouting}\t}}\n\
          }}\n"
     );
+    // Marks only, never a verdict; before anyone else's bridge rules.
+    let _ = write!(
+        out,
+        "table bridge {TABLE} {{\n\
+         \t{}\n\
+         \tchain dhcp_ports {{\n\t\ttype filter hook input priority -300; policy accept;\n\
+         \t\t{} comment \"{DHCP_RATE_COMMENT}\"\n\
+         \t\t{} comment \"{DHCP_PORTS_COMMENT}\"\n\t}}\n\
+         }}\n",
+        crate::dhcp::port::RATE_SET,
+        crate::dhcp::port::RATE_RULE,
+        crate::dhcp::port::MARK_RULE
+    );
     out
+}
+
+const DHCP_PORTS_COMMENT: &str = "guestnet: DHCP requests carry their bridge port";
+const DHCP_RATE_COMMENT: &str = "guestnet: DHCP requests are rate-limited per bridge port";
+
+/// Whether a batch made by [`render`] creates tables (rather than only
+/// deleting them).
+pub fn has_tables(batch: &str) -> bool {
+    batch.lines().any(|l| l.ends_with(" {"))
 }
 
 /// The forward chain, in four passes over the networks, so that no
@@ -494,29 +522,41 @@ impl Firewall {
     /// The fingerprint of `table inet guestnet` as the kernel has it; empty
     /// when there is no such table.
     pub async fn kernel_fingerprint(&self) -> Fingerprint {
-        let Ok(o) = self
-            .nft()
-            .args(["-j", "list", "table", "inet", TABLE])
-            .stderr(Stdio::null())
-            .output()
-            .await
-        else {
-            return Fingerprint::new();
-        };
-        serde_json::from_slice::<serde_json::Value>(&o.stdout)
-            .map(|json| listed_fingerprint(&json))
-            .unwrap_or_default()
+        let mut out = Fingerprint::new();
+        for family in ["inet", "bridge"] {
+            let Ok(o) = self
+                .nft()
+                .args(["-j", "list", "table", family, TABLE])
+                .stderr(Stdio::null())
+                .output()
+                .await
+            else {
+                continue;
+            };
+            if let Ok(json) = serde_json::from_slice::<serde_json::Value>(&o.stdout) {
+                out.extend(listed_fingerprint(&json));
+            }
+        }
+        out
     }
 
-    /// Whether `table inet guestnet` is in the kernel.
+    /// Whether guestnet's tables (`inet guestnet`, `bridge guestnet`) are
+    /// both in the kernel.
     pub async fn table_exists(&self) -> bool {
-        self.nft()
-            .args(["list", "table", "inet", TABLE])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .await
-            .is_ok_and(|s| s.success())
+        for family in ["inet", "bridge"] {
+            let there = self
+                .nft()
+                .args(["list", "table", family, TABLE])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .await
+                .is_ok_and(|s| s.success());
+            if !there {
+                return false;
+            }
+        }
+        true
     }
 
     /// Watches nftables (`nft monitor`, pushed by the kernel, never polled)
@@ -603,7 +643,10 @@ fn guarded(line: &str) -> bool {
     let mut words = line.split_whitespace();
     let (verb, object) = (words.next(), words.next());
     match (verb, object) {
-        (Some("delete"), Some("table")) => words.take(2).eq(["inet", TABLE]),
+        (Some("delete"), Some("table")) => {
+            let (family, name) = (words.next(), words.next());
+            matches!(family, Some("inet" | "bridge")) && name == Some(TABLE)
+        }
         (Some("add"), Some("chain")) | (Some("delete"), Some("rule")) => {
             words
                 .take(3)
@@ -727,6 +770,8 @@ mod tests {
         assert!(guarded("delete rule ip filter DOCKER-USER handle 9"));
         assert!(!guarded("delete table ip filter"));
         assert!(!guarded("add table inet guestnet"));
+        assert!(guarded("delete table bridge guestnet"));
+        assert!(!guarded("delete table bridge filter"));
     }
 
     #[test]
@@ -805,7 +850,15 @@ mod tests {
             rule("input", 6), rule("input", 7), rule("input", 8), rule("input", 9),
             rule("input", 10),
         ]});
-        assert_eq!(listed_fingerprint(&listed), batch_fingerprint(&batch));
+        let bridge = serde_json::json!({"nftables": [
+            {"rule": {"family": "bridge", "table": TABLE, "chain": "dhcp_ports",
+                "handle": 2, "comment": DHCP_RATE_COMMENT, "expr": []}},
+            {"rule": {"family": "bridge", "table": TABLE, "chain": "dhcp_ports",
+                "handle": 3, "comment": DHCP_PORTS_COMMENT, "expr": []}},
+        ]});
+        let mut kernel = listed_fingerprint(&listed);
+        kernel.extend(listed_fingerprint(&bridge));
+        assert_eq!(kernel, batch_fingerprint(&batch));
         let handles = guestnet_rules_listed(&listed).unwrap();
         assert_eq!(handles.len(), 8);
         assert_eq!(handles[0], (2, "guestnet:n1".to_owned()));
@@ -816,8 +869,15 @@ mod tests {
         let batch = render(&[rules(FirewallPolicy::None)]);
         assert_eq!(
             batch,
-            "table inet guestnet {}\ndelete table inet guestnet\n"
+            "table inet guestnet {}\ndelete table inet guestnet\n\
+             table bridge guestnet {}\ndelete table bridge guestnet\n"
         );
+        assert!(!has_tables(&batch));
+        let batch = render(&[rules(FirewallPolicy::Isolated {
+            subnet: "10.1.2.0/24".parse().unwrap(),
+        })]);
+        assert!(has_tables(&batch));
+        assert!(batch.contains(crate::dhcp::port::MARK_RULE));
     }
 
     #[test]
@@ -997,7 +1057,13 @@ mod tests {
         // Without DHCP, DNS or ports, only replies, pings and refusals.
         n.host = HostInput::default();
         let batch = render(&[n]);
-        assert!(!batch.contains("dport"), "{batch}");
+        // (The bridge table's DHCP port marking is shared, not this input.)
+        let input: String = batch
+            .lines()
+            .skip_while(|l| !l.contains("chain input"))
+            .take_while(|l| !l.trim().starts_with('}'))
+            .collect();
+        assert!(!input.contains("dport"), "{batch}");
         assert!(batch.contains("iifname \"gnbr0\" reject with icmpx admin-prohibited"));
         // A bridged network has no rules at all, so no input policy.
         assert!(!render(&[rules(FirewallPolicy::None)]).contains("input"));

@@ -151,7 +151,7 @@ impl Networks {
             let Some(batch) = shared.applied.clone() else {
                 return;
             };
-            if batch.lines().count() > 2 && !shared.firewall.table_exists().await {
+            if firewall::has_tables(&batch) && !shared.firewall.table_exists().await {
                 tracing::warn!(
                     "guestnet's nftables table was deleted by someone else; restoring it"
                 );

@@ -19,6 +19,7 @@ fn plan(start: u8, end: u8) -> DhcpPlan {
             ip: Ipv4Addr::new(10, 0, 0, 5),
             name: Some("web".into()),
         }],
+        max_leases_per_port: 4,
     }
 }
 
@@ -357,4 +358,175 @@ fn a_client_that_did_not_ask_for_broadcast_is_answered_at_its_hardware_address()
     let nak = send(&mut pool, &wrong).reply.expect("a nak");
     assert_eq!(decode(&nak).opts().msg_type(), Some(MessageType::Nak));
     assert_eq!(nak.to, Destination::Broadcast);
+}
+
+fn decline_of(n: u8, ip: Ipv4Addr) -> Message {
+    client_message(
+        MessageType::Decline,
+        mac(n),
+        u32::from(n),
+        vec![DhcpOption::RequestedIpAddress(ip)],
+    )
+}
+
+/// A MAC from a 16-bit number, for floods of spoofed clients.
+fn mac16(n: u16) -> MacAddr {
+    let [hi, lo] = n.to_be_bytes();
+    MacAddr([0x52, 0x54, 0, 1, hi, lo])
+}
+
+#[test]
+fn a_decline_is_believed_only_from_the_holder_or_the_offered_client() {
+    let mut pool = Pool::new(plan(10, 12), []);
+    let held = dora(&mut pool, 1);
+    // Client 2 declines client 1's address, and an address nobody has.
+    for ip in [
+        held,
+        Ipv4Addr::new(10, 0, 0, 11),
+        Ipv4Addr::new(10, 0, 0, 12),
+    ] {
+        assert_eq!(send(&mut pool, &decline_of(2, ip)), Outcome::default());
+    }
+    assert_eq!(pool.lease_of(&mac(1)).map(|l| l.ip), Some(held));
+    assert_eq!(pool.table_sizes()[3], 0, "nothing declined");
+    // The pool still serves others all of its free addresses.
+    let a = dora(&mut pool, 3);
+    let b = dora(&mut pool, 4);
+    assert!(a != held && b != held && a != b);
+    // The client that was offered an address may decline it.
+    let offer = send(&mut pool, &discover(5));
+    assert!(offer.reply.is_none(), "the pool is full");
+    let mut pool = Pool::new(plan(10, 11), []);
+    let offered = decode(send(&mut pool, &discover(6)).reply.as_ref().unwrap()).yiaddr();
+    assert!(send(&mut pool, &decline_of(6, offered)).events.is_empty());
+    assert_eq!(pool.table_sizes()[3], 1);
+    assert_ne!(dora(&mut pool, 7), offered);
+}
+
+#[test]
+fn a_flood_of_spoofed_clients_grows_no_table_past_its_limit() {
+    // A /16 pool, and 12,000 MACs each DISCOVERing and declining: three
+    // times what the offers and declines may hold.
+    let mut p = plan(10, 20);
+    p.subnet = "10.0.0.0/16".parse().unwrap();
+    p.range_end = Ipv4Addr::new(10, 0, 255, 254);
+    p.max_leases_per_port = LEASES_PER_PORT_MAX;
+    let mut pool = Pool::new(p, []);
+    for i in 0..12_000u32 {
+        let m = mac16(i as u16);
+        let now = NOW + u64::from(i / 1000);
+        let msg = client_message(MessageType::Discover, m, i, vec![]);
+        let Some(offer) = pool.handle_from(&to_bytes(&msg), now, Some(7)).reply else {
+            continue;
+        };
+        let ip = decode(&offer).yiaddr();
+        let decline = client_message(
+            MessageType::Decline,
+            m,
+            i,
+            vec![DhcpOption::RequestedIpAddress(ip)],
+        );
+        pool.handle_from(&to_bytes(&decline), now, Some(7));
+        pool.expire(now);
+    }
+    let [leases, offers, offered, declined, remembered, claims] = pool.table_sizes();
+    assert!(leases <= LEASES_MAX);
+    assert!(
+        offers <= OFFERS_MAX && offered <= OFFERS_MAX,
+        "{offers} {offered}"
+    );
+    assert!(declined <= DECLINED_MAX, "{declined}");
+    assert!(remembered <= REMEMBERED_MAX);
+    assert!(claims <= 1);
+    assert!(pool.claims_of(7) <= DECLINED_MAX + OFFERS_MAX);
+    // Another client is still served.
+    let out = pool.handle_from(&to_bytes(&discover(1)), NOW + 100, Some(8));
+    assert!(out.reply.is_some());
+    // Everything goes back once its time is up.
+    pool.expire(NOW + 100 + DECLINE_SECS + OFFER_SECS);
+    assert_eq!(pool.table_sizes(), [0, 0, 0, 0, 0, 0]);
+}
+
+const LEASES_PER_PORT_MAX: u32 = guestnet_mode_api::definition::LEASES_PER_PORT_MAX;
+
+/// DISCOVER then REQUEST from `port`; the address granted, if any.
+fn dora_from(pool: &mut Pool, n: u8, port: PortId) -> Option<Ipv4Addr> {
+    let offer = pool
+        .handle_from(&to_bytes(&discover(n)), NOW, Some(port))
+        .reply?;
+    let ip = decode(&offer).yiaddr();
+    let ack = pool.handle_from(&to_bytes(&select(n, ip)), NOW, Some(port));
+    let reply = decode(ack.reply.as_ref()?);
+    (reply.opts().msg_type() == Some(MessageType::Ack)).then_some(ip)
+}
+
+#[test]
+fn one_port_gets_at_most_its_limit_and_others_are_still_served() {
+    let mut p = plan(10, 200);
+    p.max_leases_per_port = 3;
+    let mut pool = Pool::new(p, []);
+    let got: Vec<_> = (1..=20)
+        .filter_map(|n| dora_from(&mut pool, n, 1))
+        .collect();
+    assert_eq!(got.len(), 3, "{got:?}");
+    assert_eq!(pool.claims_of(1), 3);
+    // INIT-REBOOT straight to a REQUEST, without a DISCOVER, is limited too.
+    let init_reboot = client_message(
+        MessageType::Request,
+        mac(30),
+        30,
+        vec![DhcpOption::RequestedIpAddress(Ipv4Addr::new(10, 0, 0, 150))],
+    );
+    assert!(pool
+        .handle_from(&to_bytes(&init_reboot), NOW, Some(1))
+        .reply
+        .is_none());
+    // Its own clients renew; another port is served.
+    let renew = pool.handle_from(&to_bytes(&select(1, got[0])), NOW + 10, Some(1));
+    assert!(renew.reply.is_some());
+    assert!(dora_from(&mut pool, 40, 2).is_some());
+    // A release makes room on the port.
+    let mut release = client_message(MessageType::Release, mac(1), 1, vec![]);
+    release.set_ciaddr(got[0]);
+    pool.handle_from(&to_bytes(&release), NOW, Some(1));
+    assert_eq!(pool.claims_of(1), 2);
+    assert!(dora_from(&mut pool, 41, 1).is_some());
+    // A DECLINE of a lease from another port than its holder's is ignored.
+    let lease = pool
+        .lease_of(&mac(3))
+        .map(|l| l.ip)
+        .expect("client 3's lease");
+    let spoof = pool.handle_from(&to_bytes(&decline_of(3, lease)), NOW, Some(2));
+    assert_eq!(spoof, Outcome::default());
+    assert!(pool.lease_of(&mac(3)).is_some());
+    // Declines count against the port until they end.
+    let ip = dora_from(&mut pool, 2, 1).map_or(got[1], |ip| ip);
+    pool.handle_from(&to_bytes(&decline_of(2, ip)), NOW, Some(1));
+    assert_eq!(pool.claims_of(1), 3);
+    assert!(dora_from(&mut pool, 42, 1).is_none());
+    pool.expire(NOW + DECLINE_SECS + 1);
+    // Unknown ports are limited per MAC only.
+    assert!((50..60).all(|n| pool
+        .handle(&to_bytes(&discover(n)), NOW + DECLINE_SECS + 2)
+        .reply
+        .is_some()));
+}
+
+#[test]
+fn a_large_replay_is_linear() {
+    // 60,000 leases: a quadratic insertion would take minutes.
+    let mut p = plan(10, 20);
+    p.subnet = "10.0.0.0/16".parse().unwrap();
+    p.range_end = Ipv4Addr::new(10, 0, 255, 254);
+    let leases = (0..60_000u32).map(|i| Lease {
+        mac: mac16(i as u16),
+        ip: Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 0, 0, 10)) + i),
+        hostname: None,
+        client_id: None,
+        expires: NOW + 100,
+    });
+    let t = std::time::Instant::now();
+    let pool = Pool::new(p, leases);
+    assert_eq!(pool.lease_count(), 60_000);
+    assert!(t.elapsed() < std::time::Duration::from_secs(5));
 }
