@@ -137,7 +137,7 @@ impl Networks {
                 }
             }
             if record.phase == Phase::Moving {
-                self.finish_move(&record).await;
+                self.finish_move(&mut record).await;
                 record.phase = Phase::Active;
                 record.previous = None;
                 if let Err(e) = self.runtime.save(&record) {
@@ -186,32 +186,56 @@ impl Networks {
     /// guestnetd was killed: the old bridge goes if it is still there, the
     /// new one is made if it is not yet; the guests' ports are plugged back
     /// when the network is re-adopted ([`Networks::watch_bridge`]).
-    async fn finish_move(&self, record: &AppliedRecord) {
-        let name = &record.definition.name;
+    async fn finish_move(&self, record: &mut AppliedRecord) {
+        let name = record.definition.name.clone();
         tracing::warn!(
             "network {name} was moving to bridge {}; finishing the move",
             record.plan.bridge.name()
         );
         if let Some(from) = &record.previous {
-            let _ = self.release_ports(name, from).await;
+            let _ = self.release_ports(&name, from).await;
             for e in self.teardown_links(from, name.as_str()).await {
                 tracing::warn!("taking down the old bridge of {name}: {e}");
             }
         }
-        let snapshot = match self.kernel.snapshot().await {
-            Ok(s) => s,
-            Err(e) => return tracing::error!("cannot read the host's interfaces: {e}"),
-        };
-        if Self::own_bridge(&snapshot, name, &record.plan).is_none() {
-            let index = record
-                .bridge_index
-                .filter(|i| snapshot.link_by_index(*i).is_none());
-            if let Err(e) =
-                links::apply(&self.kernel, &record.plan, name.as_str(), &snapshot, index).await
-            {
-                tracing::error!("making the new bridge of {name}: {e}");
+        if let Err(e) = self
+            .make_bridge_of(&name, &record.plan, record.bridge_index)
+            .await
+        {
+            tracing::error!("making the new bridge of {name}: {e}");
+            // The way it came, rather than nowhere: its guests' ports are
+            // plugged back into the old bridge when it is re-adopted.
+            let Some(from) = record.previous.clone() else {
+                return;
+            };
+            match self.make_bridge_of(&name, &from, None).await {
+                Ok(()) => {
+                    tracing::warn!(
+                        "network {name} is back on its bridge {}",
+                        from.bridge.name()
+                    );
+                    record.plan = from;
+                }
+                Err(e) => tracing::error!("bringing network {name} back: {e}"),
             }
         }
+    }
+
+    /// Makes `plan`'s links unless its bridge is there and ours.
+    async fn make_bridge_of(
+        &self,
+        name: &NetworkName,
+        plan: &guestnet_mode_api::Plan,
+        index: Option<u32>,
+    ) -> Result<(), String> {
+        let snapshot = self.kernel.snapshot().await.map_err(|e| e.to_string())?;
+        if Self::own_bridge(&snapshot, name, plan).is_some() {
+            return Ok(());
+        }
+        let index = index.filter(|i| snapshot.link_by_index(*i).is_none());
+        links::apply(&self.kernel, plan, name.as_str(), &snapshot, index)
+            .await
+            .map_err(|e| e.to_string())
     }
 
     /// Takes back one network whose bridge is in place: its links as the
