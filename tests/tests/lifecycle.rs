@@ -467,3 +467,25 @@ fn the_manager_reports_its_version_and_modes() {
         );
     }
 }
+
+/// Autostart set on a running network stays set across a restart of
+/// guestnetd. Caught: the runtime record, which a restarted guestnetd rolls
+/// the definition forward to, still carried the old autostart.
+#[test]
+fn autostart_set_while_running_survives_a_restart() {
+    root_or_skip!();
+    let mut lab = Lab::new();
+    let gn = lab.gn();
+    let net = gn.define(&nat("live1", "gnbrl1", "10.77.14.1/24", false));
+    gn.start(&net);
+    gn.busctl()
+        .try_set_property(&net, "org.guestnet1.Network", "Autostart", "b", "true")
+        .expect("setting Autostart");
+    lab.service.restart();
+    let gn = lab.gn();
+    let net = gn.get_network("live1");
+    assert!(
+        gn.prop_bool(&net, "Autostart"),
+        "Autostart went back to false across the restart"
+    );
+}

@@ -157,6 +157,13 @@ impl Networks {
             .save(&def)
             .map_err(|e| ServiceError::failed("saving the definition", e))?;
         held.slot.edit(|n| n.definition = def);
+        // An active network's record carries the definition a restarted
+        // guestnetd rolls forward to: it must say the same.
+        if let Some(record) = held.slot.network().record(Phase::Active) {
+            if let Err(e) = self.runtime.save(&record) {
+                tracing::warn!("recording network {name}: {e}");
+            }
+        }
         Ok(())
     }
 
