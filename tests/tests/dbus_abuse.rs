@@ -797,18 +797,19 @@ fn outcome_name<T>(r: &zbus::Result<T>) -> String {
 }
 
 /// WaitForLease is bounded: a wait longer than 10 minutes is refused at
-/// once, naming the cap; one connection may have 16 waits at once and all
-/// of them together 256, and the next one is refused saying so, while
-/// others still wait. Caught on the code before the fix: a wait of
-/// 600001 ms was accepted (no answer within 5 s), and a 17th wait from one
-/// connection was accepted too.
+/// once, naming the cap; one connection may have 16 waits at once, and
+/// the next one is refused saying so, while the others still wait. Caught
+/// on the code before the fix: a wait of 600001 ms was accepted (no answer
+/// within 5 s), and a 17th wait from one connection was accepted too.
+/// (The bound is per uid since: see
+/// `one_user_with_many_connections_cannot_keep_another_from_waiting`.)
 #[test]
 fn waits_for_leases_are_capped_in_length_and_number() {
     root_or_skip!();
     let _one = serial();
     let lab = Lab::new();
     let rt = runtime();
-    let conns = rt.block_on(connections(&lab, 17));
+    let conns = rt.block_on(connections(&lab, 2));
     const LIMITS: &str = "org.freedesktop.DBus.Error.LimitsExceeded";
     const WAIT_MS: u32 = 120_000;
     rt.block_on(async {
@@ -873,57 +874,113 @@ fn waits_for_leases_are_capped_in_length_and_number() {
             "the other 16 waits of the connection should still wait"
         );
 
-        // Another connection still may wait.
+        // Another connection of the same user may not: the bound is per uid.
         let other = network(&conns[1], "wl1").await;
         let r = other.wait_for_lease("52:54:00:49:02:01", 1).await;
-        assert_eq!(outcome_name(&r), guestnet_dbus::error::TIMEOUT);
+        assert_eq!(outcome_name(&r), LIMITS);
+        for w in &waits {
+            w.abort();
+        }
+    });
+    assert_no_panic_logged(&lab);
+}
 
-        // 16 connections with 16 waits each and one more from a 17th: of
-        // these 257 at once, exactly one is refused, for the bound in all.
-        // (Which one is a race; that one is refused is not.)
-        for conn in &conns[1..16] {
-            let n = network(conn, "wl1").await;
+/// Waits are counted per uid, not per bus name: one user opening 17
+/// connections and asking for 16 waits on each holds 16 in all, and
+/// another user is still served; when that user's connections leave the
+/// bus its waits end, and a new connection of it may wait again at once.
+/// Caught on the code before the fix (main at 56bb62f): counted per bus
+/// name, the 17 connections held 256 waits, the cap of all, and the other
+/// user's WaitForLease was refused with LimitsExceeded.
+#[test]
+fn one_user_with_many_connections_cannot_keep_another_from_waiting() {
+    root_or_skip!();
+    let _one = serial();
+    let lab = Lab::new();
+    let rt = runtime();
+    let conns = rt.block_on(connections(&lab, 17));
+    const LIMITS: &str = "org.freedesktop.DBus.Error.LimitsExceeded";
+    let (net_path, mut waits) = rt.block_on(async {
+        let manager = guestnet_dbus::manager(&conns[0]).await.unwrap();
+        manager
+            .define_network(&nat_definition("wl2", "gnbrwl2", "10.77.48.1/24"))
+            .await
+            .expect("define wl2");
+        let net = network(&conns[0], "wl2").await;
+        net.start().await.expect("start wl2");
+        let mut waits = Vec::new();
+        for (c, conn) in conns.iter().enumerate() {
+            let n = network(conn, "wl2").await;
             for i in 0..16 {
                 let n = n.clone();
                 waits.push(tokio::spawn(async move {
-                    n.wait_for_lease(&format!("52:54:00:49:03:{i:02x}"), WAIT_MS)
+                    n.wait_for_lease(&format!("52:54:00:48:{c:02x}:{i:02x}"), 120_000)
                         .await
                 }));
             }
         }
-        let last = network(&conns[16], "wl1").await;
-        waits.push(tokio::spawn(async move {
-            last.wait_for_lease("52:54:00:49:04:01", WAIT_MS).await
-        }));
-        let (done, index, _) = tokio::time::timeout(
-            Duration::from_secs(20),
-            futures::future::select_all(waits.iter_mut()),
-        )
-        .await
-        .expect("257 waits at once, and none was refused within 20 s");
-        let done = done.unwrap();
-        let (name, message) = done
-            .as_ref()
-            .err()
-            .and_then(names::name_and_message)
-            .unwrap_or_else(|| panic!("the first of 257 waits to end: {done:?}"));
-        assert_eq!(name, LIMITS, "{message}");
-        assert!(
-            message.contains("256"),
-            "the refusal says the bound: {message}"
-        );
-        waits.remove(index);
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let mut ended = Vec::new();
-        for w in waits.iter_mut().filter(|w| w.is_finished()) {
-            ended.push(outcome_name(&w.await.unwrap()));
+        (net.inner().path().to_string(), waits)
+    });
+    // All 272 calls answered or waiting (at least 16 are refused under
+    // any bound), then a moment for the rest: count the refusals.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while waits.iter().filter(|w| w.is_finished()).count() < 16 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    let mut outcomes = BTreeMap::new();
+    for w in waits.iter_mut().filter(|w| w.is_finished()) {
+        *outcomes
+            .entry(outcome_name(&rt.block_on(w).unwrap()))
+            .or_insert(0) += 1;
+    }
+    waits.retain(|w| !w.is_finished());
+    eprintln!(
+        "17 connections of one uid, 16 waits each: {} waiting, ended: {outcomes:?}",
+        waits.len()
+    );
+
+    // Another user is served: its wait times out, it is not refused.
+    let user = guestnet_tests::users::TestUser::new();
+    let stranger = lab.gn().as_uid(user.uid());
+    let e = stranger
+        .try_wait_for_lease(&net_path, "52:54:00:48:ff:01", 1)
+        .unwrap_err();
+    assert_eq!(
+        e.name, "org.guestnet1.Error.Timeout",
+        "another user's WaitForLease, while one user had opened 17 connections \
+         with 16 waits each: {e}"
+    );
+    assert_eq!(waits.len(), 16, "one uid holds 16 waits: {outcomes:?}");
+    assert_eq!(outcomes.get(LIMITS), Some(&(17 * 16 - 16)), "{outcomes:?}");
+
+    // The user's connections leave: its waits end with them, and a new
+    // connection of it may wait at once.
+    for w in &waits {
+        w.abort();
+    }
+    rt.block_on(async {
+        for c in conns {
+            c.close().await.expect("close a connection");
         }
-        assert!(
-            ended.is_empty(),
-            "256 waits should all still wait, yet some ended: {ended:?}"
-        );
-        for w in &waits {
-            w.abort();
+        let fresh = connections(&lab, 1).await;
+        let n = network(&fresh[0], "wl2").await;
+        let started = Instant::now();
+        loop {
+            let r = n.wait_for_lease("52:54:00:48:fe:01", 1).await;
+            if outcome_name(&r) == guestnet_dbus::error::TIMEOUT {
+                eprintln!(
+                    "a new connection of the user waited {:?} after the old ones closed",
+                    started.elapsed()
+                );
+                break;
+            }
+            assert_eq!(outcome_name(&r), LIMITS);
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "the waits of closed connections still count after 5 s"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     });
     assert_no_panic_logged(&lab);

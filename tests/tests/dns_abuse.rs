@@ -44,11 +44,15 @@ forwarders = ["{LAN_ADDR}"]
 }
 
 /// A DNS-over-TCP client that opens `N` connections to `SERVER`:53 and
-/// sends a query for `NAME` on each of them every second, draining the
-/// replies; a connection the server closes is opened anew.
+/// sends a query for `NAME` on each of them every second (or every
+/// `PERIOD` seconds), draining the replies; a connection the server closes
+/// is opened anew. With `SOURCES` (addresses, comma-separated) connection
+/// i is made from the i-th of them, round robin.
 const TCP_HOG: &str = r#"
 import socket, struct, sys, time
 server, n, name = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+period = float(sys.argv[4]) if len(sys.argv) > 4 else 1.0
+sources = sys.argv[5].split(",") if len(sys.argv) > 5 else [None]
 q = struct.pack(">HHHHHH", 0x4711, 0x0100, 1, 0, 0, 0)
 for label in name.split("."):
     q += bytes([len(label)]) + label.encode()
@@ -60,7 +64,10 @@ while True:
         s = conns.get(i)
         try:
             if s is None:
-                s = socket.create_connection((server, 53), timeout=1)
+                src = sources[i % len(sources)]
+                s = socket.create_connection(
+                    (server, 53), timeout=1, source_address=(src, 0) if src else None
+                )
                 s.setblocking(False)
                 conns[i] = s
             s.send(frame)
@@ -68,7 +75,7 @@ while True:
             conns.pop(i, None)
             if s is not None:
                 s.close()
-    time.sleep(1)
+    time.sleep(period)
     for i, s in list(conns.items()):
         try:
             while True:
@@ -139,6 +146,75 @@ fn one_guest_keeping_many_tcp_connections_busy_does_not_lock_out_another() {
     }
     // UDP is not affected either.
     assert_eq!(dig::a(w, &other, &server, "web"), [format!("{p}.5")]);
+    w.kill(hog_pid);
+}
+
+/// One guest with 64 addresses on its interface, one TCP connection from
+/// each, every one sent a query several times a second: each address held
+/// one slot, all 64 slots were busy, and the server closed every newcomer,
+/// so another guest's `dig +tcp` got no answer. Caught on the code before
+/// the fix (main at 56bb62f): dig failed in the first round
+/// ("communications error ...: connection reset"). Now the connection
+/// open longest gives way once it is 2 s old.
+#[test]
+fn one_guest_with_many_addresses_keeping_tcp_connections_busy_does_not_lock_out_another() {
+    root_or_skip!();
+    let (lab, _up) = dns_lab();
+    let gn = lab.gn();
+    let p = "10.77.71";
+    let net = gn.define(&network("dnsab2", p));
+    gn.start(&net);
+    let w = &lab.world;
+    let server = format!("{p}.1");
+    let hog = lab.add_guest("hog", "vhog", "gnbr1", &format!("{p}.10/24"), Some(&server));
+    let other = lab.add_guest("g2", "vg2", "gnbr1", &format!("{p}.11/24"), Some(&server));
+    // One address per slot of the server.
+    let sources: Vec<String> = (20..20 + 64).map(|i| format!("{p}.{i}")).collect();
+    for a in &sources {
+        w.ip(&hog, &format!("addr add {a}/24 dev eth0"));
+    }
+    let r = dig::query(w, &other, &server, &["+tcp", &format!("web.{DOMAIN}"), "A"]);
+    assert_eq!(r.data("A"), [format!("{p}.5")], "{r}");
+
+    let script = lab.scratch.path().join("tcp_hog.py");
+    std::fs::write(&script, TCP_HOG).unwrap();
+    let script = script.display().to_string();
+    let hog_pid = w.spawn(
+        &hog,
+        &[
+            cmd::python3(),
+            &script,
+            &server,
+            &sources.len().to_string(),
+            &format!("web.{DOMAIN}"),
+            "0.2",
+            &sources.join(","),
+        ],
+    );
+    // Every connection open and busy, and older than the server's grace.
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(cmd::still_running(hog_pid), "the TCP hog died");
+    let established = w.exec_ok(&hog, &["ss", "-Htn", "state", "established"]);
+    eprintln!(
+        "the hog holds {} established TCP connections from {} addresses",
+        established.lines().count(),
+        sources.len()
+    );
+
+    for round in 0..3 {
+        let started = Instant::now();
+        let r = dig::query(w, &other, &server, &["+tcp", &format!("web.{DOMAIN}"), "A"]);
+        let took = started.elapsed();
+        eprintln!("round {round}: dig +tcp returned in {took:?}");
+        assert_eq!(
+            r.data("A"),
+            [format!("{p}.5")],
+            "another guest's TCP query went unanswered while one guest kept a \
+             connection busy from each of 64 addresses: {r}"
+        );
+        assert!(took < Duration::from_secs(3), "took {took:?}: {r}");
+    }
+    assert!(cmd::still_running(hog_pid), "the TCP hog died");
     w.kill(hog_pid);
 }
 

@@ -216,18 +216,25 @@ impl NetworkObject {
 
     /// The lease of `mac`: at once if it exists, else when it is granted,
     /// or org.guestnet1.Error.Timeout after `timeout_ms` (at most 600000,
-    /// 10 minutes). A caller may have 16 waits at once.
+    /// 10 minutes). A user (uid) may have 16 waits at once over all its
+    /// connections; a connection's waits end when it leaves the bus.
     async fn wait_for_lease(
         &self,
         mac: String,
         timeout_ms: u32,
         #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
     ) -> Result<LeaseTuple, BusError> {
         let mac: MacAddr = mac
             .parse()
             .map_err(|e: String| ServiceError::InvalidArgs(format!("mac: {e}")))?;
-        let caller = header.sender().map(|s| s.to_string()).unwrap_or_default();
-        let _waiting = self.waiters.begin(&caller, timeout_ms)?;
+        let (caller, uid) = authority::caller(conn, &header).await?;
+        let mut waiting = self.waiters.begin(&caller, uid, timeout_ms)?;
+        // Had the caller left between the question above and the count,
+        // the watcher could have missed it: ask once more, now counted.
+        if !on_bus(conn, &caller).await {
+            return Err(ServiceError::Failed(format!("{caller} has left the bus")).into());
+        }
         // Subscribe before looking, so a lease granted in between is seen.
         let mut events = self.networks.subscribe_leases();
         if let Some(lease) = self.networks.lease_of(&self.name, &mac).await? {
@@ -251,6 +258,12 @@ impl NetworkObject {
                     }
                     Err(_) => return None,
                 }
+            }
+        };
+        let wait = async {
+            tokio::select! {
+                lease = wait => lease,
+                () = waiting.caller_gone() => None,
             }
         };
         match tokio::time::timeout(
@@ -590,9 +603,42 @@ pub async fn export_all(conn: &Connection, networks: Arc<Networks>) -> zbus::Res
     for name in networks.names().await {
         export_network(conn, &networks, &waiters, name.as_str()).await?;
     }
+    // Subscribed before the first call is served, so no departure is missed.
+    let dbus = zbus::fdo::DBusProxy::new(conn).await?;
+    let departures = dbus
+        .receive_name_owner_changed_with_args(&[(2, "")])
+        .await?;
+    tokio::spawn(end_waits_of_departed(departures, waiters));
     tokio::spawn(announce_leases(conn.clone(), networks.clone()));
     tokio::spawn(announce_guests(conn.clone(), networks));
     Ok(())
+}
+
+/// Ends the waits of every connection that leaves the bus.
+async fn end_waits_of_departed(
+    mut departures: zbus::fdo::NameOwnerChangedStream,
+    waiters: Arc<Waiters>,
+) {
+    use futures::StreamExt;
+    while let Some(signal) = departures.next().await {
+        if let Ok(args) = signal.args() {
+            if args.new_owner().is_none() {
+                waiters.name_gone(args.name().as_str());
+            }
+        }
+    }
+    tracing::warn!("no longer told of connections leaving the bus");
+}
+
+/// Whether the unique name `name` is still on the bus.
+async fn on_bus(conn: &Connection, name: &str) -> bool {
+    let Ok(dbus) = zbus::fdo::DBusProxy::new(conn).await else {
+        return true;
+    };
+    let Ok(name) = zbus::names::BusName::try_from(name) else {
+        return true;
+    };
+    dbus.name_has_owner(name).await.unwrap_or(true)
 }
 
 async fn export_network(

@@ -12,8 +12,9 @@
 //! `MAX_TCP_CONNECTIONS`, each with an idle and a read deadline and at
 //! most `MAX_PIPELINED` queries in flight; one client address holds at most
 //! `MAX_TCP_PER_CLIENT` of them, and when every slot is taken a newcomer
-//! takes the least recently active slot of the client holding the most (see
-//! [`TcpSlots`]), so no client, however busy it keeps its connections, can
+//! takes the least recently active slot of the client holding the most, or
+//! else the slot held longest (see [`TcpSlots`]), so no client, however
+//! busy it keeps its connections and however many addresses it uses, can
 //! keep another out.
 //!
 //! Every task hangs off a task the server holds (through `JoinSet`s):
@@ -47,6 +48,10 @@ pub const MAX_TCP_PER_CLIENT: usize = 4;
 /// When every slot is taken and each client holds one, a newcomer takes
 /// the place of a connection idle for this long, or is closed.
 pub const TCP_IDLE_WHEN_FULL: Duration = Duration::from_secs(1);
+/// When every slot is taken and none is idle, a newcomer takes the place
+/// of the connection open longest, once it has been open this long: time
+/// for many queries (a query takes milliseconds), not for keeping a slot.
+pub const TCP_GRACE_WHEN_FULL: Duration = Duration::from_secs(2);
 /// Queries of one TCP connection in flight at once.
 pub const MAX_PIPELINED: usize = 16;
 /// A TCP connection without a query for this long is closed.
@@ -275,11 +280,16 @@ fn send_weak(socket: &Weak<UdpSocket>, reply: &[u8], peer: SocketAddr) {
 /// takes the place of that address's least recently active connection (a
 /// client only ever crowds out itself). When every slot is taken it takes
 /// the place of the least recently active connection of the address holding
-/// the most slots, unless every address holds one and each was active within
-/// `TCP_IDLE_WHEN_FULL`: then the newcomer is closed. So one guest keeping
-/// its connections busy holds `MAX_TCP_PER_CLIENT` slots at most, and
-/// filling the table takes `MAX_TCP_CONNECTIONS / MAX_TCP_PER_CLIENT`
-/// addresses, which still cannot keep a new address out.
+/// the most slots, if that address holds more than one slot beyond the
+/// newcomer's or that connection was idle for `TCP_IDLE_WHEN_FULL`. Failing
+/// that (every address holds one, say, and keeps it busy), it takes the
+/// place of the connection open longest, if that one has been open for
+/// `TCP_GRACE_WHEN_FULL`; only when every connection is younger is the
+/// newcomer closed. So one guest keeping its connections busy holds
+/// `MAX_TCP_PER_CLIENT` slots per address, and one with many addresses
+/// (a guest may put any number on its interface) can fill the table but
+/// not keep any connection in it for longer than the grace once others
+/// knock: a newcomer's query, answered in milliseconds, is served.
 ///
 /// Both maps hold only live connections: at most `MAX_TCP_CONNECTIONS`
 /// entries each.
@@ -293,6 +303,8 @@ struct TcpSlots {
 #[derive(Debug)]
 struct Holder {
     client: IpAddr,
+    /// When it was accepted.
+    since: Instant,
     /// When it last sent a query (or connected).
     active: Instant,
     /// Told when another connection takes its place.
@@ -332,7 +344,17 @@ impl TcpSlots {
             Some((id, active))
                 if most > own + 1 || now.duration_since(active) >= TCP_IDLE_WHEN_FULL =>
             {
-                Admission::Replace(id)
+                return Admission::Replace(id);
+            }
+            _ => {}
+        }
+        match self
+            .connections
+            .iter()
+            .min_by_key(|(id, h)| (h.since, **id))
+        {
+            Some((id, h)) if now.duration_since(h.since) >= TCP_GRACE_WHEN_FULL => {
+                Admission::Replace(*id)
             }
             _ => Admission::Refuse,
         }
@@ -357,6 +379,7 @@ impl TcpSlots {
             id,
             Holder {
                 client,
+                since: now,
                 active: now,
                 evict: evict.clone(),
             },
@@ -839,7 +862,8 @@ mod tests {
         assert_eq!(t.per_client[&client(200)], 1);
         t.release(id);
 
-        // One client per slot, all busy: a newcomer is refused...
+        // One client per slot, all busy and just opened: a newcomer is
+        // refused...
         let mut t = TcpSlots::default();
         for c in 0..MAX_TCP_CONNECTIONS {
             t.admit(client(c as u8 + 1), t0).unwrap();
@@ -857,6 +881,40 @@ mod tests {
         t.admit(client(200), later).unwrap();
         // The connection replaced is told to go.
         assert!(futures_now(evicted.notified()));
+    }
+
+    #[test]
+    fn a_full_table_of_busy_addresses_gives_up_its_oldest_connection() {
+        // One guest with an address per slot, each connection kept busy
+        // (as one with 64 addresses on its interface can).
+        let mut t = TcpSlots::default();
+        let t0 = Instant::now();
+        let ids: Vec<u64> = (0..MAX_TCP_CONNECTIONS)
+            .map(|c| {
+                let at = t0 + Duration::from_millis(c as u64);
+                t.admit(client(c as u8 + 1), at).unwrap().0
+            })
+            .collect();
+        let busy = |t: &mut TcpSlots, now| {
+            for id in t.connections.keys().copied().collect::<Vec<_>>() {
+                t.touch(id, now);
+            }
+        };
+        // Within the grace, every connection keeps its slot.
+        let now = t0 + TCP_GRACE_WHEN_FULL - Duration::from_millis(1);
+        busy(&mut t, now);
+        assert_eq!(t.decide(client(200), now), Admission::Refuse);
+        // Past it, the oldest gives way, busy or not, then the next oldest.
+        let now = t0 + TCP_GRACE_WHEN_FULL + Duration::from_millis(100);
+        busy(&mut t, now);
+        assert_eq!(t.decide(client(200), now), Admission::Replace(ids[0]));
+        t.admit(client(200), now).unwrap();
+        assert_eq!(t.decide(client(201), now), Admission::Replace(ids[1]));
+        t.admit(client(201), now).unwrap();
+        // The ones just let in keep their slots for the grace: the hog
+        // coming back takes the next of its own.
+        assert_eq!(t.decide(client(1), now), Admission::Replace(ids[2]));
+        assert_eq!(t.connections.len(), MAX_TCP_CONNECTIONS);
     }
 
     /// Whether a future is ready at its first poll.
