@@ -661,3 +661,94 @@ fn a_rule_can_grant_attaching_on_one_network() {
     assert!(!w.has_link(host, &port), "{port} is still there");
     assert!(!ns_has_link(&c1, "eth0"));
 }
+
+/// polkit is told the veth peer's name as `interface` when the caller
+/// gives one, so a rule can grant attaching under one name only. Before
+/// this round's fix, a rule reading `action.lookup("interface")` saw
+/// nothing and granted nothing (56bb62f's guestnetd refused eth5 too).
+#[test]
+fn a_rule_can_grant_attaching_under_one_interface_name() {
+    root_or_skip!();
+    let lock = PolkitLock::acquire();
+    let _actions = polkit::install_actions(&lock);
+    let group = TestGroup::create();
+    let user = TestUser::in_groups(&[&group]);
+    let rule = format!(
+        r#"// A guestnet test's rule, removed when the test ends.
+polkit.addRule(function(action, subject) {{
+    if (action.id == "{ATTACH}" && subject.isInGroup("{}")
+        && action.lookup("interface") == "eth5") {{
+        return polkit.Result.YES;
+    }}
+}});
+"#,
+        group.name()
+    );
+    let _rule = polkit::install_rule(&lock, &rule);
+    let lab = polkit_lab();
+    let pk = Polkitd::start(&lab.world, &lab.host, lab.bus.address());
+    let root = lab.gn();
+    let net = root.create(&definition("i", "nat", "gnbri", "10.77.96"));
+    let own = user_netns(&lab, &user);
+    // polkitd reads the rule as it starts: give it time.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let port = loop {
+        let out = ctl_attach(&lab, &user, "i", "c5", &own, "eth5", None);
+        if out.status.success() || Instant::now() >= deadline {
+            break attached(&out, "attach as eth5, which the rule grants", &pk);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(ns_has_link(&own, "eth5"));
+    assert_eq!(
+        lab.world.master_of(&lab.host, &port).as_deref(),
+        Some("gnbri")
+    );
+    let stderr = refused(
+        &ctl_attach(&lab, &user, "i", "c6", &own, "eth6", None),
+        EXIT_DENIED,
+        "attach as eth6, which the rule does not grant",
+    );
+    assert!(stderr.contains(ATTACH), "{stderr:?}");
+    assert!(!ns_has_link(&own, "eth6"));
+    let guests: Vec<String> = list(&root, &net).into_iter().map(|g| g.guest).collect();
+    assert_eq!(guests, ["c5"]);
+}
+
+/// Nothing a caller passes is looked at before polkit has said it may
+/// attach guests: a user allowed nothing gets AccessDenied whether its
+/// netns_fd is a namespace or /dev/null, and whether a tap's owner exists
+/// or not (the descriptor could be of a hung NFS or FUSE mount, the uid
+/// lookup could wait on LDAP). Before this round's fix, both were examined
+/// first, on a runtime worker (56bb62f's guestnetd answered InvalidArgs:
+/// "not a network namespace", "uid ... does not exist").
+#[test]
+fn nothing_is_looked_at_before_polkit() {
+    root_or_skip!();
+    let lock = PolkitLock::acquire();
+    let _actions = polkit::install_actions(&lock);
+    let nobody = TestUser::new();
+    let lab = polkit_lab();
+    let _pk = Polkitd::start(&lab.world, &lab.host, lab.bus.address());
+    let root = lab.gn();
+    let u = root.as_user(nobody.uid(), nobody.gid());
+    let net = root.create(&definition("p", "nat", "gnbrp", "10.77.97"));
+    let stderr = refused(
+        &ctl_attach(&lab, &nobody, "p", "x", "/dev/null", "eth0", None),
+        EXIT_DENIED,
+        "netns_fd of /dev/null from a user allowed nothing",
+    );
+    assert!(stderr.contains(ATTACH), "{stderr:?}");
+    let missing = guestnet_tests::guest::unused_uid();
+    let msg = expect_denied(
+        try_attach(
+            &u,
+            &net,
+            "x",
+            &guestnet_tests::guest::tap_opts(Some(missing), None),
+        ),
+        "a tap for a uid that does not exist, from a user allowed nothing",
+    );
+    assert!(msg.contains(ATTACH), "{msg:?}");
+    assert_eq!(list(&root, &net), []);
+}
