@@ -279,9 +279,10 @@ impl NetworkObject {
 
     /// Makes a port for `guest`: options `kind` "tap" (with `owner`, a
     /// uid, the caller's by default; another's only for a caller who may
-    /// manage networks) or "veth" (with `netns_fd`, a descriptor of the
-    /// namespace the caller opened, or `netns`, its path, and `ifname`),
-    /// and `mac`. Returns the port's interface name.
+    /// manage networks) or "veth" (with `netns_fd`, a descriptor of a
+    /// namespace the caller made in a user namespace of its own (any
+    /// other only for a caller who may manage networks), or `netns`, its
+    /// path, and `ifname`), and `mac`. Returns the port's interface name.
     async fn attach_guest(
         &self,
         guest: String,
