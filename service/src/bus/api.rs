@@ -7,7 +7,7 @@ use crate::bus::authority::{self, Action};
 use crate::bus::waiters::Waiters;
 use crate::dhcp::{Lease, LeaseChange};
 use crate::error::{BusError, ServiceError};
-use crate::guests::{AttachRequest, BeyondAttaching};
+use crate::guests::{AttachOptions, AttachRequest, BeyondAttaching};
 use crate::networks::{Detacher, Fate, Networks};
 use guestnet_dbus::{network_path, MANAGER_PATH, NETWORK_INTERFACE};
 use guestnet_mode_api::MacAddr;
@@ -292,9 +292,10 @@ impl NetworkObject {
 
     /// Makes a port for `guest`: options `kind` "tap" (with `owner`, a
     /// uid, the caller's by default; another's only for a caller who may
-    /// manage networks) or "veth" (with `netns_fd`, a descriptor of the
-    /// namespace the caller opened, or `netns`, its path, and `ifname`),
-    /// and `mac`. Returns the port's interface name.
+    /// manage networks) or "veth" (with `netns_fd`, a descriptor of a
+    /// namespace the caller made in a user namespace of its own (any
+    /// other only for a caller who may manage networks), or `netns`, its
+    /// path, and `ifname`), and `mac`. Returns the port's interface name.
     async fn attach_guest(
         &self,
         guest: String,
@@ -302,47 +303,39 @@ impl NetworkObject {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<String, BusError> {
-        // Read first, so that polkit is told what is asked for, checked;
-        // the caller's uid is a tap's owner unless another is named.
+        // Read first, so that polkit is told what is asked for; the
+        // caller's uid is a tap's owner unless another is named. Nothing
+        // is asked of the system about the options before polkit agrees.
         crate::guests::check_guest_name(&guest)?;
         let (_, uid) = authority::caller(conn, &header).await?;
-        let request = AttachRequest::from_options(&options, uid)?;
-        let details = [
+        let options = AttachOptions::from_options(&options, uid)?;
+        let mut details = vec![
             ("network", self.name.as_str()),
             ("guest", guest.as_str()),
-            ("kind", request.kind.name()),
+            ("kind", options.kind_name()),
         ];
+        if let Some(interface) = options.interface() {
+            details.push(("interface", interface));
+        }
         let caller = authority::check_with(conn, &header, Action::AttachGuests, &details).await?;
+        let details: Vec<(&str, String)> =
+            details.iter().map(|(k, v)| (*k, v.to_string())).collect();
+        let details: Vec<(&str, &str)> = details.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let (request, beyond) = check_attach_options(options, caller).await?;
         // A path is opened by guestnetd as root, the host's namespace holds
-        // the bridges, a tap for another uid is a port that user may open:
-        // each takes the right to manage networks.
-        if let Some(beyond) = request.beyond_attaching(caller) {
+        // the bridges, a namespace the caller did not make may be anyone's
+        // (every /run/netns name is open to all), a tap for another uid is
+        // a port that user may open: each takes the right to manage networks.
+        if let Some(beyond) = beyond {
             if caller != 0 {
                 authority::check_with(conn, &header, Action::ManageNetworks, &details)
                     .await
-                    .map_err(|_| {
-                        let manage = Action::ManageNetworks.id();
-                        ServiceError::AccessDenied(match beyond {
-                            BeyondAttaching::NetnsPath => format!(
-                                "uid {caller} may not name a namespace by path (netns) without \
-                                 {manage}: open the namespace yourself and pass its descriptor \
-                                 as netns_fd (type h) instead (guestnetctl attach --netns does)"
-                            ),
-                            BeyondAttaching::HostNetns => format!(
-                                "the namespace of netns_fd is the host's own: uid {caller} may \
-                                 not put a guest's interface there without {manage}"
-                            ),
-                            BeyondAttaching::TapFor(owner) => format!(
-                                "uid {caller} may make taps only for itself (owner {caller}), \
-                                 not for uid {owner}, without {manage}"
-                            ),
-                        })
-                    })?;
+                    .map_err(|_| ServiceError::AccessDenied(beyond_message(beyond, caller)))?;
             }
         }
         Ok(self
             .networks
-            .attach_guest(&self.name, &guest, request)
+            .attach_guest(&self.name, &guest, request, caller)
             .await?)
     }
 
@@ -665,6 +658,62 @@ async fn unexport_network(conn: &Connection, name: &str) {
         .await
     {
         tracing::warn!("removing the object of network {name}: {e}");
+    }
+}
+
+/// Checks AttachGuest's options against the system (a caller's descriptor,
+/// a uid in the user database) off the runtime, within a deadline: a
+/// descriptor of a hung NFS or FUSE mount, or an NSS lookup that waits on
+/// LDAP, holds one blocking thread, never a runtime worker or the caller.
+async fn check_attach_options(
+    options: AttachOptions,
+    caller: u32,
+) -> Result<(AttachRequest, Option<BeyondAttaching>), ServiceError> {
+    const DEADLINE: std::time::Duration = std::time::Duration::from_secs(2);
+    let checking = tokio::task::spawn_blocking(move || options.check(caller));
+    match tokio::time::timeout(DEADLINE, checking).await {
+        Ok(Ok(checked)) => checked,
+        Ok(Err(e)) => Err(ServiceError::Failed(format!("checking the options: {e}"))),
+        Err(_) => Err(ServiceError::InvalidArgs(format!(
+            "the netns_fd or owner given could not be checked within {DEADLINE:?}"
+        ))),
+    }
+}
+
+/// Why a caller allowed only to attach guests may not do what it asked.
+fn beyond_message(beyond: BeyondAttaching, caller: u32) -> String {
+    let manage = Action::ManageNetworks.id();
+    match beyond {
+        BeyondAttaching::NetnsPath => format!(
+            "uid {caller} may not name a namespace by path (netns) without \
+             {manage}: open the namespace yourself and pass its descriptor \
+             as netns_fd (type h) instead (guestnetctl attach --netns does)"
+        ),
+        BeyondAttaching::HostNetns => format!(
+            "the namespace of netns_fd is the host's own: uid {caller} may \
+             not put a guest's interface there without {manage}"
+        ),
+        BeyondAttaching::NotCallersNetns(owner) if owner.initial => format!(
+            "the namespace of netns_fd belongs to the host's initial user namespace \
+             (like every /run/netns name and every root process's): uid {caller} may \
+             attach only into a network namespace it made in a user namespace of its \
+             own (e.g. unshare --user --net) without {manage}"
+        ),
+        BeyondAttaching::NotCallersNetns(owner) => format!(
+            "the namespace of netns_fd belongs to a user namespace of uid {}: uid \
+             {caller} may attach only into a network namespace it made in a user \
+             namespace of its own without {manage}",
+            owner.uid
+        ),
+        BeyondAttaching::UnknownNetnsOwner => format!(
+            "the owner of the namespace of netns_fd cannot be read: uid {caller} may \
+             attach only into a network namespace it made in a user namespace of its \
+             own without {manage}"
+        ),
+        BeyondAttaching::TapFor(owner) => format!(
+            "uid {caller} may make taps only for itself (owner {caller}), \
+             not for uid {owner}, without {manage}"
+        ),
     }
 }
 

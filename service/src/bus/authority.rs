@@ -6,8 +6,9 @@
 //!
 //! A check may carry details (polkit's `a{ss}`), which an administrator's
 //! rule reads with `action.lookup(KEY)`: AttachGuest gives `network`,
-//! `guest` and `kind` ("tap" or "veth"), DetachGuest `network` and
-//! `interface`, so attaching can be granted per network.
+//! `guest`, `kind` ("tap" or "veth") and, when the caller named the veth
+//! peer, `interface`; DetachGuest `network` and `interface`, so attaching
+//! can be granted per network (or per peer name).
 
 use crate::error::ServiceError;
 use serde::{Deserialize, Serialize};

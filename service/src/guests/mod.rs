@@ -37,8 +37,12 @@ pub fn check_guest_name(name: &str) -> Result<(), ServiceError> {
 pub enum PortKind {
     /// A persistent tap for a VM, owned by `owner`.
     Tap { owner: u32 },
-    /// The host end of a veth pair whose peer is in a container.
-    Veth,
+    /// The host end of a veth pair whose peer is in a container, attached
+    /// by uid `by` (records from before it was kept: root's).
+    Veth {
+        #[serde(default)]
+        by: u32,
+    },
 }
 
 /// A port guestnetd made for a guest.
@@ -84,12 +88,12 @@ pub enum NetnsSource {
     /// `netns`: a path guestnetd opens itself, as root. Only a caller
     /// allowed to manage networks may name one (the bus edge checks).
     Path(PathBuf),
-    /// `netns_fd`: a namespace the caller opened itself, so the kernel
-    /// checked the caller's own right to it; known to be a network
-    /// namespace.
+    /// `netns_fd`: a namespace the caller opened itself, known to be a
+    /// network namespace (see [`AttachOptions::check`]).
     Fd(std::fs::File),
 }
 
+/// What AttachGuest asks for, checked: what guestnetd acts on.
 #[derive(Debug)]
 pub struct AttachRequest {
     pub kind: AttachKind,
@@ -104,8 +108,42 @@ pub enum BeyondAttaching {
     NetnsPath,
     /// A peer in the host's own namespace, beside the bridges.
     HostNetns,
+    /// A namespace the caller did not make in a user namespace of its own:
+    /// one of the host's initial user namespace (a `/run/netns` name, a
+    /// root process's, which any user may open), or another user's.
+    NotCallersNetns(crate::host::netns::NsOwner),
+    /// A namespace whose owner could not be read (`NS_GET_USERNS` failed).
+    UnknownNetnsOwner,
     /// A tap for another uid than the caller's: a port that user may open.
     TapFor(u32),
+}
+
+/// AttachGuest's options as read off the message, before anything is
+/// asked of the system about them (the descriptor is not yet looked at,
+/// the owner's uid not yet looked up): [`AttachOptions::from_options`]
+/// only extracts values, [`AttachOptions::check`] does the rest.
+#[derive(Debug)]
+pub struct AttachOptions {
+    kind: OptionsKind,
+    mac: Option<MacAddr>,
+}
+
+#[derive(Debug)]
+enum OptionsKind {
+    Tap {
+        owner: u32,
+    },
+    Veth {
+        netns: OptionsNetns,
+        /// As the caller gave it, when it did.
+        ifname: Option<IfName>,
+    },
+}
+
+#[derive(Debug)]
+enum OptionsNetns {
+    Path(PathBuf),
+    Fd(std::os::fd::OwnedFd),
 }
 
 fn arg(what: &str, why: impl std::fmt::Display) -> ServiceError {
@@ -161,13 +199,13 @@ fn fd_option(
         .map_err(|_| must())
 }
 
-impl AttachRequest {
+impl AttachOptions {
     /// Reads AttachGuest's options: `kind` ("tap" with `owner` uid, or
     /// "veth" with `netns_fd`, a descriptor of its namespace, or `netns`,
     /// its path, and optional `ifname`), optional `mac`.
-    /// A tap's owner is the caller's uid when not given; whether the caller
-    /// may name another is the bus layer's question
-    /// ([`AttachRequest::beyond_attaching`]).
+    /// A tap's owner is the caller's uid when not given. Nothing here
+    /// blocks or asks the system anything: it runs on the bus before
+    /// polkit has said the caller may attach guests at all.
     pub fn from_options(
         options: &HashMap<String, OwnedValue>,
         caller: u32,
@@ -183,16 +221,12 @@ impl AttachRequest {
             .map(|m| m.parse::<MacAddr>().map_err(|e| arg("mac", e)))
             .transpose()?;
         let kind = match string_option(options, "kind")?.as_deref() {
-            Some("tap") => {
-                let owner = match options.get("owner") {
+            Some("tap") => OptionsKind::Tap {
+                owner: match options.get("owner") {
                     None => caller,
                     Some(v) => owner_uid(v)?,
-                };
-                if !crate::host::tap::uid_exists(owner) {
-                    return Err(arg("owner", format!("uid {owner} does not exist")));
-                }
-                AttachKind::Tap { owner }
-            }
+                },
+            },
             Some("veth") => {
                 let path = string_option(options, "netns")?;
                 let fd = fd_option(options, "netns_fd")?;
@@ -216,38 +250,101 @@ impl AttachRequest {
                                 "must be an absolute path like /run/netns/NAME or /proc/PID/ns/net",
                             ));
                         }
-                        NetnsSource::Path(path)
+                        OptionsNetns::Path(path)
                     }
-                    (None, Some(fd)) => NetnsSource::Fd(
-                        crate::host::netns::from_fd(fd).map_err(|e| arg("netns_fd", e))?,
-                    ),
+                    (None, Some(fd)) => OptionsNetns::Fd(fd),
                 };
-                let ifname = string_option(options, "ifname")?.unwrap_or_else(|| "eth0".into());
-                let ifname = IfName::new(&ifname).map_err(|e| arg("ifname", e))?;
-                AttachKind::Veth { netns, ifname }
+                let ifname = string_option(options, "ifname")?
+                    .map(|i| IfName::new(&i).map_err(|e| arg("ifname", e)))
+                    .transpose()?;
+                OptionsKind::Veth { netns, ifname }
             }
             Some(other) => {
                 return Err(arg("kind", format!("{other:?} is not \"tap\" or \"veth\"")))
             }
             None => return Err(arg("kind", "missing: \"tap\" or \"veth\"")),
         };
-        Ok(AttachRequest { kind, mac })
+        Ok(AttachOptions { kind, mac })
     }
 
-    /// What in this request needs more than the right to attach guests:
-    /// a namespace path, or a descriptor of the host's own namespace.
-    pub fn beyond_attaching(&self, caller: u32) -> Option<BeyondAttaching> {
+    /// "tap" or "veth", as the `kind` option and polkit's `kind` detail say.
+    pub fn kind_name(&self) -> &'static str {
+        match self.kind {
+            OptionsKind::Tap { .. } => "tap",
+            OptionsKind::Veth { .. } => "veth",
+        }
+    }
+
+    /// The veth peer's name, when the caller gave one (polkit's
+    /// `interface` detail).
+    pub fn interface(&self) -> Option<&str> {
         match &self.kind {
-            AttachKind::Tap { owner } if *owner != caller => Some(BeyondAttaching::TapFor(*owner)),
-            AttachKind::Veth {
-                netns: NetnsSource::Path(_),
-                ..
-            } => Some(BeyondAttaching::NetnsPath),
-            AttachKind::Veth {
-                netns: NetnsSource::Fd(ns),
-                ..
-            } if crate::host::netns::is_hosts(ns) => Some(BeyondAttaching::HostNetns),
+            OptionsKind::Veth {
+                ifname: Some(i), ..
+            } => Some(i.as_str()),
             _ => None,
+        }
+    }
+
+    /// Checks what the options name against the system, and says what in
+    /// them needs more than the right to attach guests: a namespace path,
+    /// a descriptor of the host's own namespace or of a namespace the
+    /// caller did not make in a user namespace of its own, a tap for
+    /// another uid. Blocking (`fstatfs`/`fstat`/`ioctl` on the caller's
+    /// descriptor, which may be of a hung NFS or FUSE mount;
+    /// `getpwuid_r`, which may ask LDAP): run it off the runtime, with a
+    /// deadline, after polkit.
+    pub fn check(
+        self,
+        caller: u32,
+    ) -> Result<(AttachRequest, Option<BeyondAttaching>), ServiceError> {
+        let (kind, beyond) = match self.kind {
+            OptionsKind::Tap { owner } => {
+                if !crate::host::tap::uid_exists(owner) {
+                    return Err(arg("owner", format!("uid {owner} does not exist")));
+                }
+                let beyond = (owner != caller).then_some(BeyondAttaching::TapFor(owner));
+                (AttachKind::Tap { owner }, beyond)
+            }
+            OptionsKind::Veth { netns, ifname } => {
+                let ifname = ifname.unwrap_or_else(|| IfName::new("eth0").expect("eth0"));
+                let (netns, beyond) = match netns {
+                    OptionsNetns::Path(p) => {
+                        (NetnsSource::Path(p), Some(BeyondAttaching::NetnsPath))
+                    }
+                    OptionsNetns::Fd(fd) => {
+                        let ns = crate::host::netns::from_fd(fd).map_err(|e| arg("netns_fd", e))?;
+                        let beyond = netns_beyond(&ns, caller);
+                        (NetnsSource::Fd(ns), beyond)
+                    }
+                };
+                (AttachKind::Veth { netns, ifname }, beyond)
+            }
+        };
+        Ok((
+            AttachRequest {
+                kind,
+                mac: self.mac,
+            },
+            beyond,
+        ))
+    }
+}
+
+/// Whether a caller needs more than attach-guests to put a peer in `ns`:
+/// it may use only a namespace of a user namespace it created itself
+/// (not the host's initial one, which owns every `/run/netns` name any
+/// user may open), and never the host's own network namespace.
+fn netns_beyond(ns: &std::fs::File, caller: u32) -> Option<BeyondAttaching> {
+    if crate::host::netns::is_hosts(ns) {
+        return Some(BeyondAttaching::HostNetns);
+    }
+    match crate::host::netns::owner(ns) {
+        Ok(o) if !o.initial && o.uid == caller => None,
+        Ok(o) => Some(BeyondAttaching::NotCallersNetns(o)),
+        Err(e) => {
+            tracing::info!("netns_fd: reading its owner: {e}");
+            Some(BeyondAttaching::UnknownNetnsOwner)
         }
     }
 }
@@ -352,28 +449,35 @@ mod tests {
             .collect()
     }
 
+    fn checked(
+        pairs: &[(&str, Value<'_>)],
+        caller: u32,
+    ) -> Result<(AttachRequest, Option<BeyondAttaching>), ServiceError> {
+        AttachOptions::from_options(&opts(pairs), caller)?.check(caller)
+    }
+
     #[test]
     fn attach_options_are_checked() {
-        let tap = AttachRequest::from_options(
-            &opts(&[("kind", "tap".into()), ("owner", 0u32.into())]),
-            0,
-        )
-        .unwrap();
+        let (tap, beyond) = checked(&[("kind", "tap".into()), ("owner", 0u32.into())], 0).unwrap();
         assert!(matches!(tap.kind, AttachKind::Tap { owner: 0 }));
-        assert_eq!(tap.beyond_attaching(0), None);
-        assert_eq!(tap.beyond_attaching(1000), Some(BeyondAttaching::TapFor(0)));
+        assert_eq!(beyond, None);
+        let (_, beyond) = checked(&[("kind", "tap".into()), ("owner", 0u32.into())], 1000).unwrap();
+        assert_eq!(beyond, Some(BeyondAttaching::TapFor(0)));
         // No owner: the caller's (uid 0 exists everywhere).
-        let tap = AttachRequest::from_options(&opts(&[("kind", "tap".into())]), 0).unwrap();
+        let (tap, _) = checked(&[("kind", "tap".into())], 0).unwrap();
         assert!(matches!(tap.kind, AttachKind::Tap { owner: 0 }));
-        let veth = AttachRequest::from_options(
-            &opts(&[
-                ("kind", "veth".into()),
-                ("netns", "/run/netns/c1".into()),
-                ("mac", "52:54:00:01:02:03".into()),
-            ]),
-            0,
-        )
-        .unwrap();
+        let veth = [
+            ("kind", "veth".into()),
+            ("netns", "/run/netns/c1".into()),
+            ("mac", "52:54:00:01:02:03".into()),
+        ];
+        assert_eq!(
+            AttachOptions::from_options(&opts(&veth), 0)
+                .unwrap()
+                .interface(),
+            None
+        );
+        let (veth, beyond) = checked(&veth, 0).unwrap();
         match &veth.kind {
             AttachKind::Veth {
                 netns: NetnsSource::Path(p),
@@ -384,17 +488,30 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        assert_eq!(veth.beyond_attaching(0), Some(BeyondAttaching::NetnsPath));
+        assert_eq!(beyond, Some(BeyondAttaching::NetnsPath));
+        let named = AttachOptions::from_options(
+            &opts(&[
+                ("kind", "veth".into()),
+                ("netns", "/x".into()),
+                ("ifname", "eth7".into()),
+            ]),
+            0,
+        )
+        .unwrap();
+        assert_eq!(
+            (named.kind_name(), named.interface()),
+            ("veth", Some("eth7"))
+        );
         // A descriptor of our own namespace (the host's, here).
         let own = std::fs::File::open("/proc/self/ns/net").unwrap();
-        let by_fd = AttachRequest::from_options(
-            &opts(&[
+        let (by_fd, beyond) = checked(
+            &[
                 ("kind", "veth".into()),
                 (
                     "netns_fd",
                     zbus::zvariant::Fd::from(std::os::fd::OwnedFd::from(own)).into(),
                 ),
-            ]),
+            ],
             0,
         )
         .unwrap();
@@ -405,7 +522,7 @@ mod tests {
                 ..
             }
         ));
-        assert_eq!(by_fd.beyond_attaching(0), Some(BeyondAttaching::HostNetns));
+        assert_eq!(beyond, Some(BeyondAttaching::HostNetns));
         let fd_of = |path: &str| -> Value<'static> {
             zbus::zvariant::Fd::from(std::os::fd::OwnedFd::from(
                 std::fs::File::open(path).unwrap(),
@@ -445,8 +562,24 @@ mod tests {
             opts(&[("kind", "tap".into()), ("mac", "nope".into())]),
             opts(&[("kind", "tap".into()), ("colour", "red".into())]),
         ] {
-            assert!(AttachRequest::from_options(&bad, 0).is_err(), "{bad:?}");
+            let result = AttachOptions::from_options(&bad, 0).and_then(|o| o.check(0));
+            assert!(result.is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn veth_records_say_who_attached_them() {
+        let old: GuestRecord = serde_json::from_str(
+            r#"{"ifname":"gnveth0","mac":"52:54:00:01:02:03","guest":"c","port":{"kind":"veth"}}"#,
+        )
+        .expect("a record from before `by`");
+        assert_eq!(old.port, PortKind::Veth { by: 0 });
+        let new = GuestRecord {
+            port: PortKind::Veth { by: 1000 },
+            ..old
+        };
+        let text = serde_json::to_string(&new).unwrap();
+        assert_eq!(serde_json::from_str::<GuestRecord>(&text).unwrap(), new);
     }
 
     #[test]

@@ -11,7 +11,11 @@
 //! A caller without the right to manage networks names no path: it passes
 //! a descriptor of the namespace it opened itself ([`from_fd`]), so the
 //! kernel has already checked its own right to open it, and the host's
-//! own namespace ([`is_hosts`]) is refused to it.
+//! own namespace ([`is_hosts`]) is refused to it. Being able to open a
+//! namespace is not enough, though: nsfs files are 0444 and /run/netns is
+//! 0755, so anyone may open every named namespace (`ip netns` VPN
+//! namespaces, rootful podman's). Such a caller may use only a namespace
+//! it made itself, in a user namespace of its own ([`owner`]).
 
 use std::fs::File;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -94,6 +98,47 @@ pub fn is_hosts(ns: &File) -> bool {
     })
 }
 
+/// `_IO(0xb7, 0x1)`: a descriptor of the user namespace owning a namespace.
+const NS_GET_USERNS: libc::c_ulong = 0xb701;
+/// `_IO(0xb7, 0x4)`: the uid that created a user namespace, as seen from
+/// the caller's (guestnetd's) user namespace.
+const NS_GET_OWNER_UID: libc::c_ulong = 0xb704;
+
+/// Who owns a namespace: the user namespace it belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NsOwner {
+    /// Whether that user namespace is guestnetd's own, the host's initial
+    /// one (where /run/netns/*, init's and every rootful tool's live).
+    pub initial: bool,
+    /// The uid that created that user namespace (0 for the initial one).
+    pub uid: u32,
+}
+
+/// The user namespace owning the namespace `ns`, by `NS_GET_USERNS` and
+/// `NS_GET_OWNER_UID`; compared with `/proc/self/ns/user` by identity.
+pub fn owner(ns: &File) -> std::io::Result<NsOwner> {
+    // SAFETY: NS_GET_USERNS takes no argument and returns a new descriptor
+    // (close-on-exec) or -1.
+    let fd = unsafe { libc::ioctl(ns.as_raw_fd(), NS_GET_USERNS as _) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: fd was just returned by the kernel and is owned by nobody else.
+    let userns = unsafe { File::from_raw_fd(fd) };
+    let mut uid: libc::uid_t = 0;
+    // SAFETY: NS_GET_OWNER_UID writes one uid_t through the pointer.
+    if unsafe { libc::ioctl(userns.as_raw_fd(), NS_GET_OWNER_UID as _, &mut uid) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    use std::os::unix::fs::MetadataExt;
+    let theirs = userns.metadata()?;
+    let ours = std::fs::metadata("/proc/self/ns/user")?;
+    Ok(NsOwner {
+        initial: theirs.dev() == ours.dev() && theirs.ino() == ours.ino(),
+        uid,
+    })
+}
+
 /// Whether `file` lives on nsfs and is a regular file there (what every
 /// namespace file is), by `fstatfs` and `fstat`, which work on `O_PATH`.
 fn on_nsfs(file: &File) -> bool {
@@ -153,6 +198,13 @@ mod tests {
         // SAFETY: fd was just returned by open and is owned by nobody else.
         let located = unsafe { OwnedFd::from_raw_fd(fd) };
         assert!(from_fd(located).is_err());
+    }
+
+    #[test]
+    fn the_owner_of_our_namespace_is_the_initial_user_namespace() {
+        let own = File::open("/proc/self/ns/net").unwrap();
+        let o = owner(&own).expect("NS_GET_USERNS on our own namespace");
+        assert!(o.initial, "{o:?}");
     }
 
     #[test]

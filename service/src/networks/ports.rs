@@ -56,8 +56,8 @@ pub struct Detacher {
 pub enum PortClaim {
     /// A tap guestnet made for `owner`.
     Tap { owner: u32 },
-    /// A veth guestnet made (for whoever could name the namespace).
-    Veth,
+    /// A veth guestnet made, attached by uid `by`.
+    Veth { by: u32 },
     /// A port someone else plugged into the bridge.
     Foreign,
 }
@@ -67,7 +67,7 @@ impl PortClaim {
     pub fn needs_manage(self, uid: u32) -> bool {
         match self {
             PortClaim::Tap { owner } => owner != uid,
-            PortClaim::Veth => false,
+            PortClaim::Veth { by } => by != uid,
             PortClaim::Foreign => true,
         }
     }
@@ -290,19 +290,20 @@ impl Networks {
         })
     }
 
-    /// Makes a port for a guest on an active network and returns its name.
-    /// Nothing is left behind when a step fails.
+    /// Makes a port for a guest on an active network, asked by uid `by`,
+    /// and returns its name. Nothing is left behind when a step fails.
     pub async fn attach_guest(
         &self,
         name: &str,
         guest: &str,
         request: AttachRequest,
+        by: u32,
     ) -> Result<String, ServiceError> {
         guests::check_guest_name(guest)?;
         // A path (from a caller allowed to manage networks) is opened
         // before any lock is taken, and only if it is a network namespace
-        // (never a FIFO or a device); a caller's descriptor was checked as
-        // it arrived.
+        // (never a FIFO or a device); a caller's descriptor was checked at
+        // the bus edge (AttachOptions::check).
         let opened;
         let netns = match &request.kind {
             AttachKind::Veth {
@@ -330,7 +331,7 @@ impl Networks {
             guest: guest.to_owned(),
             port: match request.kind {
                 AttachKind::Tap { owner } => PortKind::Tap { owner },
-                AttachKind::Veth { .. } => PortKind::Veth,
+                AttachKind::Veth { .. } => PortKind::Veth { by },
             },
             ifindex: None,
         };
@@ -555,7 +556,7 @@ impl Networks {
         };
         match self.guest_store.load(&network).get(ifname).map(|r| &r.port) {
             Some(PortKind::Tap { owner }) => PortClaim::Tap { owner: *owner },
-            Some(PortKind::Veth) => PortClaim::Veth,
+            Some(PortKind::Veth { by }) => PortClaim::Veth { by: *by },
             None => PortClaim::Foreign,
         }
     }
@@ -610,7 +611,7 @@ impl Networks {
         let claim = match &record {
             Some(r) => match r.port {
                 PortKind::Tap { owner } => PortClaim::Tap { owner },
-                PortKind::Veth => PortClaim::Veth,
+                PortKind::Veth { by } => PortClaim::Veth { by },
             },
             None => PortClaim::Foreign,
         };
@@ -621,7 +622,12 @@ impl Networks {
                      guests without {MANAGE_NETWORKS}",
                     who.uid
                 ),
-                _ => format!(
+                PortClaim::Veth { by } => format!(
+                    "{ifname} is a veth attached by uid {by}: uid {} may detach only its \
+                     own guests without {MANAGE_NETWORKS}",
+                    who.uid
+                ),
+                PortClaim::Foreign => format!(
                     "{ifname} was not attached through guestnet: releasing it needs \
                      {MANAGE_NETWORKS}"
                 ),
