@@ -586,3 +586,63 @@ fn guestnets_zone_limits_host_input_without_guestnets_table() {
         "firewalld's zone did not open the allowed port"
     );
 }
+
+/// A port an administrator opened in guestnet's zone before a network
+/// wanted it stays open when the network stops: guestnet closes only the
+/// ports it opened. Caught on the code before the fix, which recorded
+/// firewalld's ALREADY_ENABLED as its own opening and removed the
+/// administrator's 2222/tcp when the open network stopped.
+#[test]
+fn a_port_the_administrator_opened_survives_the_network_that_wanted_it() {
+    root_or_skip!();
+    let Some(lab) = firewalld_lab() else {
+        return;
+    };
+    let fw = Firewalld::start_with_guestnet_files(&lab);
+    let (ok, out) = fw.cmd(&lab, &["--zone=guestnet", "--add-port=2222/tcp"]);
+    assert!(ok, "{out}");
+    host_input::start_networks(&lab, "nat");
+    wait_bridge_zone(&fw, &lab, host_input::OPEN_BRIDGE, "guestnet");
+    assert_eq!(zone_ports(&fw, &lab, "guestnet"), "2222/tcp");
+    let gn = lab.gn();
+    gn.stop(&gn.get_network("open"));
+    // The network's leaving is reconciled at once; give it time to act.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < deadline {
+        assert_eq!(
+            zone_ports(&fw, &lab, "guestnet"),
+            "2222/tcp",
+            "guestnet closed a port the administrator opened\n{}",
+            lab.service.log_tail(30)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // guestnet's own ports still come and go: a network wanting another
+    // port opens it and closes it again.
+    let net = gn.define(&host_input::definition(
+        "other",
+        "nat",
+        "gnbrhx",
+        3,
+        "[host]\nallow = [\"tcp/2223\"]\n",
+    ));
+    gn.start(&net);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while zone_ports(&fw, &lab, "guestnet") != "2222/tcp 2223/tcp" {
+        assert!(
+            Instant::now() < deadline,
+            "zone guestnet has ports {:?}",
+            zone_ports(&fw, &lab, "guestnet")
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    gn.stop(&net);
+    while zone_ports(&fw, &lab, "guestnet") != "2222/tcp" {
+        assert!(
+            Instant::now() < deadline + Duration::from_secs(10),
+            "zone guestnet has ports {:?}",
+            zone_ports(&fw, &lab, "guestnet")
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -152,8 +152,8 @@ fn refusals<'a>(log: &'a str, file: &str) -> Vec<&'a str> {
 }
 
 /// A mode library anyone but root (or guestnetd's own user) could change
-/// is never loaded: world-writable, owned by another user, or in a
-/// directory others may write. Caught on the code before the fix: the
+/// is never loaded: world-writable, owned by another user, in a
+/// directory others may write, or below one. Caught on the code before the fix: the
 /// world-writable libopen.so was loaded and its mode "open" was offered.
 #[test]
 fn a_library_others_could_change_is_refused() {
@@ -210,4 +210,40 @@ fn a_library_others_could_change_is_refused() {
         "no log line says why {dir} was refused:\n{log}"
     );
     chmod(modes.path(), 0o700);
+    drop(service);
+
+    // A private modes directory whose parent others may write (like a
+    // user's /home/u or an /opt/vendor): they could rename it away and put
+    // their own in its place between check and load, so nothing in it is
+    // loaded. Caught on the code before this fix (which checked only a
+    // library and its own directory): every mode in it was loaded.
+    let outer = tempfile::Builder::new()
+        .prefix("gnt-modes-parent-")
+        .tempdir()
+        .unwrap();
+    let inner = outer.path().join("modes");
+    std::fs::create_dir(&inner).unwrap();
+    chmod(&inner, 0o755);
+    for entry in std::fs::read_dir(modes.path()).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, inner.join(path.file_name().unwrap())).unwrap();
+    }
+    chmod(outer.path(), 0o777);
+    let service = Service::start_with_modes(&world, &host, &bus, &inner, &[]);
+    let log = std::fs::read_to_string(service.log_path()).unwrap();
+    let offered = guestnet_tests::guestnet::strings(&service.client().manager_prop("Modes"))
+        .expect("Modes is a list of strings");
+    assert!(
+        offered.is_empty(),
+        "modes were loaded below a world-writable directory: {offered:?}\n{log}"
+    );
+    let parent = outer.path().display().to_string();
+    assert!(
+        log.lines().any(|l| l.contains("refused mode library")
+            && l.contains(&parent)
+            && l.contains("writable")),
+        "no log line says why {} was refused:\n{log}",
+        inner.display()
+    );
+    chmod(outer.path(), 0o700);
 }

@@ -27,7 +27,9 @@
 //!
 //! The ports a definition opens on the host (`[host] allow`) are added to
 //! the bridge's zone at runtime (`addPort`), and removed when no network
-//! in that zone wants them; a reload forgets them with the bindings, and
+//! in that zone wants them; a port firewalld already had open
+//! (`ALREADY_ENABLED`: an administrator's) is used but never removed by
+//! guestnet. A reload forgets them with the bindings, and
 //! they come back with them. A zone is shared by every bridge in it, so
 //! firewalld lets through the union of those networks' ports; what each
 //! network's guests reach is decided by guestnet's own table, whose
@@ -105,6 +107,10 @@ struct Inner {
     /// Ports guestnet has opened at runtime in its zones of the current
     /// firewalld.
     opened: BTreeSet<(Zone, HostPort)>,
+    /// Wanted ports firewalld already had open when guestnet came to open
+    /// them (`ALREADY_ENABLED`: an administrator's, at runtime or in the
+    /// zone's file): counted as open, but never closed by guestnet.
+    kept: BTreeSet<(Zone, HostPort)>,
     /// Which of guestnet's zones the current firewalld knows; None until
     /// asked, and again after a reload or a new firewalld (either may come
     /// with the files installed or removed).
@@ -121,6 +127,7 @@ impl Inner {
     fn forget_firewalld(&mut self) {
         self.placed.clear();
         self.opened.clear();
+        self.kept.clear();
         self.zones = None;
     }
 
@@ -138,6 +145,7 @@ impl Inner {
             wanted: self.wanted.clone(),
             placed: self.placed.clone(),
             opened: self.opened.clone(),
+            kept: self.kept.clone(),
             zones: self.zones,
             must_ask,
         })
@@ -151,7 +159,8 @@ impl Inner {
         let must_ask = self.zones.is_none() && !self.wanted.is_empty();
         let known = self.zones.unwrap_or_default();
         let in_place = desired(&self.wanted, known) == self.placed
-            && desired_ports(&self.wanted, known) == self.opened;
+            && desired_ports(&self.wanted, known)
+                == self.opened.union(&self.kept).copied().collect();
         (fresh || must_ask || !in_place).then_some(must_ask)
     }
 }
@@ -163,8 +172,61 @@ struct Step {
     wanted: BTreeMap<String, Bridge>,
     placed: BTreeMap<String, Zone>,
     opened: BTreeSet<(Zone, HostPort)>,
+    kept: BTreeSet<(Zone, HostPort)>,
     zones: Option<Known>,
     must_ask: bool,
+}
+
+/// What firewalld did with a port guestnet asked it to open or close.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Applied {
+    /// It opened (closed) the port.
+    Changed,
+    /// The port was open (closed) already: `ALREADY_ENABLED`
+    /// (`NOT_ENABLED`).
+    AlreadySo,
+}
+
+impl Inner {
+    /// Records what became of `port` in `zone`. A port guestnet opened is
+    /// its own to close later; one that was open already is someone
+    /// else's and is only kept, so guestnet never closes a port an
+    /// administrator opened. A port closed (or found closed) is no longer
+    /// guestnet's.
+    fn record_port(&mut self, zone: Zone, port: HostPort, adding: bool, applied: Applied) {
+        let key = (zone, port);
+        match (adding, applied) {
+            (true, Applied::Changed) => {
+                self.opened.insert(key);
+            }
+            (true, Applied::AlreadySo) => {
+                self.kept.insert(key);
+            }
+            (false, _) => {
+                self.opened.remove(&key);
+            }
+        }
+    }
+}
+
+/// The ports a reconciliation must ask firewalld about: with `adding`, the
+/// `wanted` ones neither opened nor kept; else the ones guestnet opened
+/// that are no longer wanted (kept ones are only forgotten, never closed).
+fn ports_todo(
+    wanted: &BTreeSet<(Zone, HostPort)>,
+    opened: &BTreeSet<(Zone, HostPort)>,
+    kept: &BTreeSet<(Zone, HostPort)>,
+    adding: bool,
+) -> Vec<(Zone, HostPort)> {
+    if adding {
+        wanted
+            .iter()
+            .filter(|p| !opened.contains(p) && !kept.contains(p))
+            .copied()
+            .collect()
+    } else {
+        opened.difference(wanted).copied().collect()
+    }
 }
 
 /// guestnet's dealings with firewalld: its connection, the bridges that
@@ -275,12 +337,10 @@ impl Firewalld {
         };
         let ports = desired_ports(&step.wanted, known);
         // Ports open before a bridge arrives, and close after it left.
-        self.open_ports(&step.conn, &ports, &step.opened, true)
-            .await;
+        self.open_ports(&step.conn, &ports, &step, true).await;
         self.place(&step.conn, &desired(&step.wanted, known), &step.placed)
             .await;
-        self.open_ports(&step.conn, &ports, &step.opened, false)
-            .await;
+        self.open_ports(&step.conn, &ports, &step, false).await;
     }
 
     /// Asks the current firewalld which of guestnet's zones it knows,
@@ -340,21 +400,20 @@ impl Firewalld {
     }
 
     /// With `adding`, opens the `wanted` ports not yet open; else closes
-    /// the open ones no longer wanted. Records what worked. A port firewalld
-    /// already has open (or closed) counts as done.
+    /// the ones guestnet opened that are no longer wanted, and forgets the
+    /// kept ones no longer wanted without closing them. Records what
+    /// worked ([`Inner::record_port`]).
     async fn open_ports(
         &self,
         conn: &Connection,
         wanted: &BTreeSet<(Zone, HostPort)>,
-        opened: &BTreeSet<(Zone, HostPort)>,
+        step: &Step,
         adding: bool,
     ) {
-        let todo = if adding {
-            wanted.difference(opened)
-        } else {
-            opened.difference(wanted)
-        };
-        for &(zone, port) in todo {
+        if !adding {
+            self.inner().kept.retain(|p| wanted.contains(p));
+        }
+        for (zone, port) in ports_todo(wanted, &step.opened, &step.kept, adding) {
             let (ports, proto) = (port.ports(), port.protocol.as_str());
             let (zone_s, ports_s) = (zone.name(), ports.as_str());
             let called = if adding {
@@ -365,17 +424,19 @@ impl Firewalld {
                 call_zone(conn, "removePort", &args, "NOT_ENABLED").await
             };
             match called {
-                Ok(()) => {
-                    tracing::info!(
-                        "firewalld: {port} {} in zone {zone}",
-                        if adding { "opened" } else { "closed" }
-                    );
-                    let mut i = self.inner();
-                    if adding {
-                        i.opened.insert((zone, port));
+                Ok(applied) => {
+                    if adding && applied == Applied::AlreadySo {
+                        tracing::info!(
+                            "firewalld: {port} was open already in zone {zone}; \
+                             guestnet leaves it to whoever opened it"
+                        );
                     } else {
-                        i.opened.remove(&(zone, port));
+                        tracing::info!(
+                            "firewalld: {port} {} in zone {zone}",
+                            if adding { "opened" } else { "closed" }
+                        );
                     }
+                    self.inner().record_port(zone, port, adding, applied);
                 }
                 Err(e) => tracing::warn!(
                     "firewalld: cannot {} {port} in zone {zone}: {e}",
@@ -437,8 +498,13 @@ async fn zone_call(conn: &Connection, method: &str, args: &(&str, &str)) -> zbus
 }
 
 /// Calls a zone method whose error naming `done` (firewalld's
-/// `ALREADY_ENABLED`, `NOT_ENABLED`) means the change is already made.
-async fn call_zone<A>(conn: &Connection, method: &str, args: &A, done: &str) -> zbus::Result<()>
+/// `ALREADY_ENABLED`, `NOT_ENABLED`) means the change was already made.
+async fn call_zone<A>(
+    conn: &Connection,
+    method: &str,
+    args: &A,
+    done: &str,
+) -> zbus::Result<Applied>
 where
     A: serde::Serialize + zbus::zvariant::DynamicType,
 {
@@ -446,8 +512,10 @@ where
         .call_method(Some(NAME), PATH, Some(ZONE_IFACE), method, args)
         .await
     {
-        Ok(_) => Ok(()),
-        Err(zbus::Error::MethodError(_, Some(text), _)) if text.contains(done) => Ok(()),
+        Ok(_) => Ok(Applied::Changed),
+        Err(zbus::Error::MethodError(_, Some(text), _)) if text.contains(done) => {
+            Ok(Applied::AlreadySo)
+        }
         Err(e) => Err(e),
     }
 }
@@ -619,6 +687,43 @@ mod tests {
         // start forgets the old firewalld's bindings, ports and zones.
         assert!(i.next_step(true).is_none());
         assert!(i.placed.is_empty() && i.opened.is_empty() && i.zones.is_none());
+    }
+
+    #[test]
+    fn a_port_open_before_guestnet_asked_is_never_closed_by_it() {
+        let ssh: HostPort = "tcp/22".parse().unwrap();
+        let web: HostPort = "tcp/80".parse().unwrap();
+        let mut i = Inner {
+            wanted: wanted(&[("gnbrn", Kind::Closed)]),
+            zones: Some(ALL),
+            ..Inner::default()
+        };
+        i.placed.insert("gnbrn".into(), Zone::Guestnet);
+        i.wanted.get_mut("gnbrn").unwrap().ports = vec![ssh, web];
+        let want = desired_ports(&i.wanted, ALL);
+        let todo = ports_todo(&want, &i.opened, &i.kept, true);
+        assert_eq!(todo, [(Zone::Guestnet, ssh), (Zone::Guestnet, web)]);
+        // firewalld opens tcp/80; an administrator had opened tcp/22.
+        i.record_port(Zone::Guestnet, web, true, Applied::Changed);
+        i.record_port(Zone::Guestnet, ssh, true, Applied::AlreadySo);
+        assert_eq!(i.work(false), None, "both count as open");
+        assert!(ports_todo(&want, &i.opened, &i.kept, true).is_empty());
+        // The network leaves: only guestnet's own port is closed.
+        i.wanted.get_mut("gnbrn").unwrap().ports.clear();
+        let want = desired_ports(&i.wanted, ALL);
+        assert_eq!(
+            ports_todo(&want, &i.opened, &i.kept, false),
+            [(Zone::Guestnet, web)]
+        );
+        i.record_port(Zone::Guestnet, web, false, Applied::Changed);
+        assert!(i.opened.is_empty());
+        // A port found closed already is no longer guestnet's either.
+        i.record_port(Zone::Guestnet, web, true, Applied::Changed);
+        i.record_port(Zone::Guestnet, web, false, Applied::AlreadySo);
+        assert!(i.opened.is_empty());
+        // A reload forgets both.
+        i.forget_firewalld();
+        assert!(i.kept.is_empty());
     }
 
     #[test]

@@ -60,8 +60,9 @@ impl NetworkRules {
 pub struct HostInput {
     /// The host's own addresses on the bridge, where `allow` is opened.
     pub addresses: Vec<Ipv4Addr>,
-    /// Whether guestnet serves DHCP on the bridge (udp 67).
-    pub dhcp: bool,
+    /// The DHCP server's address when guestnet serves DHCP on the bridge:
+    /// udp 67 is open to it and to the broadcast address, over IPv4 only.
+    pub dhcp: Option<Ipv4Addr>,
     /// The address guestnet's DNS listens on for the network (udp and tcp 53).
     pub dns: Option<Ipv4Addr>,
     /// Further ports, from the definition's `[host] allow`.
@@ -72,7 +73,7 @@ impl HostInput {
     pub fn of(plan: &Plan) -> Self {
         HostInput {
             addresses: plan.addresses.iter().map(|a| a.addr()).collect(),
-            dhcp: plan.dhcp.is_some(),
+            dhcp: plan.dhcp.as_ref().map(|d| d.server),
             dns: plan.dns.as_ref().map(|d| d.listen),
             allow: plan.host_allow.clone(),
         }
@@ -221,7 +222,8 @@ fn forward_rules(networks: &[&NetworkRules]) -> String {
 
 /// A network's host-input policy: what its guests may open on the host.
 /// Accepted, from the network's bridge: replies to the host's own
-/// connections, DHCP when guestnet serves it, DNS to the address guestnet's
+/// connections, DHCP (IPv4, to the broadcast or the server's address)
+/// when guestnet serves it, DNS to the address guestnet's
 /// DNS listens on, ICMP echo (and IPv6 neighbour discovery, without which
 /// the host's own IPv6 to a guest stalls), and the definition's
 /// `[host] allow` ports on the host's addresses on the network. The rest
@@ -241,8 +243,13 @@ fn input_rules(out: &mut String, n: &NetworkRules) {
         let _ = writeln!(out, "\t\tiifname \"{br}\" {r} {tag}");
     };
     rule("ct state established,related accept");
-    if h.dhcp {
-        rule("udp dport 67 accept");
+    // DHCP requests go to the broadcast address or, from a relay, a
+    // renewing client or INFORM, to the server's own address: nothing
+    // else on the host's udp 67 (another address, or IPv6) is reachable.
+    if let Some(server) = h.dhcp {
+        rule(&format!(
+            "meta nfproto ipv4 ip daddr {{ 255.255.255.255, {server} }} udp dport 67 accept"
+        ));
     }
     if let Some(dns) = h.dns {
         rule(&format!("ip daddr {dns} udp dport 53 accept"));
@@ -1024,7 +1031,7 @@ mod tests {
         });
         n.host = HostInput {
             addresses: vec!["10.1.2.1".parse().unwrap()],
-            dhcp: true,
+            dhcp: Some("10.1.2.1".parse().unwrap()),
             dns: Some("10.1.2.1".parse().unwrap()),
             allow: ["tcp/22", "udp/69", "tcp/8000-8080"]
                 .iter()
@@ -1043,7 +1050,7 @@ mod tests {
             input,
             [
                 "iifname \"gnbr0\" ct state established,related accept",
-                "iifname \"gnbr0\" udp dport 67 accept",
+                "iifname \"gnbr0\" meta nfproto ipv4 ip daddr { 255.255.255.255, 10.1.2.1 } udp dport 67 accept",
                 "iifname \"gnbr0\" ip daddr 10.1.2.1 udp dport 53 accept",
                 "iifname \"gnbr0\" ip daddr 10.1.2.1 tcp dport 53 accept",
                 "iifname \"gnbr0\" icmp type echo-request accept",
