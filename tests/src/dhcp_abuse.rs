@@ -202,30 +202,6 @@ pub fn rss_kib(pid: u32) -> u64 {
         .expect("VmRSS in /proc/PID/status")
 }
 
-/// CRC-32 (IEEE), as the lease journal frames its records.
-fn crc32(data: &[u8]) -> u32 {
-    let mut crc = 0xffff_ffffu32;
-    for &b in data {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 {
-                (crc >> 1) ^ 0xedb8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
-}
-
-/// Appends one framed journal record (`{"op":"grant",...}`) to `out`.
-pub fn frame(record: &serde_json::Value, out: &mut Vec<u8>) {
-    let payload = serde_json::to_vec(record).expect("JSON");
-    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    out.extend_from_slice(&crc32(&payload).to_le_bytes());
-    out.extend_from_slice(&payload);
-}
-
 /// A grant record as guestnetd writes it.
 pub fn grant(mac: &str, ip: &str, hostname: Option<&str>, expires: u64) -> serde_json::Value {
     serde_json::json!({"op": "grant", "mac": mac, "ip": ip, "hostname": hostname, "expires": expires})

@@ -26,6 +26,15 @@ fn crc32(data: &[u8]) -> u32 {
     !crc
 }
 
+/// Appends one framed journal record (`{"op":"grant",...}`) to `out`, for
+/// tests that write a journal for guestnetd to read.
+pub fn frame(record: &Value, out: &mut Vec<u8>) {
+    let payload = serde_json::to_vec(record).expect("JSON");
+    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    out.extend_from_slice(&crc32(&payload).to_le_bytes());
+    out.extend_from_slice(&payload);
+}
+
 /// The framed records of a lease journal's bytes (u32 length, u32 CRC-32,
 /// JSON, all little-endian): the records of the valid prefix, and its
 /// length (all of `bytes` when the journal is whole).

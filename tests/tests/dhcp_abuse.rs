@@ -8,9 +8,10 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
-use guestnet_tests::dhcp_abuse::{self, frame, grant};
+use guestnet_tests::dhcp_abuse::{self, grant};
 use guestnet_tests::dhcp_client::{mac, Udhcpc, UdhcpcOpts, LEASE_TIMEOUT};
 use guestnet_tests::guestnet::unix_now;
+use guestnet_tests::lease_journal::frame;
 
 fn now_ns() -> u128 {
     std::time::SystemTime::now()
