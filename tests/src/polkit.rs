@@ -324,3 +324,30 @@ impl Drop for Polkitd {
         }
     }
 }
+
+/// The error polkit's refusal reaches a caller as.
+pub const DENIED: &str = "org.freedesktop.DBus.Error.AccessDenied";
+/// guestnet's polkit actions.
+pub const MANAGE: &str = "org.guestnet1.manage-networks";
+pub const ATTACH: &str = "org.guestnet1.attach-guests";
+
+/// Panics unless `result` is AccessDenied; returns its message.
+#[track_caller]
+pub fn expect_denied<T: std::fmt::Debug>(result: Result<T, crate::BusError>, what: &str) -> String {
+    match result {
+        Err(e) if e.name == DENIED => e.message,
+        Err(e) => panic!("{what}: expected {DENIED}, got {e}"),
+        Ok(v) => panic!("{what}: expected {DENIED}, but the call succeeded: {v:?}"),
+    }
+}
+
+/// A lab whose bus lets a polkitd own org.freedesktop.PolicyKit1.
+pub fn lab() -> crate::Lab {
+    assert!(
+        available(),
+        "{POLKITD} or {BUS_POLICY} is missing: install the polkitd package (scripts/deps.sh)"
+    );
+    crate::Lab::with_bus(&crate::bus::BusOptions {
+        includes: vec![BUS_POLICY.into()],
+    })
+}

@@ -39,41 +39,14 @@ use std::os::unix::process::CommandExt;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use guestnet_tests::bus::BusOptions;
 use guestnet_tests::guest::{list, netns_path, try_attach, try_detach, veth_opts, GuestPort};
 use guestnet_tests::lab::definition;
-use guestnet_tests::polkit::{self, PolkitLock, Polkitd};
+use guestnet_tests::polkit::{self, expect_denied, PolkitLock, Polkitd, ATTACH, DENIED, MANAGE};
 use guestnet_tests::users::{TestGroup, TestUser};
-use guestnet_tests::{cli, cmd, root_or_skip, BusError, Guestnet, Lab};
+use guestnet_tests::{cli, cmd, root_or_skip, Guestnet, Lab};
 
-const DENIED: &str = "org.freedesktop.DBus.Error.AccessDenied";
-const MANAGE: &str = "org.guestnet1.manage-networks";
-const ATTACH: &str = "org.guestnet1.attach-guests";
 /// guestnetctl's exit code for a refused authorization.
 const EXIT_DENIED: i32 = 5;
-
-/// Panics unless `result` is AccessDenied; returns its message.
-#[track_caller]
-fn expect_denied<T: std::fmt::Debug>(result: Result<T, BusError>, what: &str) -> String {
-    match result {
-        Err(e) if e.name == DENIED => e.message,
-        Err(e) => panic!("{what}: expected {DENIED}, got {e}"),
-        Ok(v) => panic!("{what}: expected {DENIED}, but the call succeeded: {v:?}"),
-    }
-}
-
-/// A lab whose bus lets a polkitd own org.freedesktop.PolicyKit1.
-fn polkit_lab() -> Lab {
-    assert!(
-        polkit::available(),
-        "{} or {} is missing: install the polkitd package (scripts/deps.sh)",
-        polkit::POLKITD,
-        polkit::BUS_POLICY
-    );
-    Lab::with_bus(&BusOptions {
-        includes: vec![polkit::BUS_POLICY.into()],
-    })
-}
 
 /// The JS rule that lets members of `group` perform `action` on network
 /// `network` only, by the `network` detail guestnetd gives polkit.
@@ -267,7 +240,7 @@ impl Setup {
         .map(|(action, group)| {
             polkit::install_rule(&lock, &polkit::group_rule(action, group.name()))
         });
-        let lab = polkit_lab();
+        let lab = polkit::lab();
         let pk = Polkitd::start(&lab.world, &lab.host, lab.bus.address());
         let root = lab.gn();
         let u = root.as_user(user.uid(), user.gid());
@@ -546,7 +519,7 @@ fn an_attach_guests_user_detaches_only_its_own_veths() {
     let alice = TestUser::in_groups(&[&group]);
     let bob = TestUser::in_groups(&[&group]);
     let _rule = polkit::install_rule(&lock, &polkit::group_rule(ATTACH, group.name()));
-    let lab = polkit_lab();
+    let lab = polkit::lab();
     let pk = Polkitd::start(&lab.world, &lab.host, lab.bus.address());
     let (w, host) = (&lab.world, lab.host.as_str());
     let root = lab.gn();
@@ -621,7 +594,7 @@ fn a_rule_can_grant_attaching_on_one_network() {
     let group = TestGroup::create();
     let user = TestUser::in_groups(&[&group]);
     let _rule = polkit::install_rule(&lock, &network_rule(ATTACH, group.name(), "a"));
-    let lab = polkit_lab();
+    let lab = polkit::lab();
     let pk = Polkitd::start(&lab.world, &lab.host, lab.bus.address());
     let (w, host) = (&lab.world, lab.host.as_str());
     let root = lab.gn();
@@ -685,7 +658,7 @@ polkit.addRule(function(action, subject) {{
         group.name()
     );
     let _rule = polkit::install_rule(&lock, &rule);
-    let lab = polkit_lab();
+    let lab = polkit::lab();
     let pk = Polkitd::start(&lab.world, &lab.host, lab.bus.address());
     let root = lab.gn();
     let net = root.create(&definition("i", "nat", "gnbri", "10.77.96"));
@@ -728,7 +701,7 @@ fn nothing_is_looked_at_before_polkit() {
     let lock = PolkitLock::acquire();
     let _actions = polkit::install_actions(&lock);
     let nobody = TestUser::new();
-    let lab = polkit_lab();
+    let lab = polkit::lab();
     let _pk = Polkitd::start(&lab.world, &lab.host, lab.bus.address());
     let root = lab.gn();
     let u = root.as_user(nobody.uid(), nobody.gid());

@@ -14,36 +14,9 @@ use guestnet_tests::bus::BusOptions;
 use guestnet_tests::guest::{attach, tap_opts, try_attach, try_attach_as, try_detach, Opt};
 use guestnet_tests::guestnet::{strings, NETWORK_IFACE, NETWORK_PROPERTIES};
 use guestnet_tests::lab::nat_definition;
-use guestnet_tests::polkit::{self, PolkitLock, Polkitd};
+use guestnet_tests::polkit::{self, expect_denied, PolkitLock, Polkitd, ATTACH, DENIED, MANAGE};
 use guestnet_tests::users::{TestGroup, TestUser};
 use guestnet_tests::{root_or_skip, BusError, Guestnet, Lab};
-
-const DENIED: &str = "org.freedesktop.DBus.Error.AccessDenied";
-const MANAGE: &str = "org.guestnet1.manage-networks";
-const ATTACH: &str = "org.guestnet1.attach-guests";
-
-/// Panics unless `result` is AccessDenied; returns its message.
-#[track_caller]
-fn expect_denied<T: std::fmt::Debug>(result: Result<T, BusError>, what: &str) -> String {
-    match result {
-        Err(e) if e.name == DENIED => e.message,
-        Err(e) => panic!("{what}: expected {DENIED}, got {e}"),
-        Ok(v) => panic!("{what}: expected {DENIED}, but the call succeeded: {v:?}"),
-    }
-}
-
-/// A lab whose bus lets a polkitd own org.freedesktop.PolicyKit1.
-fn polkit_lab() -> Lab {
-    assert!(
-        polkit::available(),
-        "{} or {} is missing: install the polkitd package (scripts/deps.sh)",
-        polkit::POLKITD,
-        polkit::BUS_POLICY
-    );
-    Lab::with_bus(&BusOptions {
-        includes: vec![polkit::BUS_POLICY.into()],
-    })
-}
 
 /// Every read-only call works for `c`, on network `net` named `name`.
 #[track_caller]
@@ -99,7 +72,7 @@ fn a_group_rule_grants_its_members_and_polkit_refuses_everyone_else() {
     let group = TestGroup::create();
     let member = TestUser::in_groups(&[&group]);
     let outsider = TestUser::new();
-    let lab = polkit_lab();
+    let lab = polkit::lab();
     let pk = Polkitd::start(&lab.world, &lab.host, lab.bus.address());
     let root = lab.gn();
     // Each with its own primary group and no supplementary groups: the
@@ -335,7 +308,7 @@ fn a_tap_is_its_callers_and_only_a_manager_names_another_owner() {
     let managers = TestGroup::create();
     let att = TestUser::in_groups(&[&attachers]);
     let mgr = TestUser::in_groups(&[&attachers, &managers]);
-    let lab = polkit_lab();
+    let lab = polkit::lab();
     let pk = Polkitd::start(&lab.world, &lab.host, lab.bus.address());
     let root = lab.gn();
     let net = root.define(&nat_definition("pt1", "gnbrpt1", "10.77.48.1/24"));
@@ -432,7 +405,7 @@ fn an_attach_guests_user_detaches_only_its_own_taps() {
     let group = TestGroup::create();
     let alice = TestUser::in_groups(&[&group]);
     let bob = TestUser::in_groups(&[&group]);
-    let lab = polkit_lab();
+    let lab = polkit::lab();
     let pk = Polkitd::start(&lab.world, &lab.host, lab.bus.address());
     let root = lab.gn();
     let a = root.as_user(alice.uid(), alice.gid());
