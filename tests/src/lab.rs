@@ -42,6 +42,21 @@ pub fn host_and_lan(world: &World) -> (String, String) {
     (host, lan)
 }
 
+/// Gives `host` the admin's own bridge `br0`, holding the uplink, its
+/// address and the default route, as a host set up for bridged guests has
+/// before guestnet runs.
+pub fn admin_bridge(world: &World, host: &str) {
+    world.ip(host, "link add br0 type bridge");
+    world.ip(host, &format!("link set {UPLINK} master br0"));
+    world.ip(host, &format!("addr del {HOST_UPLINK_CIDR} dev {UPLINK}"));
+    world.ip(host, &format!("addr add {HOST_UPLINK_CIDR} dev br0"));
+    world.ip(host, "link set br0 up");
+    world.ip(
+        host,
+        &format!("route replace default via {LAN_ADDR} dev br0"),
+    );
+}
+
 /// Makes a guest namespace `role` whose `eth0` is a veth to `host_if` in
 /// `host`, with `host_if` enslaved to `bridge`; gives the guest `cidr` and,
 /// if given, a default route via `gateway`. Returns the guest's namespace.

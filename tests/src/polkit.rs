@@ -351,3 +351,20 @@ pub fn lab() -> crate::Lab {
         includes: vec![BUS_POLICY.into()],
     })
 }
+
+/// Calls `call` until polkit stops refusing it (polkitd reads new rules a
+/// moment after they are installed), for up to 20 s, and returns the first
+/// answer that is not AccessDenied, or the last refusal.
+pub fn once_granted<T>(
+    mut call: impl FnMut() -> Result<T, crate::BusError>,
+) -> Result<T, crate::BusError> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match call() {
+            Err(e) if e.name == DENIED && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            other => return other,
+        }
+    }
+}

@@ -20,7 +20,7 @@
 //! when the routed network came first. Named the other way round, all of
 //! those were refused.
 
-use guestnet_tests::lab::{HOST_UPLINK_ADDR, HOST_UPLINK_CIDR, LAN_ADDR, UPLINK};
+use guestnet_tests::lab::{admin_bridge, HOST_UPLINK_ADDR};
 use guestnet_tests::{probe, root_or_skip, Lab};
 
 /// The port every guest listens on.
@@ -54,15 +54,7 @@ fn matrix(prefixes: [&str; 4]) -> Vec<String> {
     let lab = Lab::build(|w, host, _lan| {
         // The admin's own bridge br0 holds the uplink and its address; the
         // bridged network uses it, and it is the host's way out.
-        w.ip(host, "link add br0 type bridge");
-        w.ip(host, &format!("link set {UPLINK} master br0"));
-        w.ip(host, &format!("addr del {HOST_UPLINK_CIDR} dev {UPLINK}"));
-        w.ip(host, &format!("addr add {HOST_UPLINK_CIDR} dev br0"));
-        w.ip(host, "link set br0 up");
-        w.ip(
-            host,
-            &format!("route replace default via {LAN_ADDR} dev br0"),
-        );
+        admin_bridge(w, host);
     });
     let w = &lab.world;
     let gn = lab.gn();

@@ -2,7 +2,7 @@
 //! addresses and routes, and giving them back on stop), or an existing
 //! bridge; guests sit on the LAN's own segment.
 
-use guestnet_tests::lab::{HOST_UPLINK_CIDR, LAN_ADDR, UPLINK};
+use guestnet_tests::lab::{admin_bridge, HOST_UPLINK_CIDR, LAN_ADDR, UPLINK};
 use guestnet_tests::{probe, root_or_skip, Lab};
 
 #[test]
@@ -71,15 +71,7 @@ fn an_existing_bridge_is_used_and_left_in_place() {
     root_or_skip!();
     let lab = Lab::build(|w, host, _lan| {
         // The admin's own bridge br0 holds the uplink and its address.
-        w.ip(host, "link add br0 type bridge");
-        w.ip(host, &format!("link set {UPLINK} master br0"));
-        w.ip(host, &format!("addr del {HOST_UPLINK_CIDR} dev {UPLINK}"));
-        w.ip(host, &format!("addr add {HOST_UPLINK_CIDR} dev br0"));
-        w.ip(host, "link set br0 up");
-        w.ip(
-            host,
-            &format!("route replace default via {LAN_ADDR} dev br0"),
-        );
+        admin_bridge(w, host);
     });
     let (w, host) = (&lab.world, &lab.host);
     let gn = lab.gn();

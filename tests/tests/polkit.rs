@@ -8,8 +8,6 @@
 //! [`PolkitLock`] (a file lock) from before they install anything until
 //! everything is removed.
 
-use std::time::{Duration, Instant};
-
 use guestnet_tests::bus::BusOptions;
 use guestnet_tests::guest::{attach, tap_opts, try_attach, try_attach_as, try_detach, Opt};
 use guestnet_tests::guestnet::{strings, NETWORK_IFACE, NETWORK_PROPERTIES};
@@ -109,20 +107,13 @@ fn a_group_rule_grants_its_members_and_polkit_refuses_everyone_else() {
     // The rule; polkitd reloads its rules when the directory changes. Poll
     // with the member's own Start until it is let through.
     let rule = polkit::install_rule(&lock, &polkit::group_rule(MANAGE, group.name()));
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        match m.try_start(&net) {
-            Ok(_) => break,
-            Err(e) if e.name == DENIED && Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            Err(e) => panic!(
-                "Start by the member of {} with {} in place: {e}\n--- polkitd log ---\n{}",
-                group.name(),
-                rule.path().display(),
-                pk.log_tail(20)
-            ),
-        }
+    if let Err(e) = polkit::once_granted(|| m.try_start(&net)) {
+        panic!(
+            "Start by the member of {} with {} in place: {e}\n--- polkitd log ---\n{}",
+            group.name(),
+            rule.path().display(),
+            pk.log_tail(20)
+        );
     }
     assert!(
         root.active(&net),
@@ -182,21 +173,17 @@ fn a_group_rule_grants_its_members_and_polkit_refuses_everyone_else() {
         );
     }
     let attach_rule = polkit::install_rule(&lock, &polkit::group_rule(ATTACH, group.name()));
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let past_polkit = loop {
-        match detach(&m) {
-            Err(e) if e.name == DENIED && Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            Err(e) if e.name == DENIED => panic!(
-                "DetachGuest by the member with {} in place: {e}\n--- polkitd log ---\n{}",
-                attach_rule.path().display(),
-                pk.log_tail(20)
-            ),
-            // Any other answer (NotActive here: pk1 is stopped) is past polkit.
-            other => break other,
-        }
-    };
+    // Any answer but AccessDenied (NotActive here: pk1 is stopped) is past
+    // polkit.
+    let past_polkit = polkit::once_granted(|| detach(&m));
+    if let Err(e) = &past_polkit {
+        assert!(
+            e.name != DENIED,
+            "DetachGuest by the member with {} in place: {e}\n--- polkitd log ---\n{}",
+            attach_rule.path().display(),
+            pk.log_tail(20)
+        );
+    }
     assert!(
         past_polkit.is_err(),
         "DetachGuest of a port that does not exist succeeded: {past_polkit:?}"
@@ -319,20 +306,15 @@ fn a_tap_is_its_callers_and_only_a_manager_names_another_owner() {
     let as_mgr = (mgr.uid(), mgr.gid());
 
     // No owner: the caller's tap. Polled until polkitd has read the rules.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let tap = loop {
-        match try_attach_as(as_att, &root, &net, "vm1", &tap_opts(None, None)) {
-            Ok(tap) => break tap,
-            Err(e) if e.name == DENIED && Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            Err(e) => panic!(
-                "AttachGuest of a tap by {} (attach-guests): {e}\n--- polkitd log ---\n{}",
-                att.name(),
-                pk.log_tail(20)
-            ),
-        }
-    };
+    let tap =
+        polkit::once_granted(|| try_attach_as(as_att, &root, &net, "vm1", &tap_opts(None, None)))
+            .unwrap_or_else(|e| {
+                panic!(
+                    "AttachGuest of a tap by {} (attach-guests): {e}\n--- polkitd log ---\n{}",
+                    att.name(),
+                    pk.log_tail(20)
+                )
+            });
     let user = tap_user(&lab, &tap);
     assert!(
         user == att.name() || user == att.uid().to_string(),
@@ -416,16 +398,8 @@ fn an_attach_guests_user_detaches_only_its_own_taps() {
 
     // Alice's tap, once polkitd has read the rule.
     let opts = tap_opts(Some(alice.uid()), None);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let tap = loop {
-        match try_attach(&a, &net, "vm-alice", &opts) {
-            Ok(tap) => break tap,
-            Err(e) if e.name == DENIED && Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            Err(e) => panic!("AttachGuest by alice: {e}\n{}", pk.log_tail(20)),
-        }
-    };
+    let tap = polkit::once_granted(|| try_attach(&a, &net, "vm-alice", &opts))
+        .unwrap_or_else(|e| panic!("AttachGuest by alice: {e}\n{}", pk.log_tail(20)));
     let msg = expect_denied(
         try_detach(&b, &net, &tap),
         "DetachGuest of alice's tap by bob",
