@@ -307,8 +307,8 @@ impl NetworkObject {
         // caller's uid is a tap's owner unless another is named. Nothing
         // is asked of the system about the options before polkit agrees.
         crate::guests::check_guest_name(&guest)?;
-        let (_, uid) = authority::caller(conn, &header).await?;
-        let options = AttachOptions::from_options(&options, uid)?;
+        let who = authority::caller(conn, &header).await?;
+        let options = AttachOptions::from_options(&options, who.1)?;
         let mut details = vec![
             ("network", self.name.as_str()),
             ("guest", guest.as_str()),
@@ -317,7 +317,8 @@ impl NetworkObject {
         if let Some(interface) = options.interface() {
             details.push(("interface", interface));
         }
-        let caller = authority::check_with(conn, &header, Action::AttachGuests, &details).await?;
+        let caller =
+            authority::check_caller(conn, &header, &who, Action::AttachGuests, &details).await?;
         let details: Vec<(&str, String)> =
             details.iter().map(|(k, v)| (*k, v.to_string())).collect();
         let details: Vec<(&str, &str)> = details.iter().map(|(k, v)| (*k, v.as_str())).collect();
@@ -328,7 +329,7 @@ impl NetworkObject {
         // a port that user may open: each takes the right to manage networks.
         if let Some(beyond) = beyond {
             if caller != 0 {
-                authority::check_with(conn, &header, Action::ManageNetworks, &details)
+                authority::check_caller(conn, &header, &who, Action::ManageNetworks, &details)
                     .await
                     .map_err(|_| ServiceError::AccessDenied(beyond_message(beyond, caller)))?;
             }
@@ -352,7 +353,9 @@ impl NetworkObject {
             ("network", self.name.as_str()),
             ("interface", ifname.as_str()),
         ];
-        let uid = authority::check_with(conn, &header, Action::AttachGuests, &details).await?;
+        let who = authority::caller(conn, &header).await?;
+        let uid =
+            authority::check_caller(conn, &header, &who, Action::AttachGuests, &details).await?;
         // polkit is asked for more only when the port is someone else's;
         // detach_guest checks whose it is again, under the network's lock.
         let manages = uid == 0
@@ -360,7 +363,7 @@ impl NetworkObject {
                 .networks
                 .port_claim(&self.name, &ifname)
                 .needs_manage(uid)
-                && authority::check_with(conn, &header, Action::ManageNetworks, &details)
+                && authority::check_caller(conn, &header, &who, Action::ManageNetworks, &details)
                     .await
                     .is_ok());
         let who = Detacher { uid, manages };

@@ -110,7 +110,20 @@ pub async fn check_with(
     action: Action,
     details: &[(&str, &str)],
 ) -> Result<u32, ServiceError> {
-    let (sender, uid) = caller(conn, header).await?;
+    let who = caller(conn, header).await?;
+    check_caller(conn, header, &who, action, details).await
+}
+
+/// [`check_with`] for a caller already asked of the bus ([`caller`]), so a
+/// call that checks twice asks the bus who called once.
+pub async fn check_caller(
+    conn: &Connection,
+    header: &Header<'_>,
+    (sender, uid): &(String, u32),
+    action: Action,
+    details: &[(&str, &str)],
+) -> Result<u32, ServiceError> {
+    let (sender, uid) = (sender.as_str(), *uid);
     if uid == 0 {
         return Ok(uid);
     }
@@ -118,7 +131,7 @@ pub async fn check_with(
         .primary()
         .flags()
         .contains(Flags::AllowInteractiveAuth);
-    match ask_polkit(conn, &sender, action, details, interactive).await {
+    match ask_polkit(conn, sender, action, details, interactive).await {
         Ok(PolkitAnswer::Authorized) => Ok(uid),
         Ok(PolkitAnswer::NotAuthorized { challenge }) => Err(ServiceError::AccessDenied(format!(
             "uid {uid} is not authorized for {}{}",
