@@ -25,6 +25,7 @@ fn plan() -> DhcpPlan {
             name: Some("web".into()),
         }],
         max_leases_per_port: 4,
+        options: Default::default(),
     }
 }
 

@@ -26,6 +26,16 @@ pub enum LoadError {
     /// guestnetd's own user) could change: loading it would run their code.
     #[error("{file}: not loaded: {reason}")]
     Untrusted { file: PathBuf, reason: String },
+    /// A library that says it cannot do without a part of the API this
+    /// guestnetd does not have (built against a later API).
+    #[error("{file}: mode {mode:?} requires {feature:?} of mode API 1.{minor}, which this guestnetd (mode API 1.{have}) lacks; upgrade guestnetd or rebuild the mode without it")]
+    MissingFeature {
+        file: PathBuf,
+        mode: String,
+        feature: String,
+        minor: u32,
+        have: u32,
+    },
     #[error("{file}: mode {mode:?} is already provided by {first}")]
     Duplicate {
         file: PathBuf,
@@ -115,6 +125,8 @@ impl LoadedMode {
             info: ModeInfo {
                 name: String::new(),
                 version: String::new(),
+                api_minor: 0,
+                requires: vec![],
             },
             file: file.to_owned(),
             table,
@@ -131,6 +143,16 @@ impl LoadedMode {
             Response::Described(info) => {
                 guestnet_mode_api::NetworkName::new(&info.name)
                     .map_err(|e| bad(format!("bad mode name: {e}")))?;
+                let known = |f: &str| abi::FEATURES.iter().any(|(k, _)| *k == f);
+                if let Some(feature) = info.requires.iter().find(|f| !known(f)) {
+                    return Err(LoadError::MissingFeature {
+                        file: file.to_owned(),
+                        mode: info.name.clone(),
+                        feature: feature.clone(),
+                        minor: info.api_minor,
+                        have: abi::API_MINOR,
+                    });
+                }
                 mode.info = info;
             }
             other => return Err(bad(format!("answered {other:?} to describe"))),
@@ -156,9 +178,9 @@ impl LoadedMode {
         };
         let text = || String::from_utf8_lossy(&body).into_owned();
         match status {
-            abi::STATUS_OK => serde_json::from_slice(&body).map_err(|e| CallError::Protocol {
+            abi::STATUS_OK => read_response(&body).map_err(|message| CallError::Protocol {
                 mode: name,
-                message: e.to_string(),
+                message,
             }),
             abi::STATUS_PANIC => Err(CallError::Panicked {
                 mode: name,
@@ -168,6 +190,18 @@ impl LoadedMode {
                 mode: name,
                 message: text(),
             }),
+        }
+    }
+
+    /// The mode's definition table, or `None` from a library of API 1.0,
+    /// which cannot describe it.
+    pub fn table(&self) -> Result<Option<guestnet_mode_api::TableDescription>, CallError> {
+        if self.info.api_minor == 0 {
+            return Ok(None);
+        }
+        match self.call(&Request::DescribeTable)? {
+            Response::Table(t) => Ok(Some(t)),
+            other => Err(self.unexpected(other)),
         }
     }
 
@@ -438,6 +472,19 @@ impl ModeRegistry {
     pub fn iter(&self) -> impl Iterator<Item = &LoadedMode> {
         self.modes.values().map(|m| &**m)
     }
+}
+
+/// Reads a mode's answer strictly: a field or a variant this guestnetd
+/// does not know (a library built against a later API, using what this
+/// one lacks) is refused with its path (`planned.firewall.rules[0].rule:
+/// unknown variant ...`), never ignored: a rule dropped unread could open
+/// what the mode meant to close.
+fn read_response(body: &[u8]) -> Result<Response, String> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        format!("{path}: {}", e.into_inner())
+    })
 }
 
 #[cfg(test)]

@@ -10,13 +10,35 @@
 //! Mode authors do not use this module directly: [`crate::export_mode!`]
 //! writes the glue.
 
-use crate::{Definition, HostFacts, Mode, ModeError, ModeInfo, Plan};
+use crate::{Definition, HostFacts, Mode, ModeError, ModeInfo, Plan, TableDescription};
 use serde::{Deserialize, Serialize};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-/// The version of the boundary described here. It changes whenever the table
-/// layout or the JSON of a request or response changes incompatibly.
+/// The major version of the boundary: it changes only when the table layout
+/// or the JSON of a request or response changes incompatibly, and a
+/// guestnetd refuses a library of another major version, naming both. The
+/// crate's own semver major is this number.
 pub const ABI_VERSION: u32 = 1;
+
+/// The minor version of the API within [`ABI_VERSION`] (the crate is
+/// `1.MINOR.x`): it grows with each addition to the vocabulary. 0 is the
+/// first release, which did not report it.
+pub const API_MINOR: u32 = 1;
+
+/// What the vocabulary of this API can say beyond the first release, by
+/// name, with the minor version that brought each. A library lists in
+/// [`ModeInfo::requires`](crate::ModeInfo::requires) those it cannot do
+/// without, and a guestnetd that lacks one refuses to load it, naming it.
+pub const FEATURES: &[(&str, u32)] = &[
+    ("firewall-rules", 1),
+    ("route-metric", 1),
+    ("bridge-sysctls", 1),
+    ("dhcp-options", 1),
+    ("dns-upstream", 1),
+    ("dns-records", 1),
+    ("warnings", 1),
+    ("describe-table", 1),
+];
 
 /// The one symbol a mode library exports.
 pub const ENTRY_SYMBOL: &str = "guestnet_mode_entry";
@@ -72,6 +94,10 @@ impl Buffer {
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Request {
     Describe,
+    /// Since API 1.1: the mode's definition table, for frontends. A library
+    /// of API 1.0 cannot read this request; the service then describes its
+    /// table as unknown.
+    DescribeTable,
     Validate {
         definition: Box<Definition>,
     },
@@ -86,6 +112,7 @@ pub enum Request {
 #[serde(rename_all = "snake_case")]
 pub enum Response {
     Described(ModeInfo),
+    Table(TableDescription),
     Validated,
     Planned(Box<Plan>),
     Refused(ModeError),
@@ -125,7 +152,10 @@ fn answer<M: Mode>(mode: &M, bytes: &[u8]) -> Result<Response, String> {
         Request::Describe => Response::Described(ModeInfo {
             name: mode.name().to_owned(),
             version: mode.version().to_owned(),
+            api_minor: API_MINOR,
+            requires: mode.requires().iter().map(|f| (*f).to_owned()).collect(),
         }),
+        Request::DescribeTable => Response::Table(mode.table()),
         Request::Validate { definition } => match mode.validate(&definition) {
             Ok(()) => Response::Validated,
             Err(e) => Response::Refused(e),

@@ -41,18 +41,24 @@
 //! `guestnet-mode-api`.
 
 pub mod abi;
+pub mod builtin;
+pub mod check;
 pub mod definition;
+pub mod describe;
 pub mod facts;
 pub mod names;
 pub mod own_subnet;
 pub mod plan;
 
 pub use definition::{Definition, DefinitionError, MacAddr, StaticHost};
+pub use describe::{KeyDescription, KeyKind, TableDescription};
 pub use facts::{HostFacts, LinkFact, RouteFact};
 pub use names::{DnsName, IfName, NetworkName};
 pub use plan::{
-    BridgePlan, DhcpPlan, DnsPlan, DnsRecord, FirewallPolicy, HostPort, Plan, Protocol, RoutePlan,
-    Sysctl, SysctlKey, MAX_HOST_ALLOW,
+    BridgePlan, DhcpOptions, DhcpPlan, DhcpRoute, DnsPlan, DnsRecord, DomainServers, Endpoint,
+    FirewallPolicy, FirewallRule, HostPort, Plan, Protocol, RawDhcpOption, RecordData,
+    ResourceRecord, RoutePlan, Sysctl, SysctlKey, MAX_FIREWALL_RULES, MAX_HOST_ALLOW, MAX_WARNINGS,
+    MAX_WARNING_LEN,
 };
 
 use serde::{Deserialize, Serialize};
@@ -79,6 +85,22 @@ pub trait Mode: Send + Sync {
 
     /// The desired state of the network on this host.
     fn plan(&self, definition: &Definition, facts: &HostFacts) -> Result<Plan, ModeError>;
+
+    /// The mode's definition table, key by key, for frontends that render
+    /// a form for it (guestnetd's `DescribeMode`). The default describes
+    /// no keys, as the default [`validate`](Mode::validate) takes none.
+    fn table(&self) -> TableDescription {
+        TableDescription::default()
+    }
+
+    /// Features of the API ([`abi::FEATURES`]) the mode's plans cannot do
+    /// without. A guestnetd that lacks one refuses to load the library,
+    /// naming it, rather than refusing each plan that uses it. Plans are
+    /// checked anyway: a guestnetd refuses a plan holding a field or a
+    /// variant it does not know, naming it.
+    fn requires(&self) -> &[&'static str] {
+        &[]
+    }
 }
 
 /// What a mode reports about itself.
@@ -86,6 +108,14 @@ pub trait Mode: Send + Sync {
 pub struct ModeInfo {
     pub name: String,
     pub version: String,
+    /// The API minor version the library was built with
+    /// ([`abi::API_MINOR`]); 0 from libraries of the first release, which
+    /// did not say.
+    #[serde(default)]
+    pub api_minor: u32,
+    /// What [`Mode::requires`] says.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub requires: Vec<String>,
 }
 
 /// A mode's refusal.
@@ -134,20 +164,15 @@ where
     let Some(section) = &definition.mode_section else {
         return Ok(T::default());
     };
-    serde_json::from_value(section.clone()).map_err(|e| {
-        // serde_json names no key: find the one that fails on its own, so
-        // the refusal says `nat.uplink`, not just `nat`.
-        let field = section
-            .as_object()
-            .and_then(|obj| {
-                obj.iter().find_map(|(k, v)| {
-                    let alone = serde_json::json!({ k.clone(): v.clone() });
-                    serde_json::from_value::<T>(alone)
-                        .is_err()
-                        .then(|| format!("{mode}.{k}"))
-                })
-            })
-            .unwrap_or_else(|| mode.clone());
-        ModeError::invalid(field, e.to_string())
+    serde_path_to_error::deserialize(section).map_err(|e| {
+        // The path of the failing key inside the table (`routes[1].via`),
+        // after the table's own name.
+        let path = e.path().to_string();
+        let field = if path == "." {
+            mode.clone()
+        } else {
+            format!("{mode}.{path}")
+        };
+        ModeError::invalid(field, e.into_inner().to_string())
     })
 }

@@ -48,6 +48,7 @@ pub fn plan(
         mtu: definition.mtu,
         hosts: ipv4.hosts.clone(),
         max_leases_per_port: d.max_leases_per_port,
+        options: Default::default(),
     });
     let records = ipv4
         .hosts
@@ -75,6 +76,10 @@ pub fn plan(
             domain: definition.dns.domain.clone(),
             forwarders: definition.dns.forwarders.clone(),
             records,
+            upstream: true,
+            domain_servers: vec![],
+            typed_records: vec![],
         }),
+        warnings: vec![],
     })
 }

@@ -28,6 +28,7 @@ use std::net::{IpAddr, Ipv4Addr};
 /// is taken down, the firewall and sysctls are reconciled without the
 /// network.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Plan {
     /// The bridge guests plug into; see [`BridgePlan`] for what is created,
     /// taken over or left alone. A bridge name that exists on the host and is
@@ -120,11 +121,26 @@ pub struct Plan {
     /// hostnames of DHCP leases) and forwards other names upstream. It stops
     /// with the network.
     pub dns: Option<DnsPlan>,
+    /// Things the mode wants the user to know about this plan (a setting it
+    /// ignored, a choice it made for them). guestnetd logs each and shows
+    /// them in the network's `Warnings` property; they never stop a start.
+    /// At most [`MAX_WARNINGS`], each cut to [`MAX_WARNING_LEN`] bytes.
+    ///
+    /// Since API 1.1; absent: none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
+
+/// Most warnings one plan may carry (more is refused).
+pub const MAX_WARNINGS: usize = 16;
+/// Longest warning kept, in bytes; longer ones are cut.
+pub const MAX_WARNING_LEN: usize = 512;
+/// Most rules a [`FirewallPolicy::Rules`] may hold.
+pub const MAX_FIREWALL_RULES: usize = 256;
 
 /// How the network's bridge comes to be.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum BridgePlan {
     /// A new bridge the service creates and later deletes.
     Create { name: IfName, mtu: Option<u32> },
@@ -152,6 +168,7 @@ impl BridgePlan {
 /// One route through the network's bridge; see [`Plan::routes`] for how it
 /// is checked, installed and removed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RoutePlan {
     /// Where the route leads (host bits are ignored: `10.9.0.7/24` is
     /// `10.9.0.0/24`).
@@ -159,53 +176,277 @@ pub struct RoutePlan {
     /// The next hop, which must be on a subnet of the bridge; `None` for a
     /// destination reached directly on the bridge (scope link).
     pub gateway: Option<Ipv4Addr>,
+    /// The route's metric (its priority: lower wins); `None` is metric 0.
+    /// Since API 1.1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metric: Option<u32>,
 }
 
 /// A sysctl under `/proc/sys/net/`, set while the network is active and
 /// restored when no active network needs it any more.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Sysctl {
     pub key: SysctlKey,
     pub value: String,
 }
 
 /// The sysctls a mode may ask for; a closed list, so a plugin can never name
-/// an arbitrary path.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// an arbitrary path. The `bridge_*` keys are those of the network's own
+/// bridge (`net/ipv4/conf/BRIDGE/...`): they apply to that interface only.
+///
+/// Each key takes only the values listed; the service refuses any other
+/// value, naming the key. `ipv4_forward` is since API 1.0, the rest since 1.1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SysctlKey {
+    /// `net/ipv4/ip_forward`: 0 or 1.
     Ipv4Forward,
+    /// `net/ipv4/conf/BRIDGE/rp_filter`: 0 (off), 1 (strict), 2 (loose).
+    /// The kernel applies the larger of this and `conf/all/rp_filter`.
+    BridgeRpFilter,
+    /// `net/ipv4/conf/BRIDGE/proxy_arp`: 0 or 1.
+    BridgeProxyArp,
+    /// `net/ipv4/conf/BRIDGE/route_localnet`: 0 or 1.
+    BridgeRouteLocalnet,
+    /// `net/ipv4/conf/BRIDGE/accept_local`: 0 or 1.
+    BridgeAcceptLocal,
+    /// `net/ipv4/conf/BRIDGE/arp_ignore`: 0 to 3, or 8.
+    BridgeArpIgnore,
+    /// `net/ipv4/conf/BRIDGE/arp_announce`: 0 to 2.
+    BridgeArpAnnounce,
+    /// `net/ipv4/conf/BRIDGE/forwarding`: 0 or 1.
+    BridgeForwarding,
 }
 
 impl SysctlKey {
-    pub fn path(self) -> &'static str {
+    /// Every key, in order.
+    pub const ALL: [SysctlKey; 8] = [
+        SysctlKey::Ipv4Forward,
+        SysctlKey::BridgeRpFilter,
+        SysctlKey::BridgeProxyArp,
+        SysctlKey::BridgeRouteLocalnet,
+        SysctlKey::BridgeAcceptLocal,
+        SysctlKey::BridgeArpIgnore,
+        SysctlKey::BridgeArpAnnounce,
+        SysctlKey::BridgeForwarding,
+    ];
+
+    /// The key's path under `/proc/sys/net/` for a network on `bridge`.
+    pub fn path(self, bridge: &IfName) -> String {
+        let conf = |leaf: &str| format!("/proc/sys/net/ipv4/conf/{}/{leaf}", bridge.as_str());
         match self {
-            SysctlKey::Ipv4Forward => "/proc/sys/net/ipv4/ip_forward",
+            SysctlKey::Ipv4Forward => "/proc/sys/net/ipv4/ip_forward".to_owned(),
+            SysctlKey::BridgeRpFilter => conf("rp_filter"),
+            SysctlKey::BridgeProxyArp => conf("proxy_arp"),
+            SysctlKey::BridgeRouteLocalnet => conf("route_localnet"),
+            SysctlKey::BridgeAcceptLocal => conf("accept_local"),
+            SysctlKey::BridgeArpIgnore => conf("arp_ignore"),
+            SysctlKey::BridgeArpAnnounce => conf("arp_announce"),
+            SysctlKey::BridgeForwarding => conf("forwarding"),
+        }
+    }
+
+    /// Whether the key belongs to the network's bridge (rather than to the
+    /// whole namespace, shared by every network).
+    pub fn per_bridge(self) -> bool {
+        self != SysctlKey::Ipv4Forward
+    }
+
+    /// The values the key takes.
+    pub fn values(self) -> &'static [&'static str] {
+        match self {
+            SysctlKey::BridgeRpFilter => &["0", "1", "2"],
+            SysctlKey::BridgeArpIgnore => &["0", "1", "2", "3", "8"],
+            SysctlKey::BridgeArpAnnounce => &["0", "1", "2"],
+            _ => &["0", "1"],
+        }
+    }
+
+    /// The key as plans write it (`ipv4_forward`).
+    pub fn name(self) -> &'static str {
+        match self {
+            SysctlKey::Ipv4Forward => "ipv4_forward",
+            SysctlKey::BridgeRpFilter => "bridge_rp_filter",
+            SysctlKey::BridgeProxyArp => "bridge_proxy_arp",
+            SysctlKey::BridgeRouteLocalnet => "bridge_route_localnet",
+            SysctlKey::BridgeAcceptLocal => "bridge_accept_local",
+            SysctlKey::BridgeArpIgnore => "bridge_arp_ignore",
+            SysctlKey::BridgeArpAnnounce => "bridge_arp_announce",
+            SysctlKey::BridgeForwarding => "bridge_forwarding",
         }
     }
 }
 
 /// What crosses the host's firewall to and from the network.
+///
+/// [`Rules`](FirewallPolicy::Rules) is the vocabulary (since API 1.1); the
+/// other variants are the fixed policies of API 1.0, kept as shorthands for
+/// the rule lists their documentation gives, and rendered exactly as those.
+/// The built-in modes write rules.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum FirewallPolicy {
-    /// No rules: the host is a plain switch for this bridge.
+    /// No rules: the host is a plain switch for this bridge (and guests'
+    /// traffic to the host meets no policy of guestnet's).
     None,
     /// Guests talk to each other and to the host (within
-    /// [`Plan::host_allow`]); nothing is forwarded.
+    /// [`Plan::host_allow`]); nothing is forwarded. The same as
+    /// `Rules` with `deny guests → anywhere` and `deny anywhere → guests`.
     Isolated { subnet: Ipv4Net },
-    /// Forwarded both ways without translation.
+    /// Forwarded both ways without translation: `allow guests → anywhere`,
+    /// `allow anywhere → guests`.
     Routed { subnet: Ipv4Net },
     /// Guests reach out, masqueraded behind the host (through `uplink` only
-    /// when given); nothing from outside opens a connection to a guest.
+    /// when given); nothing from outside opens a connection to a guest:
+    /// `allow guests → uplink` (or `anywhere`) and `masquerade`.
     Nat {
         subnet: Ipv4Net,
         uplink: Option<IfName>,
     },
+    /// A list of typed rules about the network's guests. Since API 1.1.
+    Rules {
+        /// The guests' subnets (what `guests` means in a rule); empty: the
+        /// subnets of [`Plan::addresses`].
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        guests: Vec<Ipv4Net>,
+        /// At most [`MAX_FIREWALL_RULES`].
+        rules: Vec<FirewallRule>,
+    },
+}
+
+impl FirewallPolicy {
+    /// The rules a policy stands for, with the guests' subnets; `None` for
+    /// [`FirewallPolicy::None`]. `addresses` are the plan's, for a `Rules`
+    /// policy that names no subnets.
+    pub fn to_rules(&self, addresses: &[Ipv4Net]) -> Option<(Vec<Ipv4Net>, Vec<FirewallRule>)> {
+        use Endpoint::{Anywhere, Guests, Uplink};
+        Some(match self {
+            FirewallPolicy::None => return None,
+            FirewallPolicy::Isolated { subnet } => (
+                vec![*subnet],
+                vec![
+                    FirewallRule::deny(Guests, Anywhere),
+                    FirewallRule::deny(Anywhere, Guests),
+                ],
+            ),
+            FirewallPolicy::Routed { subnet } => (
+                vec![*subnet],
+                vec![
+                    FirewallRule::allow(Guests, Anywhere),
+                    FirewallRule::allow(Anywhere, Guests),
+                ],
+            ),
+            FirewallPolicy::Nat { subnet, uplink } => {
+                let to = match uplink {
+                    Some(name) => Uplink { name: name.clone() },
+                    None => Anywhere,
+                };
+                (
+                    vec![*subnet],
+                    vec![
+                        FirewallRule::allow(Guests, to),
+                        FirewallRule::Masquerade {
+                            uplink: uplink.clone(),
+                            except: vec![],
+                        },
+                    ],
+                )
+            }
+            FirewallPolicy::Rules { guests, rules } => {
+                let guests = if guests.is_empty() {
+                    addresses.iter().map(Ipv4Net::trunc).collect()
+                } else {
+                    guests.iter().map(Ipv4Net::trunc).collect()
+                };
+                (guests, rules.clone())
+            }
+        })
+    }
+}
+
+/// One typed firewall rule about a network's guests.
+///
+/// What the service does with them (one network's rules never decide
+/// another network's traffic, and their order in the list does not
+/// matter):
+/// - Replies to allowed connections always pass; guests of one bridge
+///   always reach each other unless [`IsolateGuests`](Self::IsolateGuests).
+/// - Every `deny` of every network is checked before any `allow`: a packet
+///   a network denies is refused even when another network allows it.
+/// - Forwarded traffic to or from the guests that no `allow` (and no
+///   forward) accepts is refused (`reject`, so a sender learns at once).
+/// - `host` as a destination: `allow` opens every port of the host to the
+///   guests; `deny` leaves only DHCP and DNS. Without either, guests reach
+///   the host's DHCP, DNS, ping and [`Plan::host_allow`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "rule", rename_all = "snake_case", deny_unknown_fields)]
+pub enum FirewallRule {
+    /// Connections opened from `from` to `to` are forwarded (one of the
+    /// two must be [`Endpoint::Guests`]).
+    Allow { from: Endpoint, to: Endpoint },
+    /// Connections from `from` to `to` are refused, before any allow (one
+    /// of the two must be [`Endpoint::Guests`]).
+    Deny { from: Endpoint, to: Endpoint },
+    /// The guests' connections leave with the host's address (through
+    /// `uplink` only, when given; else through any interface but the
+    /// bridge), except those to the `except` subnets, which keep the
+    /// guest's address. The guests' own subnets, broadcast and link-local
+    /// multicast are never translated.
+    Masquerade {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        uplink: Option<IfName>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        except: Vec<Ipv4Net>,
+    },
+    /// Connections to the host's `port` (on `address` only, when given;
+    /// else on every address of the host) go to the guest `to`, at
+    /// `to_port` (a range maps onto a range of the same size, starting
+    /// there). `to` must be in the guests' subnets. Implies the allow.
+    Forward {
+        port: HostPort,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        address: Option<Ipv4Addr>,
+        to: Ipv4Addr,
+        to_port: u16,
+    },
+    /// Guests on the bridge do not reach each other (they still reach the
+    /// host and, by the other rules, the world).
+    IsolateGuests,
+}
+
+impl FirewallRule {
+    pub fn allow(from: Endpoint, to: Endpoint) -> Self {
+        FirewallRule::Allow { from, to }
+    }
+
+    pub fn deny(from: Endpoint, to: Endpoint) -> Self {
+        FirewallRule::Deny { from, to }
+    }
+}
+
+/// One end of an [`FirewallRule::Allow`] or [`FirewallRule::Deny`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Endpoint {
+    /// The network's guests: its bridge, from or to the guests' subnets.
+    Guests,
+    /// The host itself (only as a destination).
+    Host,
+    /// Anything the host forwards to or from: the LAN, the internet,
+    /// other networks' guests.
+    Anywhere,
+    /// What goes out through (or comes in from) the host's interface `name`.
+    Uplink { name: IfName },
+    /// The guests of the host's other guestnet networks.
+    OtherNetworks,
+    /// Addresses in `subnet`, wherever they are.
+    Subnet { subnet: Ipv4Net },
 }
 
 /// The DHCPv4 service the network wants on its bridge.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct DhcpPlan {
     pub server: Ipv4Addr,
     pub subnet: Ipv4Net,
@@ -222,19 +463,140 @@ pub struct DhcpPlan {
     /// once; absent from the plans of older modes, which get the default.
     #[serde(default = "crate::definition::leases_per_port_default")]
     pub max_leases_per_port: u32,
+    /// Further options, each answered to a client that asks for it (its
+    /// parameter request list). Since API 1.1; absent: none.
+    #[serde(default, skip_serializing_if = "DhcpOptions::is_empty")]
+    pub options: DhcpOptions,
+}
+
+/// DHCPv4 options beyond those guestnet always serves (mask, router, DNS,
+/// domain, lease times, MTU). The service refuses a raw option whose code
+/// guestnet sets itself, naming it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DhcpOptions {
+    /// NTP servers (option 42).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ntp: Vec<Ipv4Addr>,
+    /// Classless static routes (option 121, and 249 for old Windows).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<DhcpRoute>,
+    /// The domain search list (option 119).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub search: Vec<DnsName>,
+    /// The boot server (the header's `siaddr`, and option 66 as a dotted quad).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_server: Option<Ipv4Addr>,
+    /// The boot file (the header's `file`, and option 67).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filename: Option<String>,
+    /// Options by code, as bytes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub raw: Vec<RawDhcpOption>,
+}
+
+impl DhcpOptions {
+    pub fn is_empty(&self) -> bool {
+        self == &DhcpOptions::default()
+    }
+}
+
+/// A route a DHCP client installs (option 121).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DhcpRoute {
+    pub to: Ipv4Net,
+    pub via: Ipv4Addr,
+}
+
+/// An option by code, with its value as bytes (at most 255).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDhcpOption {
+    pub code: u8,
+    pub value: Vec<u8>,
 }
 
 /// The DNS service the network wants on its bridge address.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct DnsPlan {
     pub listen: Ipv4Addr,
     pub domain: Option<DnsName>,
-    /// Upstream servers; empty means the host's resolv.conf.
+    /// Upstream servers; empty means the host's resolv.conf (unless
+    /// [`upstream`](DnsPlan::upstream) is off).
     pub forwarders: Vec<IpAddr>,
+    /// A records of the network's domain (static hosts, say).
     pub records: Vec<DnsRecord>,
+    /// Whether names outside the network's domain (and outside every
+    /// [`domain_servers`](DnsPlan::domain_servers) domain) are forwarded;
+    /// `false`: they are refused (REFUSED), and the network's DNS never
+    /// sends a query out. Since API 1.1; absent: `true`.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub upstream: bool,
+    /// Split DNS: names in each `domain` go to its `servers`, whatever
+    /// [`upstream`](DnsPlan::upstream) says. Since API 1.1.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub domain_servers: Vec<DomainServers>,
+    /// Further records of the network's domain, of any type. Since API 1.1.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub typed_records: Vec<ResourceRecord>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
+}
+
+/// Where the names of one domain are asked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DomainServers {
+    pub domain: DnsName,
+    pub servers: Vec<IpAddr>,
+}
+
+/// A record of the network's domain: `name` is relative to it (`www`, or
+/// `_http._tcp` for a service).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResourceRecord {
+    pub name: String,
+    pub data: RecordData,
+}
+
+/// A record's type and value. Names it points to (a CNAME's target, an
+/// MX's exchange, an SRV's target) are relative to the network's domain
+/// unless they end with a dot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "UPPERCASE", deny_unknown_fields)]
+pub enum RecordData {
+    A {
+        ip: Ipv4Addr,
+    },
+    Cname {
+        target: String,
+    },
+    Txt {
+        text: Vec<String>,
+    },
+    Srv {
+        priority: u16,
+        weight: u16,
+        port: u16,
+        target: String,
+    },
+    Mx {
+        preference: u16,
+        exchange: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct DnsRecord {
     pub name: String,
     pub ip: Ipv4Addr,
@@ -245,7 +607,8 @@ pub struct DnsRecord {
 pub const MAX_HOST_ALLOW: usize = 64;
 
 /// A transport protocol a host port is opened for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Protocol {
     Tcp,
     Udp,

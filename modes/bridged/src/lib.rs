@@ -80,6 +80,7 @@ impl Mode for Bridged {
             host_allow: vec![],
             dhcp: None,
             dns: None,
+            warnings: vec![],
         })
     }
 }

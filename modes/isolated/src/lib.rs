@@ -1,11 +1,9 @@
-//! `isolated`: guests sit on a private subnet behind a bridge and talk to
-//! each other and to the host only (its DHCP, DNS, ping and the ports the
-//! definition's `[host] allow` opens); nothing is forwarded in or out. DHCP
-//! offers no default route. guestnet's DNS still forwards upstream, so an
-//! outside name resolves while a ping to it fails. Takes no `[isolated]`
-//! settings.
+//! guestnet's built-in `isolated` mode: the planner
+//! [`guestnet_mode_api::builtin::isolated`] behind the [`Mode`] trait, built
+//! as a mode library. See that module for what the mode does.
 
-use guestnet_mode_api::{own_subnet, Definition, FirewallPolicy, HostFacts, Mode, ModeError, Plan};
+use guestnet_mode_api::builtin::isolated;
+use guestnet_mode_api::{Definition, HostFacts, Mode, ModeError, Plan};
 
 pub struct Isolated;
 
@@ -19,11 +17,7 @@ impl Mode for Isolated {
     }
 
     fn plan(&self, definition: &Definition, facts: &HostFacts) -> Result<Plan, ModeError> {
-        let mut plan = own_subnet::plan(definition, facts, own_subnet::Gateway::Withheld)?;
-        plan.firewall = FirewallPolicy::Isolated {
-            subnet: plan.addresses[0].trunc(),
-        };
-        Ok(plan)
+        isolated::plan(definition, facts)
     }
 }
 
@@ -32,7 +26,17 @@ guestnet_mode_api::export_mode!(Isolated, Isolated);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use guestnet_mode_api::IfName;
+    use guestnet_mode_api::{Endpoint, FirewallPolicy, FirewallRule, IfName};
+
+    fn isolated() -> FirewallPolicy {
+        FirewallPolicy::Rules {
+            guests: vec![],
+            rules: vec![
+                FirewallRule::deny(Endpoint::Guests, Endpoint::Anywhere),
+                FirewallRule::deny(Endpoint::Anywhere, Endpoint::Guests),
+            ],
+        }
+    }
 
     fn def(toml: &str) -> Definition {
         Definition::parse(&format!("name = \"i\"\nmode = \"isolated\"\n{toml}")).unwrap()
@@ -51,12 +55,9 @@ mod tests {
     fn no_router_and_no_forwarding() {
         let d = def("[ipv4]\naddress = \"192.168.50.1/24\"\n[dns]\nforwarders = [\"9.9.9.9\"]");
         let plan = Isolated.plan(&d, &host()).unwrap();
-        assert_eq!(
-            plan.firewall,
-            FirewallPolicy::Isolated {
-                subnet: "192.168.50.0/24".parse().unwrap()
-            }
-        );
+        assert_eq!(plan.firewall, isolated());
+        let (guests, _) = plan.firewall.to_rules(&plan.addresses).unwrap();
+        assert_eq!(guests, vec!["192.168.50.0/24".parse().unwrap()]);
         assert!(plan.sysctls.is_empty());
         assert!(plan.routes.is_empty());
         let dhcp = plan.dhcp.unwrap();
@@ -73,10 +74,8 @@ mod tests {
     fn without_address_uses_the_free_subnet() {
         let plan = Isolated.plan(&def(""), &host()).unwrap();
         assert_eq!(plan.bridge.name().as_str(), "guestnet2");
-        assert!(matches!(
-            plan.firewall,
-            FirewallPolicy::Isolated { subnet } if subnet == "10.20.32.0/24".parse().unwrap()
-        ));
+        let (guests, _) = plan.firewall.to_rules(&plan.addresses).unwrap();
+        assert_eq!(guests, vec!["10.20.32.0/24".parse().unwrap()]);
     }
 
     #[test]

@@ -1,29 +1,11 @@
-//! `nat` (the default mode): guests sit on a private subnet behind a bridge,
-//! get their address from guestnet's DHCP and resolve names through its DNS.
-//! The host masquerades their traffic out of its own address, through the
-//! `[nat] uplink` NIC when one is given (else the default route's); outside
-//! hosts cannot open connections to guests.
-//!
-//! ```toml
-//! [nat]
-//! uplink = "eth0"   # optional
-//! ```
+//! guestnet's built-in `nat` mode: the planner
+//! [`guestnet_mode_api::builtin::nat`] behind the [`Mode`] trait, built as
+//! a mode library. See that module for what the mode does.
 
-use guestnet_mode_api::{
-    mode_section, own_subnet, Definition, FirewallPolicy, HostFacts, IfName, Mode, ModeError, Plan,
-    Sysctl, SysctlKey,
-};
-use serde::Deserialize;
+use guestnet_mode_api::builtin::nat;
+use guestnet_mode_api::{Definition, HostFacts, Mode, ModeError, Plan, TableDescription};
 
 pub struct Nat;
-
-/// The `[nat]` table.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Section {
-    /// The only NIC guests' traffic is masqueraded through.
-    uplink: Option<IfName>,
-}
 
 impl Mode for Nat {
     fn name(&self) -> &str {
@@ -35,31 +17,15 @@ impl Mode for Nat {
     }
 
     fn validate(&self, definition: &Definition) -> Result<(), ModeError> {
-        mode_section::<Section>(definition).map(drop)
+        nat::validate(definition)
     }
 
     fn plan(&self, definition: &Definition, facts: &HostFacts) -> Result<Plan, ModeError> {
-        let section: Section = mode_section(definition)?;
-        if let Some(uplink) = &section.uplink {
-            if facts.link(uplink.as_str()).is_none() {
-                return Err(ModeError::conflict(format!(
-                    "uplink {} does not exist on this host",
-                    uplink.as_str()
-                )));
-            }
-        }
-        let mut plan = own_subnet::plan(definition, facts, own_subnet::Gateway::Offered)?;
-        plan.sysctls.push(Sysctl {
-            key: SysctlKey::Ipv4Forward,
-            value: "1".into(),
-        });
-        plan.firewall = FirewallPolicy::Nat {
-            subnet: plan.addresses[0].trunc(),
-            uplink: section
-                .uplink
-                .or_else(|| facts.default_route_interface.clone()),
-        };
-        Ok(plan)
+        nat::plan(definition, facts)
+    }
+
+    fn table(&self) -> TableDescription {
+        nat::table()
     }
 }
 
@@ -68,7 +34,9 @@ guestnet_mode_api::export_mode!(Nat, Nat);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use guestnet_mode_api::LinkFact;
+    use guestnet_mode_api::{
+        Endpoint, FirewallPolicy, FirewallRule, IfName, LinkFact, Sysctl, SysctlKey,
+    };
 
     fn def(toml: &str) -> Definition {
         Definition::parse(&format!("name = \"n\"\n{toml}")).unwrap()
@@ -96,10 +64,7 @@ mod tests {
     }
 
     fn uplink(plan: &Plan) -> Option<&str> {
-        match &plan.firewall {
-            FirewallPolicy::Nat { uplink, .. } => uplink.as_ref().map(IfName::as_str),
-            other => panic!("not a nat policy: {other:?}"),
-        }
+        nat::uplink_of(plan).map(IfName::as_str)
     }
 
     #[test]
@@ -108,13 +73,22 @@ mod tests {
         let plan = Nat.plan(&d, &host()).unwrap();
         assert_eq!(plan.bridge.name().as_str(), "virbr0");
         assert_eq!(plan.addresses, vec!["192.168.122.1/24".parse().unwrap()]);
+        let eth0 = IfName::new("eth0").unwrap();
         assert_eq!(
             plan.firewall,
-            FirewallPolicy::Nat {
-                subnet: "192.168.122.0/24".parse().unwrap(),
-                uplink: Some(IfName::new("eth0").unwrap()),
+            FirewallPolicy::Rules {
+                guests: vec![],
+                rules: vec![
+                    FirewallRule::allow(Endpoint::Guests, Endpoint::Uplink { name: eth0.clone() }),
+                    FirewallRule::Masquerade {
+                        uplink: Some(eth0),
+                        except: vec![]
+                    }
+                ]
             }
         );
+        let (guests, _) = plan.firewall.to_rules(&plan.addresses).unwrap();
+        assert_eq!(guests, vec!["192.168.122.0/24".parse().unwrap()]);
         assert_eq!(
             plan.sysctls,
             vec![Sysctl {
@@ -132,10 +106,8 @@ mod tests {
         let plan = Nat.plan(&def(""), &host()).unwrap();
         assert_eq!(plan.bridge.name().as_str(), "guestnet0");
         assert_eq!(plan.addresses, vec!["10.20.30.1/24".parse().unwrap()]);
-        assert!(matches!(
-            plan.firewall,
-            FirewallPolicy::Nat { subnet, .. } if subnet == "10.20.30.0/24".parse().unwrap()
-        ));
+        let (guests, _) = plan.firewall.to_rules(&plan.addresses).unwrap();
+        assert_eq!(guests, vec!["10.20.30.0/24".parse().unwrap()]);
     }
 
     #[test]

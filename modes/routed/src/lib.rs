@@ -1,11 +1,9 @@
-//! `routed`: guests sit on their own subnet behind a bridge, with DHCP and
-//! DNS from guestnet. The host routes the subnet at L3 without NAT, both
-//! ways: an outside host with a route to the subnet via this host reaches
-//! guests by their own addresses. Takes no `[routed]` settings.
+//! guestnet's built-in `routed` mode: the planner
+//! [`guestnet_mode_api::builtin::routed`] behind the [`Mode`] trait, built
+//! as a mode library. See that module for what the mode does.
 
-use guestnet_mode_api::{
-    own_subnet, Definition, FirewallPolicy, HostFacts, Mode, ModeError, Plan, Sysctl, SysctlKey,
-};
+use guestnet_mode_api::builtin::routed;
+use guestnet_mode_api::{Definition, HostFacts, Mode, ModeError, Plan};
 
 pub struct Routed;
 
@@ -19,15 +17,7 @@ impl Mode for Routed {
     }
 
     fn plan(&self, definition: &Definition, facts: &HostFacts) -> Result<Plan, ModeError> {
-        let mut plan = own_subnet::plan(definition, facts, own_subnet::Gateway::Offered)?;
-        plan.sysctls.push(Sysctl {
-            key: SysctlKey::Ipv4Forward,
-            value: "1".into(),
-        });
-        plan.firewall = FirewallPolicy::Routed {
-            subnet: plan.addresses[0].trunc(),
-        };
-        Ok(plan)
+        routed::plan(definition, facts)
     }
 }
 
@@ -36,7 +26,17 @@ guestnet_mode_api::export_mode!(Routed, Routed);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use guestnet_mode_api::IfName;
+    use guestnet_mode_api::{Endpoint, FirewallPolicy, FirewallRule, IfName, Sysctl, SysctlKey};
+
+    fn routed() -> FirewallPolicy {
+        FirewallPolicy::Rules {
+            guests: vec![],
+            rules: vec![
+                FirewallRule::allow(Endpoint::Guests, Endpoint::Anywhere),
+                FirewallRule::allow(Endpoint::Anywhere, Endpoint::Guests),
+            ],
+        }
+    }
 
     fn def(toml: &str) -> Definition {
         Definition::parse(&format!("name = \"r\"\nmode = \"routed\"\n{toml}")).unwrap()
@@ -55,12 +55,9 @@ mod tests {
         let d = def("[ipv4]\naddress = \"172.16.5.1/16\"");
         let plan = Routed.plan(&d, &host()).unwrap();
         assert_eq!(plan.bridge.name().as_str(), "guestnet1");
-        assert_eq!(
-            plan.firewall,
-            FirewallPolicy::Routed {
-                subnet: "172.16.0.0/16".parse().unwrap()
-            }
-        );
+        assert_eq!(plan.firewall, routed());
+        let (guests, _) = plan.firewall.to_rules(&plan.addresses).unwrap();
+        assert_eq!(guests, vec!["172.16.0.0/16".parse().unwrap()]);
         assert_eq!(
             plan.sysctls,
             vec![Sysctl {
@@ -86,7 +83,7 @@ mod tests {
         let d = def("[ipv4]\naddress = \"172.16.5.1/24\"\ndhcp = false");
         let plan = Routed.plan(&d, &host()).unwrap();
         assert!(plan.dhcp.is_none());
-        assert!(matches!(plan.firewall, FirewallPolicy::Routed { .. }));
+        assert_eq!(plan.firewall, routed());
     }
 
     #[test]

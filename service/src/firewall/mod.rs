@@ -11,15 +11,16 @@
 //! between runs. Nothing here is process-wide; firewalld's part is
 //! [`firewalld::Firewalld`], likewise a value.
 
-use guestnet_mode_api::{FirewallPolicy, HostPort, IfName, Plan, Protocol};
 use std::fmt::Write as _;
-use std::net::Ipv4Addr;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
 
 pub mod firewalld;
+mod render;
+
+pub use render::{has_tables, render, HostInput, NetworkRules, Rules};
 
 pub const TABLE: &str = "guestnet";
 
@@ -31,282 +32,6 @@ pub enum FirewallError {
     Refused(String),
 }
 
-/// One active network's part of the table.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NetworkRules {
-    pub network: String,
-    pub bridge: IfName,
-    pub policy: FirewallPolicy,
-    /// What its guests may reach on the host (unused when `policy` is
-    /// [`FirewallPolicy::None`]).
-    pub host: HostInput,
-}
-
-impl NetworkRules {
-    /// The rules of network `network` with plan `plan`.
-    pub fn of(network: &str, plan: &Plan) -> Self {
-        NetworkRules {
-            network: network.to_owned(),
-            bridge: plan.bridge.name().clone(),
-            policy: plan.firewall.clone(),
-            host: HostInput::of(plan),
-        }
-    }
-}
-
-/// What a network's guests may reach on the host: what guestnet serves
-/// them, and the ports the definition opens.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct HostInput {
-    /// The host's own addresses on the bridge, where `allow` is opened.
-    pub addresses: Vec<Ipv4Addr>,
-    /// The DHCP server's address when guestnet serves DHCP on the bridge:
-    /// udp 67 is open to it and to the broadcast address, over IPv4 only.
-    pub dhcp: Option<Ipv4Addr>,
-    /// The address guestnet's DNS listens on for the network (udp and tcp 53).
-    pub dns: Option<Ipv4Addr>,
-    /// Further ports, from the definition's `[host] allow`.
-    pub allow: Vec<HostPort>,
-}
-
-impl HostInput {
-    pub fn of(plan: &Plan) -> Self {
-        HostInput {
-            addresses: plan.addresses.iter().map(|a| a.addr()).collect(),
-            dhcp: plan.dhcp.as_ref().map(|d| d.server),
-            dns: plan.dns.as_ref().map(|d| d.listen),
-            allow: plan.host_allow.clone(),
-        }
-    }
-}
-
-/// The nft batch that makes `inet guestnet` hold exactly `networks`' rules
-/// (or not exist, when none has any). Creating the table first makes the
-/// delete valid whether or not it existed; the batch is all-or-nothing.
-pub fn render(networks: &[NetworkRules]) -> String {
-    let mut out = format!(
-        "table inet {TABLE} {{}}\ndelete table inet {TABLE}\n\
-         table bridge {TABLE} {{}}\ndelete table bridge {TABLE}\n"
-    );
-    let with_rules: Vec<&NetworkRules> = networks
-        .iter()
-        .filter(|n| n.policy != FirewallPolicy::None)
-        .collect();
-    if with_rules.is_empty() {
-        return out;
-    }
-    let forward = forward_rules(&with_rules);
-    let mut input = String::new();
-    let mut postrouting = String::new();
-    for n in with_rules {
-        input_rules(&mut input, n);
-        nat_rules(&mut postrouting, n);
-    }
-    let _ = write!(
-        out,
-        "table inet {TABLE} {{\n\
-         \tchain forward {{\n\t\ttype filter hook forward priority filter; policy accept;\n{forward}\t}}\n\
-         \tchain input {{\n\t\ttype filter hook input priority filter; policy accept;\n{input}\t}}\n\
-         \tchain postrouting {{\n\t\ttype nat hook postrouting priority srcnat; policy accept;\n{postrouting}\t}}\n\
-         }}\n"
-    );
-    // Marks only, never a verdict; before anyone else's bridge rules.
-    let _ = write!(
-        out,
-        "table bridge {TABLE} {{\n\
-         \t{}\n\
-         \tchain dhcp_ports {{\n\t\ttype filter hook input priority -300; policy accept;\n\
-         \t\t{} comment \"{DHCP_RATE_COMMENT}\"\n\
-         \t\t{} comment \"{DHCP_PORTS_COMMENT}\"\n\t}}\n\
-         }}\n",
-        crate::dhcp::port::RATE_SET,
-        crate::dhcp::port::RATE_RULE,
-        crate::dhcp::port::MARK_RULE
-    );
-    out
-}
-
-const DHCP_PORTS_COMMENT: &str = "guestnet: DHCP requests carry their bridge port";
-const DHCP_RATE_COMMENT: &str = "guestnet: DHCP requests are rate-limited per bridge port";
-
-/// Whether a batch made by [`render`] creates tables (rather than only
-/// deleting them).
-pub fn has_tables(batch: &str) -> bool {
-    batch.lines().any(|l| l.ends_with(" {"))
-}
-
-/// The forward chain, in four passes over the networks, so that no
-/// network's verdict depends on another network's name or place in the
-/// list. Every rule names its own network's bridge as the input or the
-/// output interface, and a packet has one of each; so within a pass the
-/// rules of two networks never match the same packet, and their order
-/// does not matter. Only the order of the passes does:
-///
-/// 1. Guest to guest on one bridge: accepted (seen here when br_netfilter
-///    is loaded), in every mode.
-/// 2. Isolated networks: everything forwarded from or to their bridges is
-///    refused, before any other network's accept can see it.
-/// 3. Inbound, by the network the packet goes into: a nat network takes
-///    only replies (`established,related`) and refuses the rest; a routed
-///    network takes anything addressed to its subnet, and refuses the rest.
-/// 4. Outbound, by the network the packet comes from: a nat network lets
-///    its subnet out (to its uplink, when it names one), a routed network
-///    its subnet; each refuses the rest.
-///
-/// Refusals are `reject`, as libvirt does, so a sender learns at once
-/// rather than timing out. Traffic touching no guestnet bridge with rules
-/// (bridged networks: the host is a plain switch; the LAN; the host's own
-/// traffic, which is not forwarded) is not matched at all.
-///
-/// What follows for a guest of the row opening a connection to a guest of
-/// the column (a bridged guest is a LAN host):
-///
-/// | from \ to | nat     | routed  | isolated | bridged |
-/// |-----------|---------|---------|----------|---------|
-/// | nat       | refused | allowed | refused  | allowed |
-/// | routed    | refused | allowed | refused  | allowed |
-/// | isolated  | refused | refused | refused  | refused |
-/// | bridged   | refused | allowed | refused  | n/a     |
-///
-/// (Each network's own guests always reach each other: pass 1; the table
-/// is between two networks.) A nat guest reaches a routed guest as it
-/// would a LAN host: the routed network's inbound accept (pass 3) comes
-/// before the nat network's outbound reject (pass 4), so this holds even
-/// when the nat network names an uplink, as in libvirt. An isolated guest
-/// reaches nothing forwarded, even with a route: unlike libvirt, whose
-/// inbound accepts come before an isolated network's rejects, pass 2 comes
-/// first.
-fn forward_rules(networks: &[&NetworkRules]) -> String {
-    let mut out = String::new();
-    for n in networks {
-        let (br, tag) = (n.bridge.as_str(), comment(&n.network));
-        let _ = writeln!(out, "\t\tiifname \"{br}\" oifname \"{br}\" accept {tag}");
-    }
-    for n in networks {
-        if let FirewallPolicy::Isolated { .. } = n.policy {
-            let (br, tag) = (n.bridge.as_str(), comment(&n.network));
-            let _ = writeln!(out, "\t\tiifname \"{br}\" reject {tag}");
-            let _ = writeln!(out, "\t\toifname \"{br}\" reject {tag}");
-        }
-    }
-    for n in networks {
-        let (br, tag) = (n.bridge.as_str(), comment(&n.network));
-        let accept = match &n.policy {
-            FirewallPolicy::Routed { subnet } => format!("ip daddr {subnet} accept"),
-            FirewallPolicy::Nat { subnet, .. } => {
-                format!("ip daddr {subnet} ct state established,related accept")
-            }
-            FirewallPolicy::None | FirewallPolicy::Isolated { .. } => continue,
-        };
-        let _ = writeln!(out, "\t\toifname \"{br}\" {accept} {tag}");
-        let _ = writeln!(out, "\t\toifname \"{br}\" reject {tag}");
-    }
-    for n in networks {
-        let (br, tag) = (n.bridge.as_str(), comment(&n.network));
-        let accept = match &n.policy {
-            FirewallPolicy::Routed { subnet } => format!("ip saddr {subnet} accept"),
-            FirewallPolicy::Nat { subnet, uplink } => {
-                let out_if = uplink
-                    .as_ref()
-                    .map(|u| format!("oifname \"{u}\" "))
-                    .unwrap_or_default();
-                format!("{out_if}ip saddr {subnet} accept")
-            }
-            FirewallPolicy::None | FirewallPolicy::Isolated { .. } => continue,
-        };
-        let _ = writeln!(out, "\t\tiifname \"{br}\" {accept} {tag}");
-        let _ = writeln!(out, "\t\tiifname \"{br}\" reject {tag}");
-    }
-    out
-}
-
-/// A network's host-input policy: what its guests may open on the host.
-/// Accepted, from the network's bridge: replies to the host's own
-/// connections, DHCP (IPv4, to the broadcast or the server's address)
-/// when guestnet serves it, DNS to the address guestnet's
-/// DNS listens on, ICMP echo (and IPv6 neighbour discovery, without which
-/// the host's own IPv6 to a guest stalls), and the definition's
-/// `[host] allow` ports on the host's addresses on the network. The rest
-/// is refused: tcp with a reset, anything else with ICMP
-/// admin-prohibited, so a guest learns at once.
-///
-/// One pass is enough: every rule names the network's own bridge as the
-/// input interface and a packet has one, so no two networks' rules match
-/// the same packet and the order of the networks does not matter. A
-/// guest's packet to the host's address on another network, or on the
-/// LAN, still arrives from its own bridge and meets its own network's
-/// rules.
-fn input_rules(out: &mut String, n: &NetworkRules) {
-    let (br, tag) = (n.bridge.as_str(), comment(&n.network));
-    let h = &n.host;
-    let mut rule = |r: &str| {
-        let _ = writeln!(out, "\t\tiifname \"{br}\" {r} {tag}");
-    };
-    rule("ct state established,related accept");
-    // DHCP requests go to the broadcast address or, from a relay, a
-    // renewing client or INFORM, to the server's own address: nothing
-    // else on the host's udp 67 (another address, or IPv6) is reachable.
-    if let Some(server) = h.dhcp {
-        rule(&format!(
-            "meta nfproto ipv4 ip daddr {{ 255.255.255.255, {server} }} udp dport 67 accept"
-        ));
-    }
-    if let Some(dns) = h.dns {
-        rule(&format!("ip daddr {dns} udp dport 53 accept"));
-        rule(&format!("ip daddr {dns} tcp dport 53 accept"));
-    }
-    rule("icmp type echo-request accept");
-    rule("icmpv6 type { echo-request, nd-neighbor-solicit, nd-neighbor-advert } accept");
-    if !h.addresses.is_empty() {
-        let addrs = set(h.addresses.iter().map(Ipv4Addr::to_string));
-        for proto in [Protocol::Tcp, Protocol::Udp] {
-            let ports: Vec<String> = h
-                .allow
-                .iter()
-                .filter(|p| p.protocol == proto)
-                .map(HostPort::ports)
-                .collect();
-            if !ports.is_empty() {
-                let (proto, ports) = (proto.as_str(), set(ports));
-                rule(&format!("ip daddr {addrs} {proto} dport {ports} accept"));
-            }
-        }
-    }
-    rule("meta l4proto tcp reject with tcp reset");
-    rule("reject with icmpx admin-prohibited");
-}
-
-/// An nft anonymous set of `items`: `{ a, b }`.
-fn set(items: impl IntoIterator<Item = String>) -> String {
-    format!("{{ {} }}", items.into_iter().collect::<Vec<_>>().join(", "))
-}
-
-fn nat_rules(out: &mut String, n: &NetworkRules) {
-    let FirewallPolicy::Nat { subnet, uplink } = &n.policy else {
-        return;
-    };
-    let tag = comment(&n.network);
-    let out_if = uplink
-        .as_ref()
-        .map(|u| format!("oifname \"{u}\" "))
-        .unwrap_or_else(|| format!("oifname != \"{}\" ", n.bridge));
-    // Broadcast and link-local multicast stay untranslated, as libvirt does.
-    let _ = writeln!(
-        out,
-        "\t\tip saddr {subnet} ip daddr {{ 224.0.0.0/24, 255.255.255.255 }} return {tag}"
-    );
-    let _ = writeln!(
-        out,
-        "\t\t{out_if}ip saddr {subnet} ip daddr != {subnet} masquerade {tag}"
-    );
-}
-
-/// A rule comment naming the network; network names are `[A-Za-z0-9_.-]`,
-/// so they need no escaping inside the quotes.
-fn comment(network: &str) -> String {
-    format!("comment \"guestnet:{network}\"")
-}
-
 /// Docker's chain for the rules of other software (with iptables-nft it
 /// lives in `table ip filter`). Docker's forward chain has a drop policy and
 /// jumps here first; an accept in guestnet's own table cannot override a
@@ -316,24 +41,40 @@ fn comment(network: &str) -> String {
 const DOCKER_USER_TABLE: &str = "filter";
 const DOCKER_USER_CHAIN: &str = "DOCKER-USER";
 
-/// The rules guestnet wants in DOCKER-USER, by unique comment.
+/// The rules guestnet wants in DOCKER-USER, by unique comment: for each
+/// network that sends out, its guests' traffic out; for each that sends
+/// or takes anything, what goes in to it (replies, forwarded ports, or
+/// everything when it takes connections from anywhere).
 fn docker_user_rules(networks: &[NetworkRules]) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for n in networks {
+        let Some(p) = &n.policy else { continue };
+        if !p.sends_out() && !p.takes_inbound() {
+            continue;
+        }
         let br = n.bridge.as_str();
-        let (subnet, inbound) = match &n.policy {
-            FirewallPolicy::Nat { subnet, .. } => (subnet, "ct state established,related "),
-            FirewallPolicy::Routed { subnet } => (subnet, ""),
-            FirewallPolicy::None | FirewallPolicy::Isolated { .. } => continue,
+        let subnets: Vec<String> = p.guests.iter().map(|g| g.trunc().to_string()).collect();
+        let subnet = match subnets.as_slice() {
+            [one] => one.clone(),
+            _ => format!("{{ {} }}", subnets.join(", ")),
         };
         let tag = |dir: &str| format!("guestnet:{}:{dir}", n.network);
-        out.push((
-            tag("out"),
-            format!(
-                "iifname \"{br}\" ip saddr {subnet} accept comment \"{}\"",
-                tag("out")
-            ),
-        ));
+        if p.sends_out() {
+            out.push((
+                tag("out"),
+                format!(
+                    "iifname \"{br}\" ip saddr {subnet} accept comment \"{}\"",
+                    tag("out")
+                ),
+            ));
+        }
+        // Docker's chain only must not drop what guestnet's own table
+        // accepts; the verdicts stay with guestnet's table.
+        let inbound = if p.takes_inbound() {
+            ""
+        } else {
+            "ct state established,related "
+        };
         out.push((
             tag("in"),
             format!(
@@ -753,13 +494,15 @@ async fn feed_and_wait(mut child: tokio::process::Child, batch: &str) -> Result<
 
 #[cfg(test)]
 mod tests {
+    use super::render::{DHCP_PORTS_COMMENT, DHCP_RATE_COMMENT};
     use super::*;
+    use guestnet_mode_api::{FirewallPolicy, IfName};
 
     fn rules(policy: FirewallPolicy) -> NetworkRules {
         NetworkRules {
             network: "n1".into(),
             bridge: IfName::new("gnbr0").unwrap(),
-            policy,
+            policy: Rules::of(&policy, &[]),
             host: HostInput::default(),
         }
     }
@@ -906,7 +649,7 @@ mod tests {
         NetworkRules {
             network: network.into(),
             bridge: IfName::new(bridge).unwrap(),
-            policy,
+            policy: Rules::of(&policy, &[]),
             host: HostInput::default(),
         }
     }

@@ -379,6 +379,7 @@ mod tests {
             host_allow: vec![],
             dhcp: None,
             dns: None,
+            warnings: vec![],
         };
         let e = conflicts(&plan("gnbr1", "10.0.3.1/24"), &snap, "n", &[]).unwrap_err();
         assert!(e.contains("10.0.0.5/16 on interface eth0"), "{e}");
@@ -400,6 +401,7 @@ mod tests {
                 .map(|(d, gw)| guestnet_mode_api::RoutePlan {
                     destination: d.parse().unwrap(),
                     gateway: gw.map(|g| g.parse().unwrap()),
+                    metric: None,
                 })
                 .collect(),
             sysctls: vec![],
@@ -407,6 +409,7 @@ mod tests {
             host_allow: vec![],
             dhcp: None,
             dns: None,
+            warnings: vec![],
         }
     }
 

@@ -195,14 +195,14 @@ async fn apply_steps(
     Ok(())
 }
 
-/// A planned route as guestnet installs it: through the bridge, at no
-/// metric of its own (0, the kernel's default), marked static.
+/// A planned route as guestnet installs it: through the bridge, at the
+/// plan's metric (none: 0, the kernel's default), marked static.
 fn planned_route(r: &RoutePlan, bridge: u32) -> Route {
     Route {
         destination: r.destination.trunc(),
         gateway: r.gateway,
         oif: Some(bridge),
-        metric: None,
+        metric: r.metric.filter(|m| *m != 0),
         protocol: 4, // static
         scope: if r.gateway.is_some() { 0 } else { 253 },
         pref_source: None,
@@ -552,6 +552,7 @@ mod tests {
         let r = RoutePlan {
             destination: "10.61.0.0/24".parse().unwrap(),
             gateway: gateway.map(|g| g.parse().unwrap()),
+            metric: None,
         };
         refusal(&e, &r, "gnbr1")
     }
@@ -583,12 +584,14 @@ mod tests {
             routes: vec![RoutePlan {
                 destination: "10.61.0.7/24".parse().unwrap(),
                 gateway: Some("10.60.0.9".parse().unwrap()),
+                metric: None,
             }],
             sysctls: vec![],
             firewall: guestnet_mode_api::FirewallPolicy::None,
             host_allow: vec![],
             dhcp: None,
             dns: None,
+            warnings: vec![],
         };
         let mut r = planned_route(&plan.routes[0], 3);
         assert_eq!(r.destination, "10.61.0.0/24".parse::<Ipv4Net>().unwrap());

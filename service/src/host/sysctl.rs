@@ -5,73 +5,73 @@
 //! guestnetd still restores them.
 
 use crate::files::{write_atomic, FileError};
-use guestnet_mode_api::{Sysctl, SysctlKey};
+use guestnet_mode_api::SysctlKey;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
 #[error("sysctl {path}: {source}")]
 pub struct SysctlError {
-    path: &'static str,
+    path: String,
     #[source]
     source: std::io::Error,
 }
 
 pub struct SysctlKeeper {
     file: PathBuf,
-    /// Key → the value it had before guestnet changed it.
+    /// Path → the value it had before guestnet changed it.
     originals: BTreeMap<String, String>,
-}
-
-fn key_name(key: SysctlKey) -> String {
-    serde_json::to_value(key)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default()
-}
-
-fn key_from_name(name: &str) -> Option<SysctlKey> {
-    serde_json::from_value(serde_json::Value::String(name.to_owned())).ok()
 }
 
 impl SysctlKeeper {
     pub fn load(runtime_dir: PathBuf) -> Self {
         let file = runtime_dir.join("sysctl-originals.json");
-        let originals = std::fs::read(&file)
+        let originals: BTreeMap<String, String> = std::fs::read(&file)
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or_default();
+        // A guestnetd before per-bridge keys kept them by key name.
+        let originals = originals
+            .into_iter()
+            .filter_map(|(k, v)| Some((legacy_path(&k)?, v)))
+            .collect();
         Self { file, originals }
     }
 
     /// Makes the namespace hold what `needed` asks (the union of the active
-    /// networks' sysctls) and restores every key no longer needed.
-    pub fn reconcile(&mut self, needed: &[Sysctl]) -> Result<(), ReconcileError> {
-        let mut want: BTreeMap<String, (SysctlKey, String)> = BTreeMap::new();
-        for s in needed {
-            want.insert(key_name(s.key), (s.key, s.value.clone()));
-        }
-        for (name, (key, value)) in &want {
-            let current = read(*key)?;
-            if !self.originals.contains_key(name) {
-                self.originals.insert(name.clone(), current.clone());
+    /// networks' sysctls, as path and value; the plans' keys are a closed
+    /// list, so these paths are guestnet's own) and restores every path no
+    /// longer needed. A per-bridge path whose bridge is gone needs no
+    /// restoring.
+    pub fn reconcile(&mut self, needed: &[(String, String)]) -> Result<(), ReconcileError> {
+        let want: BTreeMap<&str, &str> = needed
+            .iter()
+            .map(|(p, v)| (p.as_str(), v.as_str()))
+            .collect();
+        for (path, value) in &want {
+            let current = read(path)?;
+            if !self.originals.contains_key(*path) {
+                self.originals.insert((*path).to_owned(), current.clone());
                 self.save()?;
             }
             if current != *value {
-                write(*key, value)?;
+                write(path, value)?;
             }
         }
         let stale: Vec<String> = self
             .originals
             .keys()
-            .filter(|k| !want.contains_key(*k))
+            .filter(|k| !want.contains_key(k.as_str()))
             .cloned()
             .collect();
-        for name in stale {
-            if let (Some(key), Some(original)) = (key_from_name(&name), self.originals.get(&name)) {
-                write(key, original)?;
+        for path in stale {
+            if let Some(original) = self.originals.get(&path) {
+                match write(&path, original) {
+                    Err(e) if e.source.kind() == std::io::ErrorKind::NotFound => {}
+                    other => other?,
+                }
             }
-            self.originals.remove(&name);
+            self.originals.remove(&path);
             self.save()?;
         }
         Ok(())
@@ -83,6 +83,18 @@ impl SysctlKeeper {
     }
 }
 
+/// The path of a key as kept in the originals file: a path already, or the
+/// name of a namespace-wide key (as a guestnetd before per-bridge keys
+/// wrote it). Anything else is not guestnet's and is dropped.
+fn legacy_path(kept: &str) -> Option<String> {
+    if kept.starts_with("/proc/sys/net/") && !kept.contains("..") {
+        return Some(kept.to_owned());
+    }
+    let key: SysctlKey = serde_json::from_value(serde_json::Value::String(kept.to_owned())).ok()?;
+    let any = guestnet_mode_api::IfName::new("lo").ok()?;
+    (!key.per_bridge()).then(|| key.path(&any))
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {
     #[error(transparent)]
@@ -91,18 +103,18 @@ pub enum ReconcileError {
     File(#[from] FileError),
 }
 
-fn read(key: SysctlKey) -> Result<String, SysctlError> {
-    std::fs::read_to_string(key.path())
+fn read(path: &str) -> Result<String, SysctlError> {
+    std::fs::read_to_string(path)
         .map(|s| s.trim().to_owned())
         .map_err(|source| SysctlError {
-            path: key.path(),
+            path: path.to_owned(),
             source,
         })
 }
 
-fn write(key: SysctlKey, value: &str) -> Result<(), SysctlError> {
-    std::fs::write(key.path(), value).map_err(|source| SysctlError {
-        path: key.path(),
+fn write(path: &str, value: &str) -> Result<(), SysctlError> {
+    std::fs::write(path, value).map_err(|source| SysctlError {
+        path: path.to_owned(),
         source,
     })
 }

@@ -382,14 +382,11 @@ impl Networks {
         snapshot: &crate::host::kernel::Snapshot,
         name: &NetworkName,
     ) -> Result<(), ServiceError> {
-        // A mode's plan is bounded like a definition: each entry is a rule.
-        let max = guestnet_mode_api::MAX_HOST_ALLOW;
-        if plan.host_allow.len() > max {
-            return Err(ServiceError::Failed(format!(
-                "the mode planned {} host ports for network {name}; the limit is {max}",
-                plan.host_allow.len()
-            )));
-        }
+        // A mode's plan is hostile input like a definition: bounded, and
+        // every rule must make sense, before anything looks at the host.
+        plan.check().map_err(|e| {
+            ServiceError::Failed(format!("the mode planned network {name} wrongly: {e}"))
+        })?;
         let others = self.other_active_plans(name);
         let others: Vec<(&str, &Plan)> = others.iter().map(|(n, p)| (n.as_str(), p)).collect();
         crate::host::facts::conflicts(plan, snapshot, name.as_str(), &others)

@@ -71,7 +71,15 @@ impl Networks {
         }
         // One order however the set was reached (a BTreeMap), so the same
         // networks always render the same batch and a restart rewrites nothing.
-        let sysctls: Vec<_> = plans.values().flat_map(|p| p.sysctls.clone()).collect();
+        let sysctls: Vec<_> = plans
+            .values()
+            .flat_map(|p| {
+                let bridge = p.bridge.name();
+                p.sysctls
+                    .iter()
+                    .map(move |s| (s.key.path(bridge), s.value.clone()))
+            })
+            .collect();
         let rules: Vec<NetworkRules> = plans
             .iter()
             .map(|(n, p)| NetworkRules::of(n.as_str(), p))
@@ -99,7 +107,7 @@ impl Networks {
         shared
             .firewalld
             .set_bridges(rules.iter().filter_map(|r| {
-                let kind = firewalld_kind(&r.policy)?;
+                let kind = firewalld_kind(r.policy.as_ref())?;
                 let ports = r.host.allow.clone();
                 Some((r.bridge.as_str().to_owned(), Bridge { kind, ports }))
             }))
@@ -166,15 +174,16 @@ impl Networks {
 
 /// What a network's bridge needs from firewalld: nothing for a bridge
 /// without firewall rules (bridged mode: the host is a plain switch), a way
-/// in from the LAN for routed networks, and a way out for the others.
+/// in from the LAN for networks that take connections from outside
+/// (routed, forwarded ports), and a way out for the others.
 fn firewalld_kind(
-    policy: &guestnet_mode_api::FirewallPolicy,
+    policy: Option<&crate::firewall::Rules>,
 ) -> Option<crate::firewall::firewalld::Kind> {
     use crate::firewall::firewalld::Kind;
-    use guestnet_mode_api::FirewallPolicy as P;
-    match policy {
-        P::None => None,
-        P::Routed { .. } => Some(Kind::Routed),
-        P::Isolated { .. } | P::Nat { .. } => Some(Kind::Closed),
-    }
+    let p = policy?;
+    Some(if p.takes_inbound() {
+        Kind::Routed
+    } else {
+        Kind::Closed
+    })
 }

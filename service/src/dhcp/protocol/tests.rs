@@ -20,6 +20,7 @@ fn plan(start: u8, end: u8) -> DhcpPlan {
             name: Some("web".into()),
         }],
         max_leases_per_port: 4,
+        options: Default::default(),
     }
 }
 

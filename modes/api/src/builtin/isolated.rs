@@ -1,0 +1,24 @@
+//! `isolated`: guests sit on a private subnet behind a bridge and talk to
+//! each other and to the host only (its DHCP, DNS, ping and the ports the
+//! definition's `[host] allow` opens); nothing is forwarded in or out. DHCP
+//! offers no default route. guestnet's DNS still forwards upstream, so an
+//! outside name resolves while a ping to it fails. Takes no `[isolated]`
+//! settings.
+
+use crate::{
+    own_subnet, Definition, Endpoint, FirewallPolicy, FirewallRule, HostFacts, ModeError, Plan,
+};
+
+/// [`own_subnet::plan`] without a default gateway, and `deny guests →
+/// anywhere`, `deny anywhere → guests`.
+pub fn plan(definition: &Definition, facts: &HostFacts) -> Result<Plan, ModeError> {
+    let mut plan = own_subnet::plan(definition, facts, own_subnet::Gateway::Withheld)?;
+    plan.firewall = FirewallPolicy::Rules {
+        guests: vec![],
+        rules: vec![
+            FirewallRule::deny(Endpoint::Guests, Endpoint::Anywhere),
+            FirewallRule::deny(Endpoint::Anywhere, Endpoint::Guests),
+        ],
+    };
+    Ok(plan)
+}
