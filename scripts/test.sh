@@ -22,6 +22,9 @@ cargo build --workspace --examples
 # that lock and the workspace's have drifted apart).
 cargo build --locked --manifest-path tests/fixtures/mode-v1/Cargo.toml \
     --target-dir "${CARGO_TARGET_DIR:-target}/fixtures"
+# guestnet-mode-api as a crate of its own: it packages, and a mode that
+# depends on the packaged crate alone builds and passes its tests.
+scripts/check-packaged-api.sh
 LOG=$(mktemp)
 trap 'rm -f "$LOG"' EXIT
 status=0
