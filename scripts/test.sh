@@ -15,6 +15,16 @@ fi
 # and the loader's fixtures, so build them all first.
 cargo build --workspace
 cargo build --workspace --examples
+# A mode built against the first release's mode API (tests/fixtures/mode-v1
+# and mode-api-1.0, outside the workspace), which tests/tests/mode_compat.rs
+# loads. --locked: its own Cargo.lock; cargo goes to the network only for
+# crates missing from the local cache (none after the builds above, unless
+# that lock and the workspace's have drifted apart).
+cargo build --locked --manifest-path tests/fixtures/mode-v1/Cargo.toml \
+    --target-dir "${CARGO_TARGET_DIR:-target}/fixtures"
+# guestnet-mode-api as a crate of its own: it packages, and a mode that
+# depends on the packaged crate alone builds and passes its tests.
+scripts/check-packaged-api.sh
 LOG=$(mktemp)
 trap 'rm -f "$LOG"' EXIT
 status=0

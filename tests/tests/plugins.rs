@@ -52,7 +52,13 @@ fn the_documented_minimal_mode_loads_and_runs_a_network() {
         modes_of(&lab)
     );
     let log = std::fs::read_to_string(lab.service.log_path()).unwrap();
-    assert!(log.contains("loaded mode open 0.1.0"), "{log}");
+    // An example's version is that of its package, guestnet-mode-api.
+    let api: toml::Table = include_str!("../../modes/api/Cargo.toml").parse().unwrap();
+    let version = api["package"]["version"].as_str().unwrap();
+    assert!(
+        log.contains(&format!("loaded mode open {version}")),
+        "{log}"
+    );
 
     let net = gn.create(
         r#"

@@ -39,6 +39,11 @@
 //! ```
 //! Its `Cargo.toml` needs `crate-type = ["cdylib"]` and a dependency on
 //! `guestnet-mode-api`.
+//!
+//! Use the crates this API's types are made of through its re-exports,
+//! [`ipnet`], [`serde`], [`serde_json`] and [`uuid`], instead of guessing
+//! matching versions; derive with
+//! `#[serde(crate = "guestnet_mode_api::serde")]` to need no serde of your own.
 
 pub mod abi;
 pub mod builtin;
@@ -49,6 +54,13 @@ pub mod facts;
 pub mod names;
 pub mod own_subnet;
 pub mod plan;
+
+// The crates public types are made of (Ipv4Net, serde_json::Value, Uuid,
+// the serde traits), so an author's versions always match.
+pub use ipnet;
+pub use serde;
+pub use serde_json;
+pub use uuid;
 
 pub use definition::{Definition, DefinitionError, MacAddr, StaticHost};
 pub use describe::{KeyDescription, KeyKind, TableDescription};
