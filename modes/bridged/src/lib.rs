@@ -15,7 +15,8 @@
 //! ```
 
 use guestnet_mode_api::{
-    mode_section, BridgePlan, Definition, FirewallPolicy, HostFacts, IfName, Mode, ModeError, Plan,
+    mode_section, BridgePlan, Definition, FirewallPolicy, HostFacts, IfName, KeyDescription,
+    KeyKind, Mode, ModeError, Plan, TableDescription,
 };
 use serde::Deserialize;
 
@@ -63,6 +64,10 @@ impl Mode for Bridged {
         Ok(())
     }
 
+    fn table(&self) -> TableDescription {
+        table()
+    }
+
     fn plan(&self, definition: &Definition, facts: &HostFacts) -> Result<Plan, ModeError> {
         self.validate(definition)?;
         let section: Section = mode_section(definition)?;
@@ -82,6 +87,24 @@ impl Mode for Bridged {
             dns: None,
             warnings: vec![],
         })
+    }
+}
+
+/// What `[bridged]` takes: the one key of [`Section`].
+fn table() -> TableDescription {
+    TableDescription {
+        help: "Guests on the host's own LAN segment, seen directly by other machines; the host \
+               is a switch, and the LAN's DHCP and DNS serve the guests. Give `interface` to \
+               enslave a NIC to a new bridge, or leave it out and name an existing bridge with \
+               the definition's `bridge`."
+            .into(),
+        keys: vec![KeyDescription::new(
+            "interface",
+            KeyKind::Interface,
+            "The host NIC a new bridge enslaves; its addresses and routes move to the bridge \
+             while the network runs, and back when it stops.",
+        )
+        .default_is("none: the definition's `bridge` names an existing bridge, used as it is")],
     }
 }
 
@@ -299,5 +322,21 @@ mod tests {
             invalid_field("[bridged]\ninterface = \"a b\""),
             "bridged.interface"
         );
+    }
+
+    #[test]
+    fn the_table_describes_the_keys_validate_takes() {
+        let table = Bridged.table();
+        assert!(!table.help.is_empty());
+        let names: Vec<&str> = table.keys.iter().map(|k| k.name.as_str()).collect();
+        assert_eq!(names, ["interface"]);
+        assert_eq!(table.keys[0].kind, KeyKind::Interface);
+        assert!(!table.keys[0].required, "bridge = may stand in for it");
+        for key in &table.keys {
+            assert!(!key.help.is_empty(), "{}", key.name);
+            Bridged
+                .validate(&def(&format!("[bridged]\n{} = \"eth0\"", key.name)))
+                .unwrap();
+        }
     }
 }

@@ -3,7 +3,7 @@
 //! as a mode library. See that module for what the mode does.
 
 use guestnet_mode_api::builtin::isolated;
-use guestnet_mode_api::{Definition, HostFacts, Mode, ModeError, Plan};
+use guestnet_mode_api::{Definition, HostFacts, Mode, ModeError, Plan, TableDescription};
 
 pub struct Isolated;
 
@@ -18,6 +18,10 @@ impl Mode for Isolated {
 
     fn plan(&self, definition: &Definition, facts: &HostFacts) -> Result<Plan, ModeError> {
         isolated::plan(definition, facts)
+    }
+
+    fn table(&self) -> TableDescription {
+        isolated::table()
     }
 }
 

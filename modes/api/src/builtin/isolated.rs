@@ -7,6 +7,7 @@
 
 use crate::{
     own_subnet, Definition, Endpoint, FirewallPolicy, FirewallRule, HostFacts, ModeError, Plan,
+    TableDescription,
 };
 
 /// [`own_subnet::plan`] without a default gateway, and `deny guests →
@@ -21,4 +22,14 @@ pub fn plan(definition: &Definition, facts: &HostFacts) -> Result<Plan, ModeErro
         ],
     };
     Ok(plan)
+}
+
+/// What `[isolated]` takes: nothing; the description says what the mode is.
+pub fn table() -> TableDescription {
+    TableDescription {
+        help: "Guests on a private subnet that reach each other and the host only, with \
+               guestnet's DHCP and DNS. Takes no settings."
+            .into(),
+        keys: vec![],
+    }
 }

@@ -5,7 +5,7 @@
 
 use crate::{
     own_subnet, Definition, Endpoint, FirewallPolicy, FirewallRule, HostFacts, ModeError, Plan,
-    Sysctl, SysctlKey,
+    Sysctl, SysctlKey, TableDescription,
 };
 
 /// [`own_subnet::plan`], IPv4 forwarding, and `allow guests → anywhere`,
@@ -24,4 +24,14 @@ pub fn plan(definition: &Definition, facts: &HostFacts) -> Result<Plan, ModeErro
         ],
     };
     Ok(plan)
+}
+
+/// What `[routed]` takes: nothing; the description says what the mode is.
+pub fn table() -> TableDescription {
+    TableDescription {
+        help: "Guests on their own subnet, routed by the host without NAT both ways, with \
+               guestnet's DHCP and DNS. Takes no settings."
+            .into(),
+        keys: vec![],
+    }
 }
