@@ -54,6 +54,11 @@ pub trait Manager {
     /// Starts a transient network, gone when it stops.
     fn create_network(&self, toml: &str) -> zbus::Result<OwnedObjectPath>;
 
+    /// The definition table of a loaded mode, as JSON: `{"mode", "version",
+    /// "api", "table"}` (`table` null for a library of mode API 1.0);
+    /// `UnknownMode` when no loaded mode has that name.
+    fn describe_mode(&self, mode: &str) -> zbus::Result<String>;
+
     /// The service's version.
     #[zbus(property)]
     fn version(&self) -> zbus::Result<String>;
@@ -167,6 +172,11 @@ pub trait Network {
     /// The network's addresses, CIDR.
     #[zbus(property)]
     fn addresses(&self) -> zbus::Result<Vec<String>>;
+
+    /// What the mode warned of when it planned the running network; empty
+    /// while it is inactive.
+    #[zbus(property)]
+    fn warnings(&self) -> zbus::Result<Vec<String>>;
 }
 
 /// A connection to the bus at `bus_address`, or (None) to the system bus:

@@ -52,7 +52,20 @@ pub enum CallError {
     Protocol { mode: String, message: String },
     #[error(transparent)]
     Refused(#[from] ModeError),
+    /// An answer longer than guestnetd reads for that request: the
+    /// mode's fault, refused before it is read.
+    #[error("mode {mode:?} {what} in {len} bytes, more than the {limit} guestnetd takes")]
+    TooLarge {
+        mode: String,
+        what: &'static str,
+        len: usize,
+        limit: usize,
+    },
 }
+
+/// The longest description of its table guestnetd takes from a mode, in
+/// bytes of JSON (`DescribeMode` answers with it).
+pub const MAX_TABLE_JSON: usize = 64 * 1024;
 
 /// One loaded mode library. The library is never unloaded: its code must
 /// stay mapped while guestnetd runs.
@@ -161,6 +174,17 @@ impl LoadedMode {
     }
 
     fn call(&self, request: &Request) -> Result<Response, CallError> {
+        self.call_within(request, usize::MAX, "answered")
+    }
+
+    /// [`Self::call`], refusing an answer longer than `limit` bytes
+    /// (`what` the mode did, for the error) before copying or reading it.
+    fn call_within(
+        &self,
+        request: &Request,
+        limit: usize,
+        what: &'static str,
+    ) -> Result<Response, CallError> {
         let name = self.info.name.clone();
         let bytes = serde_json::to_vec(request).expect("requests always serialize");
         let mut buffer = Buffer::EMPTY;
@@ -168,6 +192,16 @@ impl LoadedMode {
         // is released with the library's own `free`.
         let (status, body) = unsafe {
             let status = (self.table.call)(bytes.as_ptr(), bytes.len(), &mut buffer);
+            if buffer.len > limit {
+                let len = buffer.len;
+                (self.table.free)(buffer);
+                return Err(CallError::TooLarge {
+                    mode: name,
+                    what,
+                    len,
+                    limit,
+                });
+            }
             let body = if buffer.ptr.is_null() {
                 Vec::new()
             } else {
@@ -194,12 +228,14 @@ impl LoadedMode {
     }
 
     /// The mode's definition table, or `None` from a library of API 1.0,
-    /// which cannot describe it.
+    /// which cannot describe it. An answer over [`MAX_TABLE_JSON`] bytes is
+    /// refused unread.
     pub fn table(&self) -> Result<Option<guestnet_mode_api::TableDescription>, CallError> {
         if self.info.api_minor == 0 {
             return Ok(None);
         }
-        match self.call(&Request::DescribeTable)? {
+        let asked = &Request::DescribeTable;
+        match self.call_within(asked, MAX_TABLE_JSON, "described its table")? {
             Response::Table(t) => Ok(Some(t)),
             other => Err(self.unexpected(other)),
         }

@@ -73,6 +73,17 @@ impl Manager {
         Ok(object_path(name.as_str()))
     }
 
+    /// The definition table of the loaded mode `mode`, for a frontend to
+    /// render a form for a mode it does not know: a JSON object with
+    /// `mode`, `version`, `api` (the mode API the library was built
+    /// against, "1.MINOR") and `table` (`help` and `keys`, each with
+    /// `name`, `kind`, `required`, `help` and maybe `default`; null from a
+    /// library of API 1.0, which cannot describe its table). At most 64 KiB.
+    /// UnknownMode when no loaded mode has that name.
+    async fn describe_mode(&self, mode: String) -> Result<String, BusError> {
+        Ok(self.networks.describe_mode(&mode).await?)
+    }
+
     #[zbus(property)]
     fn version(&self) -> String {
         env!("CARGO_PKG_VERSION").to_owned()
@@ -494,6 +505,14 @@ impl NetworkObject {
     #[zbus(property)]
     async fn addresses(&self) -> zbus::fdo::Result<Vec<String>> {
         Ok(self.network().await?.addresses())
+    }
+
+    /// What the mode warned of when it planned the running network
+    /// (control characters dropped, each cut to 512 bytes); empty while
+    /// the network is inactive.
+    #[zbus(property)]
+    async fn warnings(&self) -> zbus::fdo::Result<Vec<String>> {
+        Ok(self.network().await?.warnings())
     }
 }
 

@@ -31,6 +31,7 @@ mod recovery;
 mod services;
 mod shared;
 mod update;
+mod warnings;
 
 use crate::dhcp::{Lease, LeaseEvent};
 use crate::error::ServiceError;
@@ -40,7 +41,7 @@ use crate::firewall::Firewall;
 use crate::guests::watch::SharedRegistry;
 use crate::guests::{GuestEvent, GuestStore};
 use crate::host::kernel::Kernel;
-use crate::mode_registry::{LoadedMode, ModeRegistry};
+use crate::mode_registry::{LoadedMode, ModeRegistry, MAX_TABLE_JSON};
 use guestnet_mode_api::{Definition, HostFacts, MacAddr, NetworkName, Plan};
 use services::Services;
 use shared::Shared;
@@ -90,6 +91,12 @@ impl Network {
                 .map(|a| a.to_string())
                 .collect(),
         }
+    }
+
+    /// What the mode warned of in the plan it runs on (none while
+    /// inactive), made safe to show.
+    pub fn warnings(&self) -> Vec<String> {
+        self.plan.as_ref().map(warnings::shown).unwrap_or_default()
     }
 
     /// What a restarted guestnetd needs to take the network back.
@@ -232,6 +239,40 @@ impl Networks {
         self.modes.names()
     }
 
+    /// What `DescribeMode` answers: the mode's name, version, the API it
+    /// was built against (`1.MINOR`) and its table (null from a library of
+    /// API 1.0, which cannot describe it), as JSON. The library is asked on
+    /// a blocking thread, with no lock held; an answer over
+    /// [`MAX_TABLE_JSON`] bytes is the mode's fault, refused.
+    pub async fn describe_mode(&self, name: &str) -> Result<String, ServiceError> {
+        let mode = self
+            .modes
+            .get(name)
+            .ok_or_else(|| ServiceError::UnknownMode {
+                mode: name.to_owned(),
+                loaded: self.modes.names().join(", "),
+            })?;
+        let asking = mode.clone();
+        let table = tokio::task::spawn_blocking(move || asking.table())
+            .await
+            .map_err(|e| ServiceError::Failed(format!("describing mode {name:?}: {e}")))??;
+        let description = serde_json::json!({
+            "mode": mode.info.name,
+            "version": mode.info.version,
+            "api": format!("{}.{}", guestnet_mode_api::abi::ABI_VERSION, mode.info.api_minor),
+            "table": table,
+        })
+        .to_string();
+        if description.len() > MAX_TABLE_JSON {
+            return Err(ServiceError::Failed(format!(
+                "mode {name:?} describes itself in {} bytes, more than the {MAX_TABLE_JSON} \
+                 guestnetd returns",
+                description.len()
+            )));
+        }
+        Ok(description)
+    }
+
     fn slot(&self, name: &str) -> Result<Arc<Slot>, ServiceError> {
         let key = NetworkName::new(name).map_err(|_| no_such(name))?;
         self.table
@@ -312,13 +353,17 @@ impl Networks {
 
     /// Asks `def`'s mode for a plan, on a blocking thread: a plugin is
     /// third-party code, and a slow one must not stall the service's tasks.
+    /// The plan's warnings are cleaned and logged here, once per plan
+    /// made (Start, Create, Update).
     async fn plan(&self, def: &Definition, facts: HostFacts) -> Result<Plan, ServiceError> {
         let mode = self.mode_of(def)?;
-        let def = def.clone();
-        tokio::task::spawn_blocking(move || mode.plan(&def, &facts))
+        let asked = def.clone();
+        let mut plan = tokio::task::spawn_blocking(move || mode.plan(&asked, &facts))
             .await
             .map_err(|e| ServiceError::Failed(format!("planning: {e}")))?
-            .map_err(ServiceError::from)
+            .map_err(ServiceError::from)?;
+        warnings::take_in(&mut plan, def.name.as_str(), &def.mode);
+        Ok(plan)
     }
 
     /// Every lease change of every network, from now on.
