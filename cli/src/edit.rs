@@ -123,6 +123,7 @@ pub async fn edit(ctx: &Ctx, name: &str) -> Result<()> {
         match net.update(strip_note(&edited)).await {
             Ok(()) => {
                 report(ctx, name, true);
+                crate::print_warnings(&net).await;
                 return Ok(());
             }
             Err(e) => {

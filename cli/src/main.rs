@@ -1,6 +1,7 @@
 //! guestnetctl: a command-line client of guestnet's D-Bus API, and nothing
 //! else: every command is calls to org.guestnet1 (see guestnet_dbus).
 
+mod describe;
 mod edit;
 mod fail;
 mod monitor;
@@ -51,14 +52,16 @@ enum Command {
         file: PathBuf,
     },
     /// Start a transient network from a definition (TOML), gone when it
-    /// stops; prints its object path
+    /// stops; prints its object path (and the mode's warnings, if any, as
+    /// `warning: ...` on standard error)
     Create {
         /// The definition; `-` reads standard input
         file: PathBuf,
     },
     /// Remove a network's definition (an active network runs on, transient)
     Undefine { name: String },
-    /// Start a network
+    /// Start a network; the mode's warnings about it, if any, go to
+    /// standard error as `warning: ...`
     Start { name: String },
     /// Stop a network (a transient one is then gone)
     Stop { name: String },
@@ -75,7 +78,9 @@ enum Command {
     /// be a script. Saved unchanged: nothing happens. When the service
     /// refuses the new definition (InvalidConfig, UnknownMode, Conflict),
     /// the editor opens again with the reason at the top; quitting it
-    /// without a change gives up (exit 1) and keeps the file.
+    /// without a change gives up (exit 1) and keeps the file. After an
+    /// update, the mode's warnings about the network, if any, go to
+    /// standard error as `warning: ...`.
     Edit { name: String },
     /// List a network's DHCP leases: MAC IP HOSTNAME CLIENT-ID EXPIRES (UTC)
     Leases { name: String },
@@ -130,10 +135,33 @@ enum Command {
     },
     /// The service's version and loaded modes
     Info,
+    /// What a loaded mode takes (see `info` for their names)
+    Mode {
+        #[command(subcommand)]
+        command: ModeCommand,
+    },
     /// Print a shell completion script
     Completions {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ModeCommand {
+    /// Show a mode's table in a definition ([nat], [bridged], ...), key by key
+    ///
+    /// Each key with its kind (interface, ipv4 subnet, list of ..., one of
+    /// ...), whether a definition must give it, what it means and what its
+    /// absence means, as the mode describes them (DescribeMode). A mode
+    /// built against mode API 1.0 cannot describe its table: that is said
+    /// instead. With --json, the service's JSON as it is: {"mode",
+    /// "version", "api", "table": {"help", "keys": [{"name", "kind":
+    /// {"type", ...}, "required", "help", "default"}]}} (table null for an
+    /// API 1.0 mode). An unknown mode is the service's UnknownMode (exit 1).
+    Describe {
+        /// The mode's name, as `mode = "..."` gives it in a definition
+        name: String,
     },
 }
 
@@ -216,7 +244,9 @@ async fn run(cli: Cli) -> Result<()> {
             after_action(&ctx, &name).await
         }
         Command::Start { name } => {
-            network(&ctx, &name).await?.start().await?;
+            let net = network(&ctx, &name).await?;
+            net.start().await?;
+            print_warnings(&net).await;
             after_action(&ctx, &name).await
         }
         Command::Stop { name } => {
@@ -280,6 +310,9 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Monitor { name } => monitor::monitor(&ctx, name.as_deref()).await,
         Command::Info => info(&ctx).await,
+        Command::Mode {
+            command: ModeCommand::Describe { name },
+        } => describe::describe(&ctx, &name).await,
         Command::Completions { .. } => unreachable!("handled before connecting"),
     }
 }
@@ -318,7 +351,7 @@ async fn properties(ctx: &Ctx, path: &OwnedObjectPath) -> Result<BTreeMap<String
 }
 
 /// The properties in the order `show` prints them; others follow, sorted.
-const PROPERTY_ORDER: [&str; 9] = [
+const PROPERTY_ORDER: [&str; 10] = [
     "Name",
     "Uuid",
     "Mode",
@@ -328,6 +361,7 @@ const PROPERTY_ORDER: [&str; 9] = [
     "Bridge",
     "Domain",
     "Addresses",
+    "Warnings",
 ];
 
 /// A network as one JSON object: its properties (snake_case keys) and its
@@ -471,6 +505,11 @@ async fn define(ctx: &Ctx, file: &Path, transient: bool) -> Result<()> {
     } else {
         manager.define_network(&toml).await?
     };
+    if transient {
+        if let Ok(net) = guestnet_dbus::network_at(&ctx.conn, path.clone()).await {
+            print_warnings(&net).await;
+        }
+    }
     if ctx.json {
         let name = guestnet_dbus::network_name(path.as_str());
         output::json(&json!({"name": name, "path": path.as_str()}));
@@ -478,6 +517,18 @@ async fn define(ctx: &Ctx, file: &Path, transient: bool) -> Result<()> {
         line(path.as_str());
     }
     Ok(())
+}
+
+/// After a plan was made (start, create, an update by edit): each of the
+/// mode's warnings about it, `warning: ...`, on standard error (with
+/// --json too, where they are also the `warnings` of the network). Best
+/// effort: the change succeeded whether or not they can be read.
+pub async fn print_warnings(net: &guestnet_dbus::NetworkProxy<'_>) {
+    if let Ok(warnings) = net.warnings().await {
+        for w in warnings {
+            eprintln!("warning: {w}");
+        }
+    }
 }
 
 /// After start, stop, undefine, autostart: nothing for people; with
