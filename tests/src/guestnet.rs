@@ -15,7 +15,7 @@ pub const MANAGER_PATH: &str = "/org/guestnet1";
 pub const MANAGER_IFACE: &str = "org.guestnet1.Manager";
 pub const NETWORK_IFACE: &str = "org.guestnet1.Network";
 /// Every property of org.guestnet1.Network.
-pub const NETWORK_PROPERTIES: [&str; 9] = [
+pub const NETWORK_PROPERTIES: [&str; 10] = [
     "Active",
     "Addresses",
     "Autostart",
@@ -25,6 +25,7 @@ pub const NETWORK_PROPERTIES: [&str; 9] = [
     "Name",
     "Persistent",
     "Uuid",
+    "Warnings",
 ];
 
 /// The full D-Bus name of a guestnet error, e.g. `error("Conflict")`.
