@@ -36,15 +36,13 @@ fn a_mode_extending_nat_routes_through_a_guest_and_keeps_addresses_for_no_nat() 
     let gn = service.client();
 
     // A refusal names the key inside the array of tables.
-    let bad = format!(
-        r#"
+    let bad = r#"
 name = "nr0"
 mode = "nat-routes"
 [nat-routes]
-routes = [{{ to = "10.91.0.0/24", via = "10.79.0.5" }}, {{ to = "10.92.0.0/24", via = "nowhere" }}]
-"#
-    );
-    let why = expect_error(gn.try_define(&bad), "InvalidConfig");
+routes = [{ to = "10.91.0.0/24", via = "10.79.0.5" }, { to = "10.92.0.0/24", via = "nowhere" }]
+"#;
+    let why = expect_error(gn.try_define(bad), "InvalidConfig");
     assert!(why.contains("nat-routes.routes[1].via"), "{why}");
 
     let net = gn.define(&format!(
