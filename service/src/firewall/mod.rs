@@ -110,13 +110,15 @@ pub fn render(networks: &[NetworkRules]) -> String {
          \tchain postrouting {{\n\t\ttype nat hook postrouting priority srcnat; policy accept;\n{postrouting}\t}}\n\
          }}\n"
     );
-    // Marks only, never a verdict; before anyone else's bridge rules.
+    // Before anyone else's bridge rules. The only verdict is the rate's
+    // drop, taken before the bridge floods a request to its other ports.
     let _ = write!(
         out,
         "table bridge {TABLE} {{\n\
          \t{}\n\
+         \tchain dhcp_police {{\n\t\ttype filter hook prerouting priority -300; policy accept;\n\
+         \t\t{} comment \"{DHCP_RATE_COMMENT}\"\n\t}}\n\
          \tchain dhcp_ports {{\n\t\ttype filter hook input priority -300; policy accept;\n\
-         \t\t{} comment \"{DHCP_RATE_COMMENT}\"\n\
          \t\t{} comment \"{DHCP_PORTS_COMMENT}\"\n\t}}\n\
          }}\n",
         crate::dhcp::port::RATE_SET,
@@ -858,10 +860,10 @@ mod tests {
             rule("input", 10),
         ]});
         let bridge = serde_json::json!({"nftables": [
+            {"rule": {"family": "bridge", "table": TABLE, "chain": "dhcp_police",
+                "handle": 3, "comment": DHCP_RATE_COMMENT, "expr": []}},
             {"rule": {"family": "bridge", "table": TABLE, "chain": "dhcp_ports",
-                "handle": 2, "comment": DHCP_RATE_COMMENT, "expr": []}},
-            {"rule": {"family": "bridge", "table": TABLE, "chain": "dhcp_ports",
-                "handle": 3, "comment": DHCP_PORTS_COMMENT, "expr": []}},
+                "handle": 5, "comment": DHCP_PORTS_COMMENT, "expr": []}},
         ]});
         let mut kernel = listed_fingerprint(&listed);
         kernel.extend(listed_fingerprint(&bridge));
