@@ -161,3 +161,43 @@ fn libraries_of_a_later_api_are_refused_by_what_they_need() {
         "a refused plan made its bridge"
     );
 }
+
+/// `FirewallRule::IsolateGuests`, as the built-in nat offers it
+/// (`[nat] isolate_guests = true`): guests on one bridge reach the host and
+/// the outside but not each other, whether they were plugged in before an
+/// Update turned it on or after; turned off again, they do. (Before API
+/// 1.1 no mode could say it: guests of one bridge always reached each
+/// other.)
+#[test]
+fn isolated_guests_reach_the_host_and_the_lan_but_not_each_other() {
+    root_or_skip!();
+    let lab = guestnet_tests::Lab::new();
+    let gn = lab.gn();
+    let definition = |isolate: bool| {
+        format!(
+            "name = \"iso1\"\nbridge = \"gnbr9\"\n[ipv4]\naddress = \"10.79.9.1/24\"\n\
+             [nat]\nuplink = \"{UPLINK}\"\nisolate_guests = {isolate}\n"
+        )
+    };
+    let net = gn.define(&definition(false));
+    gn.start(&net);
+    let g1 = lab.add_guest("g1", "vi1", "gnbr9", "10.79.9.11/24", Some("10.79.9.1"));
+    let g2 = lab.add_guest("g2", "vi2", "gnbr9", "10.79.9.12/24", Some("10.79.9.1"));
+    probe::assert_ping(&lab.world, &g1, "10.79.9.12");
+
+    // Turned on live: the ports already there are isolated.
+    gn.update(&net, &definition(true));
+    probe::assert_no_ping(&lab.world, &g1, "10.79.9.12");
+    probe::assert_ping(&lab.world, &g1, "10.79.9.1");
+    probe::assert_ping(&lab.world, &g2, LAN_ADDR);
+
+    // A guest plugged in afterwards is isolated as it joins.
+    let g3 = lab.add_guest("g3", "vi3", "gnbr9", "10.79.9.13/24", Some("10.79.9.1"));
+    probe::assert_ping(&lab.world, &g3, "10.79.9.1");
+    probe::assert_no_ping(&lab.world, &g3, "10.79.9.11");
+    probe::assert_no_ping(&lab.world, &g2, "10.79.9.13");
+
+    // Turned off: they reach each other again.
+    gn.update(&net, &definition(false));
+    probe::assert_ping(&lab.world, &g3, "10.79.9.11");
+}
