@@ -28,7 +28,7 @@ pub enum LoadError {
     Untrusted { file: PathBuf, reason: String },
     /// A library that says it cannot do without a part of the API this
     /// guestnetd does not have (built against a later API).
-    #[error("{file}: mode {mode:?} requires {feature:?} of mode API 1.{minor}, which this guestnetd (mode API 1.{have}) lacks; upgrade guestnetd or rebuild the mode without it")]
+    #[error("{file}: mode {mode:?} (built against mode API 1.{minor}) requires feature {feature:?}, which this guestnetd (mode API 1.{have}) lacks; upgrade guestnetd or rebuild the mode without it")]
     MissingFeature {
         file: PathBuf,
         mode: String,
@@ -212,9 +212,22 @@ impl LoadedMode {
         };
         let text = || String::from_utf8_lossy(&body).into_owned();
         match status {
-            abi::STATUS_OK => read_response(&body).map_err(|message| CallError::Protocol {
-                mode: name,
-                message,
+            abi::STATUS_OK => read_response(&body).map_err(|message| {
+                // A later API's library may say what this guestnetd cannot
+                // read: say so, with the part it could not.
+                let message = if self.info.api_minor > abi::API_MINOR {
+                    format!(
+                        "it was built against mode API 1.{}, and this guestnetd (mode API 1.{}) does not know {message}",
+                        self.info.api_minor,
+                        abi::API_MINOR
+                    )
+                } else {
+                    message
+                };
+                CallError::Protocol {
+                    mode: name,
+                    message,
+                }
             }),
             abi::STATUS_PANIC => Err(CallError::Panicked {
                 mode: name,

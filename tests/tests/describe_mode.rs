@@ -58,7 +58,7 @@ fn key_names(d: &Value) -> Vec<&str> {
 }
 
 /// Proves: every built-in mode describes its table (nat: `uplink`, an
-/// interface; bridged: `interface`; routed and isolated: no keys, but what
+/// interface, and `isolate_guests`, a boolean; bridged: `interface`; routed and isolated: no keys, but what
 /// they are), each with the API it was built against; a library of API
 /// 1.0 is described with `table: null` and `api: "1.0"` instead of failing;
 /// an unknown mode is UnknownMode naming it; a description over 64 KiB is
@@ -83,7 +83,8 @@ fn every_loaded_mode_describes_its_table_over_the_bus() {
         nat["version"].as_str().is_some_and(|v| !v.is_empty()),
         "{nat}"
     );
-    assert_eq!(key_names(&nat), ["uplink"]);
+    assert_eq!(key_names(&nat), ["uplink", "isolate_guests"]);
+    assert_eq!(nat["table"]["keys"][1]["kind"]["type"], "boolean", "{nat}");
     let uplink = &nat["table"]["keys"][0];
     assert_eq!(uplink["kind"]["type"], "interface", "{nat}");
     assert_eq!(uplink["required"], false, "{nat}");
@@ -186,7 +187,12 @@ fn every_loaded_mode_describes_its_table_over_the_bus() {
         text.contains("Mode:     nat ")
             && text.contains("(mode API 1.1)")
             && text.contains("[nat]\n")
-            && text.contains("  uplink  interface, optional\n")
+            && text
+                .lines()
+                .any(|l| l.starts_with("  uplink ") && l.ends_with(" interface, optional"))
+            && text
+                .lines()
+                .any(|l| l.starts_with("  isolate_guests ") && l.ends_with(" boolean, optional"))
             && text.contains("Default: the NIC of the host's default route."),
         "{text}"
     );

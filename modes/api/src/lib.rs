@@ -19,6 +19,11 @@
 //! - Only JSON crosses the library boundary, through one versioned table
 //!   ([`abi`]). guestnetd refuses a library built for another
 //!   [`abi::ABI_VERSION`] with an error naming the file and both versions.
+//! - Before any network plans, guestnetd checks every plan on its own
+//!   ([`Plan::check`], which your tests can call): lists bounded, rules
+//!   that make sense, sysctl values each key takes. Then it checks the plan
+//!   against the host and the other networks (see each field of [`Plan`]),
+//!   and only then changes anything. A refusal names the part of the plan.
 //! - A panic in a mode fails that one call with an error; guestnetd goes on.
 //!   Do not build a mode with `panic = "abort"`, which would take it down.
 //! - [`Mode::validate`] checks the mode's own table of the definition
@@ -39,6 +44,65 @@
 //! ```
 //! Its `Cargo.toml` needs `crate-type = ["cdylib"]` and a dependency on
 //! `guestnet-mode-api`.
+//!
+//! ## Starting from a built-in mode
+//! [`builtin`] holds the planners of the built-in modes `nat`, `routed`
+//! and `isolated` as functions. A variant starts from one and changes the
+//! plan instead of writing it again: `examples/nat_routes.rs` (95 lines,
+//! loaded by guestnet's tests) is nat with routes through guest routers
+//! and destinations exempt from NAT.
+//!
+//! ## Testing a mode as plain data
+//! A mode is a pure function, so its tests need no root, no kernel and no
+//! guestnetd: parse a definition with [`Definition::parse`], make the
+//! [`HostFacts`] of the host you mean (it derives `Default`), call your
+//! `plan`, and compare the [`Plan`] (or the [`ModeError`]) with what you
+//! expect; call [`Plan::check`] on it to know guestnetd will take it.
+//!
+//! ```
+//! use guestnet_mode_api::{builtin::nat, Definition, HostFacts, IfName};
+//!
+//! let definition = Definition::parse("name = \"lab\"\n[nat]\nuplink = \"eth9\"").unwrap();
+//! let facts = HostFacts {
+//!     free_bridge_name: Some(IfName::new("guestnet0").unwrap()),
+//!     free_subnet: Some("10.20.30.1/24".parse().unwrap()),
+//!     ..Default::default()
+//! };
+//! // eth9 is not a NIC of this host: a conflict, naming it.
+//! let refused = nat::plan(&definition, &facts).unwrap_err();
+//! assert!(refused.to_string().contains("eth9"));
+//!
+//! let plan = nat::plan(&Definition::parse("name = \"lab\"").unwrap(), &facts).unwrap();
+//! assert_eq!(plan.addresses, vec!["10.20.30.1/24".parse().unwrap()]);
+//! plan.check().unwrap();
+//! ```
+//!
+//! ## How the API grows (and what a built library can count on)
+//! - **Major** ([`abi::ABI_VERSION`], the crate's semver major): the
+//!   table's layout or the meaning of existing JSON changes. guestnetd
+//!   refuses a library of another major version, naming both.
+//! - **Minor** ([`abi::API_MINOR`], the crate's semver minor) only adds:
+//!   new optional fields of a plan (absent means what it meant before, and
+//!   a library leaves them out of its JSON when it does not use them), new
+//!   enum variants, new requests. A library built against any earlier 1.x
+//!   keeps loading and planning in a later guestnetd; the first release,
+//!   1.0, is kept as a fixture that guestnet's CI builds and loads.
+//! - What goes **to** a mode (definitions, host facts) only gains fields,
+//!   which an older library ignores; so no type a mode reads may refuse
+//!   unknown fields. What comes **back** (plans) is read strictly: a
+//!   guestnetd refuses a plan holding a field or a variant it does not know
+//!   (a library built against a later API that uses what this guestnetd
+//!   lacks), naming it, rather than apply the plan without it.
+//! - A library may also list the features it cannot do without
+//!   ([`Mode::requires`], names from [`abi::FEATURES`]): a guestnetd that
+//!   lacks one refuses to load it, naming the feature.
+//! - A request a library does not know (an older library asked
+//!   [`abi::Request::DescribeTable`]) fails that request only; guestnetd
+//!   does without the answer.
+//! - Source compatibility: a minor release may add fields to the plan's
+//!   structs. Build plans from [`own_subnet::plan`] or a [`builtin`]
+//!   planner and change fields, or end struct literals with `..`; a
+//!   library already built is not affected.
 //!
 //! Use the crates this API's types are made of through its re-exports,
 //! [`ipnet`], [`serde`], [`serde_json`] and [`uuid`], instead of guessing

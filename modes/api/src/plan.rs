@@ -79,7 +79,14 @@ pub struct Plan {
     /// two active networks ask for different values of one key, the network
     /// whose name sorts last wins.
     pub sysctls: Vec<Sysctl>,
-    /// What crosses the host's firewall to and from the network.
+    /// What crosses the host's firewall to and from the network: the typed
+    /// rules of [`FirewallPolicy::Rules`] (see [`FirewallRule`] for what
+    /// each does and how the rules of several networks combine), or a fixed
+    /// policy of API 1.0.
+    ///
+    /// Checked by [`Plan::check`]: at most [`MAX_FIREWALL_RULES`] rules,
+    /// exactly one side of an allow or deny the guests, the host only as a
+    /// destination, a forward's target in the guests' subnets.
     ///
     /// Rendered with the policies of every other active network into
     /// guestnet's own nftables table `inet guestnet`, replaced as one atomic

@@ -47,17 +47,30 @@ const TAG_MASK: u32 = 0xff << 24;
 pub const MARK_RULE: &str =
     "udp dport 67 meta mark set jhash meta iif mod 16777215 seed 0x67756e65 offset 0x67000001";
 
-/// The bridge-family rule, before [`MARK_RULE`], that polices volume: a
-/// port sending more than 50 client requests a second (from port 68, after
-/// a burst of 100) has the rest dropped before they reach the host, so one
-/// guest's flood cannot fill the server's socket and delay everyone else's
-/// requests. A client sends a few a minute. Relay agents (from port 67)
-/// are not policed, so one relaying for many clients (or a benchmark) is
-/// not slowed; a guest posing as one escapes the rate, never the per-port
-/// lease limit. The set of ports is bounded ([`RATE_SET`]).
+/// The bridge-family rule that polices volume: a port sending more than 50
+/// client requests a second (from port 68, after a burst of 100) has the
+/// rest dropped. A client sends a few a minute. Relay agents (from port
+/// 67) are not policed, so one relaying for many clients (or a benchmark)
+/// is not slowed; a guest posing as one escapes the rate, never the
+/// per-port lease limit. The set of ports is bounded ([`RATE_SET`]).
+///
+/// It runs in the bridge's `prerouting` hook, before the bridge decides
+/// where a frame goes, not in `input` beside [`MARK_RULE`]: a request is
+/// a broadcast, which the bridge floods to every other port as well as
+/// passing it up. Policed in `input` only, a flood could not fill the
+/// server's socket, but it still reached every other guest at full rate,
+/// and a DHCP client before its lease (busybox udhcpc: a packet socket
+/// with no filter) reads every IPv4 frame of its interface: its queue
+/// overflowed with the flood and dropped the OFFERs and ACKs the server
+/// had sent at once (issue 12: other guests served only once the flood
+/// ended). A dropped request now goes nowhere.
+///
+/// As the hook sees every bridge of the host, the limit also holds for
+/// requests other bridges forward between their own ports.
 pub const RATE_RULE: &str = "udp sport 68 udp dport 67 update @dhcp_rate { meta iif limit rate over 50/second burst 100 packets } drop";
 
-/// The set [`RATE_RULE`] keeps its per-port buckets in.
+/// The set [`RATE_RULE`] keeps its per-port buckets in: one element (and
+/// so one `limit`) per input port, dropped 10 s after its last request.
 pub const RATE_SET: &str =
     "set dhcp_rate {\n\t\ttype iface_index; flags dynamic, timeout; timeout 10s; size 4096;\n\t}";
 

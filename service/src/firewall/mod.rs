@@ -601,10 +601,10 @@ mod tests {
             rule("input", 10),
         ]});
         let bridge = serde_json::json!({"nftables": [
+            {"rule": {"family": "bridge", "table": TABLE, "chain": "dhcp_police",
+                "handle": 3, "comment": DHCP_RATE_COMMENT, "expr": []}},
             {"rule": {"family": "bridge", "table": TABLE, "chain": "dhcp_ports",
-                "handle": 2, "comment": DHCP_RATE_COMMENT, "expr": []}},
-            {"rule": {"family": "bridge", "table": TABLE, "chain": "dhcp_ports",
-                "handle": 3, "comment": DHCP_PORTS_COMMENT, "expr": []}},
+                "handle": 5, "comment": DHCP_PORTS_COMMENT, "expr": []}},
         ]});
         let mut kernel = listed_fingerprint(&listed);
         kernel.extend(listed_fingerprint(&bridge));

@@ -170,13 +170,15 @@ pub fn render(networks: &[NetworkRules]) -> String {
         "\tchain postrouting {{\n\t\ttype nat hook postrouting priority srcnat; policy accept;\n{postrouting}\t}}\n\
          }}\n"
     );
-    // Marks only, never a verdict; before anyone else's bridge rules.
+    // Before anyone else's bridge rules. The only verdict is the rate's
+    // drop, taken before the bridge floods a request to its other ports.
     let _ = write!(
         out,
         "table bridge {TABLE} {{\n\
          \t{}\n\
+         \tchain dhcp_police {{\n\t\ttype filter hook prerouting priority -300; policy accept;\n\
+         \t\t{} comment \"{DHCP_RATE_COMMENT}\"\n\t}}\n\
          \tchain dhcp_ports {{\n\t\ttype filter hook input priority -300; policy accept;\n\
-         \t\t{} comment \"{DHCP_RATE_COMMENT}\"\n\
          \t\t{} comment \"{DHCP_PORTS_COMMENT}\"\n\t}}\n\
          }}\n",
         crate::dhcp::port::RATE_SET,

@@ -14,6 +14,10 @@ pub struct WatchedBridge {
     pub network: String,
     /// The NIC a bridged network enslaved: a port, but not a guest.
     pub uplink: Option<String>,
+    /// Whether guests on the bridge must not reach each other
+    /// (`FirewallRule::IsolateGuests`): each guest port is isolated as it
+    /// joins.
+    pub isolate_guests: bool,
 }
 
 /// A port guestnetd made, as the watcher knows it.
@@ -64,6 +68,7 @@ pub async fn run(
     registry: SharedRegistry,
     events: broadcast::Sender<GuestEvent>,
     store: Arc<GuestStore>,
+    kernel: crate::host::kernel::Kernel,
 ) {
     // Every link as last announced: its master now, and its name and MAC
     // for when it is gone.
@@ -81,18 +86,32 @@ pub async fn run(
                 known.insert(link.index, link.clone())
             };
             let after = if removed { None } else { link.master };
-            announce(
-                &registry,
-                &events,
-                &link,
-                before.and_then(|l| l.master),
-                after,
-            );
+            let before_master = before.and_then(|l| l.master);
+            announce(&registry, &events, &link, before_master, after);
             if removed {
                 forget_port(&registry, &store, &link);
+            } else if joins_isolating_bridge(&registry, &link, before_master) {
+                // Before any frame of the guest is forwarded to another, as
+                // far as the kernel lets us: the link is already a port.
+                if let Err(e) = kernel.set_port_isolated(link.index, &link.name, true).await {
+                    tracing::warn!("isolating guest port {}: {e}", link.name);
+                }
             }
         }
     }
+}
+
+/// Whether `link` has just joined (it was a port of `before` or none) a
+/// bridge whose guests are isolated from each other, as a guest.
+fn joins_isolating_bridge(registry: &SharedRegistry, link: &Link, before: Option<u32>) -> bool {
+    let Some(bridge) = link.master.filter(|m| Some(*m) != before) else {
+        return false;
+    };
+    let registry = registry.read().expect("registry lock");
+    registry
+        .bridges
+        .get(&bridge)
+        .is_some_and(|b| b.isolate_guests && b.uplink.as_deref() != Some(link.name.as_str()))
 }
 
 /// What lost announcements would have said: links whose master is not the

@@ -6,7 +6,8 @@ use futures::TryStreamExt;
 use ipnet::Ipv4Net;
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{
-    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkInfo, LinkMessage,
+    InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoPortKind, InfoVeth, LinkAttribute,
+    LinkInfo, LinkMessage,
 };
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteMessage, RouteProtocol, RouteScope, RouteType,
@@ -310,6 +311,24 @@ impl Kernel {
             .execute()
             .await
             .map_err(ctx(format!("bringing {name} up")))
+    }
+
+    /// Sets a bridge port's isolation: isolated ports of one bridge
+    /// exchange no frames with each other, only with the bridge itself
+    /// (the host) and ports that are not isolated (an uplink).
+    pub async fn set_port_isolated(&self, index: u32, name: &str, isolated: bool) -> Result<()> {
+        let mut req = self.handle.link().set(index);
+        req.message_mut()
+            .attributes
+            .push(LinkAttribute::LinkInfo(vec![
+                LinkInfo::PortKind(InfoPortKind::Bridge),
+                LinkInfo::PortData(InfoPortData::BridgePort(vec![InfoBridgePort::Isolated(
+                    isolated,
+                )])),
+            ]));
+        req.execute()
+            .await
+            .map_err(ctx(format!("setting the isolation of bridge port {name}")))
     }
 
     /// Makes `index` a port of `master`, or releases it with `None`.

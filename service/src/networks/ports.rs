@@ -111,6 +111,12 @@ fn uplink_of(plan: &Plan) -> Option<&str> {
     }
 }
 
+/// Whether the plan's rules keep the guests of the bridge from each other.
+pub(super) fn isolates_guests(plan: &Plan) -> bool {
+    matches!(&plan.firewall, guestnet_mode_api::FirewallPolicy::Rules { rules, .. }
+        if rules.contains(&guestnet_mode_api::FirewallRule::IsolateGuests))
+}
+
 impl Networks {
     /// Announces guests joining and leaving guestnet bridges from the
     /// kernel's link events; call once, after `recover`.
@@ -124,6 +130,7 @@ impl Networks {
             self.registry.clone(),
             self.guest_events.clone(),
             self.guest_store.clone(),
+            self.kernel.clone(),
         ));
         Ok(())
     }
@@ -188,12 +195,45 @@ impl Networks {
                 tracing::warn!("forgetting vanished guest ports of {name}: {e}");
             }
         }
+        // Ports already on the bridge (a restart, a move, an Update) get
+        // the isolation the plan asks for, on or off; ports that join
+        // later get it from the watcher.
+        let isolate_guests = isolates_guests(plan);
+        let uplink = uplink_of(plan).map(str::to_owned);
+        let was_isolating = {
+            let reg = self.registry.read().expect("registry lock");
+            reg.bridges
+                .get(&bridge.index)
+                .is_some_and(|b| b.isolate_guests)
+        };
+        let ports = match isolate_guests || was_isolating {
+            true => self
+                .kernel
+                .snapshot()
+                .await
+                .map(|s| s.links)
+                .unwrap_or_default(),
+            false => Vec::new(),
+        };
+        for port in ports.iter().filter(|l| l.master == Some(bridge.index)) {
+            if uplink.as_deref() == Some(port.name.as_str()) {
+                continue;
+            }
+            let set = self
+                .kernel
+                .set_port_isolated(port.index, &port.name, isolate_guests)
+                .await;
+            if let Err(e) = set {
+                tracing::warn!("setting the isolation of guest port {}: {e}", port.name);
+            }
+        }
         let mut reg = self.registry.write().expect("registry lock");
         reg.bridges.insert(
             bridge.index,
             WatchedBridge {
                 network: name.to_string(),
-                uplink: uplink_of(plan).map(str::to_owned),
+                uplink,
+                isolate_guests,
             },
         );
         reg.records

@@ -136,6 +136,10 @@ impl Networks {
             back().await;
             return Err(e);
         }
+        if super::ports::isolates_guests(old_plan) != super::ports::isolates_guests(&new_plan) {
+            // The guests' ports change isolation in place.
+            self.watch_bridge(&def.name, &new_plan).await;
+        }
         Ok(new_plan)
     }
 

@@ -6,7 +6,8 @@
 //!
 //! ```toml
 //! [nat]
-//! uplink = "eth0"   # optional
+//! uplink = "eth0"          # optional
+//! isolate_guests = true    # optional: guests do not reach each other
 //! ```
 
 use crate::{
@@ -21,6 +22,10 @@ use serde::Deserialize;
 pub struct Section {
     /// The only NIC guests' traffic is masqueraded through.
     pub uplink: Option<IfName>,
+    /// Guests on the bridge do not reach each other, only the host and
+    /// the outside ([`FirewallRule::IsolateGuests`]).
+    #[serde(default)]
+    pub isolate_guests: bool,
 }
 
 /// Checks the `[nat]` table.
@@ -32,12 +37,20 @@ pub fn validate(definition: &Definition) -> Result<(), ModeError> {
 pub fn table() -> TableDescription {
     TableDescription {
         help: "Guests on a private subnet, masqueraded out of the host's address.".into(),
-        keys: vec![KeyDescription::new(
-            "uplink",
-            KeyKind::Interface,
-            "The only NIC guests' traffic leaves through, masqueraded.",
-        )
-        .default_is("the NIC of the host's default route")],
+        keys: vec![
+            KeyDescription::new(
+                "uplink",
+                KeyKind::Interface,
+                "The only NIC guests' traffic leaves through, masqueraded.",
+            )
+            .default_is("the NIC of the host's default route"),
+            KeyDescription::new(
+                "isolate_guests",
+                KeyKind::Boolean,
+                "Guests do not reach each other, only the host and the outside.",
+            )
+            .default_is("false"),
+        ],
     }
 }
 
@@ -49,7 +62,13 @@ pub fn table() -> TableDescription {
 /// same `uplink` key or none.
 pub fn plan(definition: &Definition, facts: &HostFacts) -> Result<Plan, ModeError> {
     let section: Section = mode_section(definition)?;
-    plan_with(definition, facts, section.uplink)
+    let mut plan = plan_with(definition, facts, section.uplink)?;
+    if section.isolate_guests {
+        if let FirewallPolicy::Rules { rules, .. } = &mut plan.firewall {
+            rules.push(FirewallRule::IsolateGuests);
+        }
+    }
+    Ok(plan)
 }
 
 /// [`plan`] with the uplink chosen by the caller (`None`: the default
