@@ -741,4 +741,43 @@ mod tests {
             ResponseCode::NXDomain
         );
     }
+
+    #[test]
+    fn mangled_queries_against_typed_records_never_panic() {
+        // A cheap stand-in for the fuzz target, run with every test.
+        let mut z = typed_zone(false);
+        z.add_lease("web1", Ipv4Addr::new(10, 77, 0, 50));
+        let seeds: Vec<Vec<u8>> = [
+            ("www.guest.lan", A),
+            ("alias", ANY),
+            ("l1.guest.lan", TXT),
+            ("_http._tcp.guest.lan", SRV),
+            ("db.corp.example", A),
+        ]
+        .iter()
+        .map(|(n, t)| query_bytes(1, n, *t, Some(512)))
+        .collect();
+        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for i in 0..20_000 {
+            let mut q = seeds[i % seeds.len()].clone();
+            for _ in 0..(next() % 4 + 1) {
+                let at = (next() as usize) % q.len();
+                q[at] = next() as u8;
+            }
+            if next() % 8 == 0 {
+                q.truncate((next() as usize) % q.len());
+            }
+            for transport in [Transport::Udp, Transport::Tcp] {
+                if let Action::Reply(bytes) = handle_query_over(&q, &z, transport) {
+                    assert!(Message::from_vec(&bytes).is_ok(), "{q:?}");
+                }
+            }
+        }
+    }
 }
