@@ -270,7 +270,7 @@ fn check_dns(dns: &DnsPlan) -> Result<(), ModeError> {
 
 /// A record's name (relative to the network's domain, `_` allowed for
 /// services) or a name it points to (may end with a dot: absolute).
-fn check_relative_name(name: &str, owner: bool) -> Result<(), String> {
+pub(crate) fn check_relative_name(name: &str, owner: bool) -> Result<(), String> {
     let bare = if owner {
         name
     } else {

@@ -3,8 +3,11 @@
 //! consistent in itself; whether it fits the host (free subnet, free bridge
 //! name) is decided when it starts.
 
+use crate::check::{check_relative_name, MAX_DNS_RECORDS, MAX_DOMAIN_SERVERS};
 use crate::names::{check_label, DnsName, IfName, NetworkName};
-use crate::plan::{HostPort, MAX_HOST_ALLOW};
+use crate::plan::{
+    is_true, yes, DomainServers, HostPort, RecordData, ResourceRecord, MAX_HOST_ALLOW,
+};
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashSet};
@@ -137,11 +140,50 @@ pub struct StaticHost {
     pub name: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// The `[dns]` table.
+///
+/// ```toml
+/// [dns]
+/// domain = "guest.lan"
+/// forwarders = ["10.0.0.2"]
+/// records = [{ name = "www", type = "CNAME", value = "web1" },
+///            { name = "_http._tcp", type = "SRV", value = "0 5 80 web1" }]
+/// upstream = false
+/// servers = [{ domain = "corp.example", address = "10.0.0.53" }]
+/// ```
+///
+/// The fields added after API 1.0 are optional and left out of the JSON
+/// when they say nothing, so a mode built against 1.0 reads it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DnsConfig {
     pub domain: Option<DnsName>,
     /// Upstream servers; empty means the host's resolv.conf.
     pub forwarders: Vec<IpAddr>,
+    /// `records`: records of the network's domain (names relative to it;
+    /// names they point to too, unless they end with a dot). At most
+    /// [`MAX_DNS_RECORDS`]; a CNAME is the only record of its name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub records: Vec<ResourceRecord>,
+    /// `upstream = false`: names outside the network's domain and the
+    /// `servers` domains are refused, nothing is forwarded. Default true.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub upstream: bool,
+    /// `servers`: split DNS, the servers of each domain (at most
+    /// [`MAX_DOMAIN_SERVERS`] domains of as many servers each).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub domain_servers: Vec<DomainServers>,
+}
+
+impl Default for DnsConfig {
+    fn default() -> Self {
+        Self {
+            domain: None,
+            forwarders: Vec::new(),
+            records: Vec::new(),
+            upstream: true,
+            domain_servers: Vec::new(),
+        }
+    }
 }
 
 /// An Ethernet address.
@@ -248,6 +290,11 @@ struct RawDns {
     domain: Option<String>,
     #[serde(default)]
     forwarders: Vec<String>,
+    /// Read by hand, so that a mistake names its key (`dns.records[2].value`).
+    records: Option<toml::Value>,
+    upstream: Option<bool>,
+    /// Read by hand, like `records`.
+    servers: Option<toml::Value>,
 }
 
 /// Keys that can never be a mode's name because the definition uses them.
@@ -325,7 +372,7 @@ impl Definition {
                 ..Default::default()
             },
         };
-        let dns = parse_dns(raw.dns)?;
+        let dns = parse_dns(raw.dns, &ipv4.hosts)?;
         let host = parse_host_section(raw.host)?;
         Ok(Self {
             name,
@@ -362,6 +409,24 @@ impl Definition {
         if !self.dns.forwarders.is_empty() {
             let f = self.dns.forwarders.iter().map(|a| a.to_string().into());
             dns.insert("forwarders".into(), toml::Value::Array(f.collect()));
+        }
+        if !self.dns.records.is_empty() {
+            let r = self.dns.records.iter().map(record_table);
+            dns.insert("records".into(), toml::Value::Array(r.collect()));
+        }
+        if !self.dns.upstream {
+            dns.insert("upstream".into(), false.into());
+        }
+        if !self.dns.domain_servers.is_empty() {
+            let servers = self.dns.domain_servers.iter().flat_map(|d| {
+                d.servers.iter().map(|a| {
+                    let mut e = toml::Table::new();
+                    e.insert("domain".into(), d.domain.as_str().into());
+                    e.insert("address".into(), a.to_string().into());
+                    toml::Value::Table(e)
+                })
+            });
+            dns.insert("servers".into(), toml::Value::Array(servers.collect()));
         }
         if !dns.is_empty() {
             t.insert("dns".into(), toml::Value::Table(dns));
@@ -985,7 +1050,7 @@ fn parse_host_section(raw: Option<toml::Value>) -> Result<HostConfig, Definition
     Ok(HostConfig { allow })
 }
 
-fn parse_dns(raw: Option<RawDns>) -> Result<DnsConfig, DefinitionError> {
+fn parse_dns(raw: Option<RawDns>, hosts: &[StaticHost]) -> Result<DnsConfig, DefinitionError> {
     let Some(raw) = raw else {
         return Ok(DnsConfig::default());
     };
@@ -1017,12 +1082,388 @@ fn parse_dns(raw: Option<RawDns>) -> Result<DnsConfig, DefinitionError> {
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(DnsConfig { domain, forwarders })
+    let upstream = raw.upstream.unwrap_or(true);
+    if !upstream && !forwarders.is_empty() {
+        return Err(DefinitionError::new(
+            "dns.forwarders",
+            "upstream = false forwards nothing: give forwarders or upstream = false, not both",
+        ));
+    }
+    let records = match raw.records {
+        None => Vec::new(),
+        Some(v) => parse_records(v, hosts)?,
+    };
+    let domain_servers = match raw.servers {
+        None => Vec::new(),
+        Some(v) => parse_servers(v, domain.as_ref())?,
+    };
+    Ok(DnsConfig {
+        domain,
+        forwarders,
+        records,
+        upstream,
+        domain_servers,
+    })
+}
+
+/// `[dns] records = [{ name, type, value }, ...]`; each mistake names its
+/// key (`dns.records[2].value`).
+fn parse_records(
+    value: toml::Value,
+    hosts: &[StaticHost],
+) -> Result<Vec<ResourceRecord>, DefinitionError> {
+    let toml::Value::Array(items) = value else {
+        return Err(DefinitionError::new(
+            "dns.records",
+            "must be a list like [{ name = \"www\", type = \"CNAME\", value = \"web1\" }]",
+        ));
+    };
+    if items.len() > MAX_DNS_RECORDS {
+        return Err(DefinitionError::new(
+            "dns.records",
+            format!("{} records; the limit is {MAX_DNS_RECORDS}", items.len()),
+        ));
+    }
+    let mut records: Vec<ResourceRecord> = Vec::with_capacity(items.len());
+    for (i, item) in items.into_iter().enumerate() {
+        let record = parse_record(i, item)?;
+        let name_field = format!("dns.records[{i}].name");
+        let same_name = |n: &str| n.eq_ignore_ascii_case(&record.name);
+        let is_cname = matches!(record.data, RecordData::Cname { .. });
+        let others = records.iter().filter(|r| same_name(&r.name));
+        let host = hosts
+            .iter()
+            .any(|h| h.name.as_deref().is_some_and(same_name));
+        if records.contains(&record) {
+            return Err(DefinitionError::new(
+                name_field,
+                "the same record is listed twice",
+            ));
+        }
+        if is_cname && (host || others.clone().next().is_some()) {
+            return Err(DefinitionError::new(
+                name_field,
+                format!(
+                    "{:?} has other records: a CNAME must be the only record of its name",
+                    record.name
+                ),
+            ));
+        }
+        if others
+            .clone()
+            .any(|r| matches!(r.data, RecordData::Cname { .. }))
+        {
+            return Err(DefinitionError::new(
+                name_field,
+                format!(
+                    "{:?} is an alias (CNAME), which holds no other record",
+                    record.name
+                ),
+            ));
+        }
+        records.push(record);
+    }
+    Ok(records)
+}
+
+fn parse_record(i: usize, item: toml::Value) -> Result<ResourceRecord, DefinitionError> {
+    let field = |f: &str| format!("dns.records[{i}].{f}");
+    let toml::Value::Table(table) = item else {
+        return Err(DefinitionError::new(
+            format!("dns.records[{i}]"),
+            "must be a table like { name = \"www\", type = \"CNAME\", value = \"web1\" }",
+        ));
+    };
+    if let Some(key) = table
+        .keys()
+        .find(|k| !["name", "type", "value"].contains(&k.as_str()))
+    {
+        return Err(DefinitionError::new(
+            field(key),
+            "unknown key; a record takes name, type and value",
+        ));
+    }
+    let string = |key: &str| match table.get(key) {
+        Some(toml::Value::String(s)) => Ok(s.as_str()),
+        Some(other) => Err(DefinitionError::new(
+            field(key),
+            format!("{other} is not a string"),
+        )),
+        None => Err(DefinitionError::new(field(key), "missing")),
+    };
+    let name = string("name")?;
+    check_relative_name(name, true).map_err(|e| {
+        DefinitionError::new(
+            field("name"),
+            format!(
+                "{e} (names are relative to the network's domain, like \"www\" or \"_http._tcp\")"
+            ),
+        )
+    })?;
+    let rtype = string("type")?.to_ascii_uppercase();
+    let target = |s: &str| -> Result<String, DefinitionError> {
+        check_relative_name(s, false).map_err(|e| DefinitionError::new(field("value"), e))?;
+        Ok(s.to_ascii_lowercase())
+    };
+    let u16_of = |s: &str, what: &str| {
+        s.parse::<u16>().map_err(|_| {
+            DefinitionError::new(
+                field("value"),
+                format!("{s:?} is not a {what} (0 to 65535)"),
+            )
+        })
+    };
+    let data = match rtype.as_str() {
+        "A" => {
+            let v = string("value")?;
+            let ip = v.parse().map_err(|_| {
+                DefinitionError::new(field("value"), format!("{v:?} is not an IPv4 address"))
+            })?;
+            RecordData::A { ip }
+        }
+        "CNAME" => {
+            let v = string("value")?;
+            let target = target(v)?;
+            if target.eq_ignore_ascii_case(name) {
+                return Err(DefinitionError::new(field("value"), "an alias of itself"));
+            }
+            RecordData::Cname { target }
+        }
+        "TXT" => RecordData::Txt {
+            text: parse_txt(table.get("value"), &field("value"))?,
+        },
+        "SRV" => {
+            let v = string("value")?;
+            let parts: Vec<&str> = v.split_whitespace().collect();
+            let [priority, weight, port, host] = parts[..] else {
+                return Err(DefinitionError::new(
+                    field("value"),
+                    format!("{v:?} is not \"PRIORITY WEIGHT PORT TARGET\", like \"0 5 80 web1\""),
+                ));
+            };
+            RecordData::Srv {
+                priority: u16_of(priority, "priority")?,
+                weight: u16_of(weight, "weight")?,
+                port: u16_of(port, "port")?,
+                target: target(host)?,
+            }
+        }
+        "MX" => {
+            let v = string("value")?;
+            let parts: Vec<&str> = v.split_whitespace().collect();
+            let [preference, exchange] = parts[..] else {
+                return Err(DefinitionError::new(
+                    field("value"),
+                    format!("{v:?} is not \"PREFERENCE EXCHANGE\", like \"10 mail\""),
+                ));
+            };
+            RecordData::Mx {
+                preference: u16_of(preference, "preference")?,
+                exchange: target(exchange)?,
+            }
+        }
+        other => {
+            return Err(DefinitionError::new(
+                field("type"),
+                format!("{other:?} is not one of A, CNAME, TXT, SRV and MX"),
+            ))
+        }
+    };
+    Ok(ResourceRecord {
+        name: name.to_ascii_lowercase(),
+        data,
+    })
+}
+
+/// Most bytes of TXT data in one record (as the plan check allows).
+const MAX_TXT_BYTES: usize = 4000;
+
+/// A TXT value: a string (cut into strings of 255 bytes, as DNS carries
+/// them) or a list of strings of at most 255 bytes each.
+fn parse_txt(value: Option<&toml::Value>, field: &str) -> Result<Vec<String>, DefinitionError> {
+    let too_long =
+        || DefinitionError::new(field, format!("more than {MAX_TXT_BYTES} bytes of text"));
+    let text = match value {
+        Some(toml::Value::String(s)) => {
+            if s.len() > MAX_TXT_BYTES {
+                return Err(too_long());
+            }
+            split_txt(s)
+        }
+        Some(toml::Value::Array(items)) => {
+            let mut text = Vec::with_capacity(items.len());
+            for (j, item) in items.iter().enumerate() {
+                match item {
+                    toml::Value::String(s) if s.len() <= 255 => text.push(s.clone()),
+                    toml::Value::String(_) => {
+                        return Err(DefinitionError::new(
+                            format!("{field}[{j}]"),
+                            "longer than 255 bytes; give a longer text as one string",
+                        ))
+                    }
+                    other => {
+                        return Err(DefinitionError::new(
+                            format!("{field}[{j}]"),
+                            format!("{other} is not a string"),
+                        ))
+                    }
+                }
+            }
+            text
+        }
+        Some(other) => {
+            return Err(DefinitionError::new(
+                field,
+                format!("{other} is not a string or a list of strings"),
+            ))
+        }
+        None => return Err(DefinitionError::new(field, "missing")),
+    };
+    if text.is_empty() {
+        return Err(DefinitionError::new(field, "an empty list"));
+    }
+    if text.iter().map(|t| t.len() + 1).sum::<usize>() > MAX_TXT_BYTES {
+        return Err(too_long());
+    }
+    Ok(text)
+}
+
+/// `s` in pieces of at most 255 bytes, cut between characters.
+fn split_txt(s: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = s;
+    loop {
+        let mut cut = rest.len().min(255);
+        while !rest.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        out.push(rest[..cut].to_owned());
+        rest = &rest[cut..];
+        if rest.is_empty() {
+            return out;
+        }
+    }
+}
+
+/// `[dns] servers = [{ domain, address }, ...]`, grouped by domain in the
+/// order they first come.
+fn parse_servers(
+    value: toml::Value,
+    own_domain: Option<&DnsName>,
+) -> Result<Vec<DomainServers>, DefinitionError> {
+    let toml::Value::Array(items) = value else {
+        return Err(DefinitionError::new(
+            "dns.servers",
+            "must be a list like [{ domain = \"corp.example\", address = \"10.0.0.53\" }]",
+        ));
+    };
+    let limit = MAX_DOMAIN_SERVERS * MAX_DOMAIN_SERVERS;
+    if items.len() > limit {
+        return Err(DefinitionError::new(
+            "dns.servers",
+            format!("{} servers; the limit is {limit}", items.len()),
+        ));
+    }
+    let mut out: Vec<DomainServers> = Vec::new();
+    for (i, item) in items.into_iter().enumerate() {
+        let field = |f: &str| format!("dns.servers[{i}].{f}");
+        let toml::Value::Table(table) = item else {
+            return Err(DefinitionError::new(
+                format!("dns.servers[{i}]"),
+                "must be a table like { domain = \"corp.example\", address = \"10.0.0.53\" }",
+            ));
+        };
+        if let Some(key) = table
+            .keys()
+            .find(|k| !["domain", "address"].contains(&k.as_str()))
+        {
+            return Err(DefinitionError::new(
+                field(key),
+                "unknown key; a server takes domain and address",
+            ));
+        }
+        let string = |key: &str| match table.get(key) {
+            Some(toml::Value::String(s)) => Ok(s.as_str()),
+            Some(other) => Err(DefinitionError::new(
+                field(key),
+                format!("{other} is not a string"),
+            )),
+            None => Err(DefinitionError::new(field(key), "missing")),
+        };
+        let domain = DnsName::new(string("domain")?)
+            .map_err(|e| DefinitionError::new(field("domain"), e.to_string()))?;
+        if own_domain == Some(&domain) {
+            return Err(DefinitionError::new(
+                field("domain"),
+                "the network's own domain is answered by the network's DNS",
+            ));
+        }
+        let a = string("address")?;
+        let address: IpAddr = a.parse().map_err(|_| {
+            DefinitionError::new(field("address"), format!("{a:?} is not an IP address"))
+        })?;
+        let domains = out.len();
+        match out.iter_mut().find(|d| d.domain == domain) {
+            Some(d) if d.servers.contains(&address) => {
+                return Err(DefinitionError::new(
+                    field("address"),
+                    format!("{address} is listed twice for {domain}"),
+                ))
+            }
+            Some(d) if d.servers.len() >= MAX_DOMAIN_SERVERS => {
+                return Err(DefinitionError::new(
+                    field("address"),
+                    format!("more than {MAX_DOMAIN_SERVERS} servers for {domain}"),
+                ))
+            }
+            Some(d) => d.servers.push(address),
+            None if domains >= MAX_DOMAIN_SERVERS => {
+                return Err(DefinitionError::new(
+                    field("domain"),
+                    format!("more than {MAX_DOMAIN_SERVERS} domains"),
+                ))
+            }
+            None => out.push(DomainServers {
+                domain,
+                servers: vec![address],
+            }),
+        }
+    }
+    Ok(out)
+}
+
+/// A record as `parse_record` reads it back.
+fn record_table(r: &ResourceRecord) -> toml::Value {
+    let (rtype, value): (&str, toml::Value) = match &r.data {
+        RecordData::A { ip } => ("A", ip.to_string().into()),
+        RecordData::Cname { target } => ("CNAME", target.clone().into()),
+        RecordData::Txt { text } if text.len() == 1 => ("TXT", text[0].clone().into()),
+        RecordData::Txt { text } => (
+            "TXT",
+            toml::Value::Array(text.iter().map(|t| t.clone().into()).collect()),
+        ),
+        RecordData::Srv {
+            priority,
+            weight,
+            port,
+            target,
+        } => ("SRV", format!("{priority} {weight} {port} {target}").into()),
+        RecordData::Mx {
+            preference,
+            exchange,
+        } => ("MX", format!("{preference} {exchange}").into()),
+    };
+    let mut t = toml::Table::new();
+    t.insert("name".into(), r.name.clone().into());
+    t.insert("type".into(), rtype.into());
+    t.insert("value".into(), value);
+    toml::Value::Table(t)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::HostFacts;
 
     const EXAMPLE: &str = r#"
 name = "default"
@@ -1182,5 +1623,219 @@ uplink = "eth0"
         assert!("52:54:00:AA:bb:cc".parse::<MacAddr>().is_ok());
         assert!("01:00:5e:00:00:01".parse::<MacAddr>().is_err());
         assert!("52:54:00:aa:bb".parse::<MacAddr>().is_err());
+    }
+
+    const DNS_EXAMPLE: &str = r#"
+name = "recs"
+bridge = "gnbr9"
+[ipv4]
+address = "10.77.0.1/24"
+hosts = [{ mac = "52:54:00:00:00:01", ip = "10.77.0.5", name = "web" }]
+[dns]
+domain = "guest.lan"
+records = [
+  { name = "www", type = "CNAME", value = "web1" },
+  { name = "_http._tcp", type = "SRV", value = "0 5 80 web1" },
+  { name = "info", type = "TXT", value = "hello" },
+  { name = "mail", type = "MX", value = "10 web1" },
+  { name = "db", type = "A", value = "10.77.0.9" },
+  { name = "Ext", type = "cname", value = "www.Example.com." },
+  { name = "multi", type = "TXT", value = ["v=spf1", "-all"] },
+]
+upstream = false
+servers = [
+  { domain = "corp.example", address = "10.0.0.53" },
+  { domain = "eu.corp.example", address = "10.0.0.54" },
+  { domain = "Corp.Example", address = "10.0.0.55" },
+]
+"#;
+
+    #[test]
+    fn dns_records_upstream_and_servers_parse() {
+        let d = Definition::parse(DNS_EXAMPLE).unwrap();
+        let r = &d.dns.records;
+        assert_eq!(r.len(), 7);
+        assert_eq!(
+            r[0],
+            ResourceRecord {
+                name: "www".into(),
+                data: RecordData::Cname {
+                    target: "web1".into()
+                }
+            }
+        );
+        assert_eq!(
+            r[1].data,
+            RecordData::Srv {
+                priority: 0,
+                weight: 5,
+                port: 80,
+                target: "web1".into()
+            }
+        );
+        assert_eq!(
+            r[2].data,
+            RecordData::Txt {
+                text: vec!["hello".into()]
+            }
+        );
+        assert_eq!(
+            r[3].data,
+            RecordData::Mx {
+                preference: 10,
+                exchange: "web1".into()
+            }
+        );
+        assert_eq!(
+            r[4].data,
+            RecordData::A {
+                ip: Ipv4Addr::new(10, 77, 0, 9)
+            }
+        );
+        assert_eq!(r[5].name, "ext");
+        assert_eq!(
+            r[5].data,
+            RecordData::Cname {
+                target: "www.example.com.".into()
+            }
+        );
+        assert!(!d.dns.upstream);
+        let servers: Vec<(String, Vec<String>)> = d
+            .dns
+            .domain_servers
+            .iter()
+            .map(|s| {
+                (
+                    s.domain.to_string(),
+                    s.servers.iter().map(|a| a.to_string()).collect(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            servers,
+            [
+                (
+                    "corp.example".into(),
+                    vec!["10.0.0.53".into(), "10.0.0.55".into()]
+                ),
+                ("eu.corp.example".into(), vec!["10.0.0.54".into()]),
+            ]
+        );
+        // Written back (GetConfig, the file) and read again: the same.
+        let text = d.to_toml();
+        assert_eq!(Definition::parse(&text).unwrap(), d, "{text}");
+        assert!(text.contains("upstream = false"), "{text}");
+        // Absent: nothing new in the TOML or the JSON older modes read.
+        let plain = Definition::parse("name = \"x\"\n[dns]\ndomain = \"a.lan\"").unwrap();
+        assert!(plain.dns.upstream && plain.dns.records.is_empty());
+        let json = serde_json::to_value(&plain).unwrap();
+        assert_eq!(
+            json["dns"],
+            serde_json::json!({"domain": "a.lan", "forwarders": []})
+        );
+        assert!(!plain.to_toml().contains("upstream"));
+        // And JSON without them (an older guestnetd's) reads as before.
+        let old: Definition = serde_json::from_value(json).unwrap();
+        assert_eq!(old, plain);
+        // The new fields travel in the JSON.
+        let back: Definition = serde_json::from_value(serde_json::to_value(&d).unwrap()).unwrap();
+        assert_eq!(back, d);
+    }
+
+    #[test]
+    fn a_long_txt_value_is_cut_into_dns_strings() {
+        let long = "é".repeat(200); // 400 bytes
+        let text = format!(
+            "name = \"x\"\n[dns]\nrecords = [{{ name = \"t\", type = \"TXT\", value = \"{long}\" }}]"
+        );
+        let d = Definition::parse(&text).unwrap();
+        let RecordData::Txt { text: parts } = &d.dns.records[0].data else {
+            panic!("not TXT");
+        };
+        assert_eq!(parts.len(), 2);
+        assert!(parts.iter().all(|p| p.len() <= 255));
+        assert_eq!(parts.concat(), long);
+        assert_eq!(Definition::parse(&d.to_toml()).unwrap(), d);
+    }
+
+    #[test]
+    fn own_subnet_plans_carry_the_dns_settings() {
+        let d = Definition::parse(DNS_EXAMPLE).unwrap();
+        let plan = crate::own_subnet::plan(
+            &d,
+            &HostFacts::default(),
+            crate::own_subnet::Gateway::Offered,
+        )
+        .unwrap();
+        let dns = plan.dns.as_ref().unwrap();
+        assert_eq!(dns.typed_records, d.dns.records);
+        assert_eq!(dns.domain_servers, d.dns.domain_servers);
+        assert!(!dns.upstream);
+        plan.check().unwrap();
+    }
+
+    #[test]
+    fn bad_dns_settings_name_their_key() {
+        let dns = |body: &str| {
+            format!("name = \"a\"\n[ipv4]\naddress = \"10.1.1.1/24\"\nhosts = [{{ mac = \"52:54:00:00:00:01\", ip = \"10.1.1.5\", name = \"web\" }}]\n[dns]\ndomain = \"guest.lan\"\n{body}")
+        };
+        let rec = |items: &str| dns(&format!("records = [{items}]"));
+        let ok = r#"{ name = "info", type = "TXT", value = "hi" }"#;
+        let cases: Vec<(String, &str, &str)> = vec![
+            (dns("records = 1"), "dns.records", "list"),
+            (rec("1"), "dns.records[0]", "table"),
+            (rec(&format!(r#"{ok}, {ok}, {{ name = "www", type = "CNAME", value = "a b" }}"#)), "dns.records[1].name", "twice"),
+            (rec(&format!(r#"{ok}, {ok}"#)), "dns.records[1].name", "twice"),
+            (rec(&format!(r#"{ok}, {{ name = "www", type = "CNAME", value = "a..b" }}"#)), "dns.records[1].value", "label"),
+            (rec(r#"{ name = "a", type = "SRV", value = "0 5 web1" }"#), "dns.records[0].value", "PRIORITY"),
+            (rec(r#"{ name = "a", type = "SRV", value = "0 5 99999 web1" }"#), "dns.records[0].value", "port"),
+            (rec(r#"{ name = "a", type = "MX", value = "web1" }"#), "dns.records[0].value", "PREFERENCE"),
+            (rec(r#"{ name = "a", type = "A", value = "web1" }"#), "dns.records[0].value", "IPv4"),
+            (rec(r#"{ name = "a", type = "AAAA", value = "::1" }"#), "dns.records[0].type", "not one of"),
+            (rec(r#"{ name = "a b", type = "A", value = "10.1.1.9" }"#), "dns.records[0].name", "relative"),
+            (rec(r#"{ name = "a.", type = "A", value = "10.1.1.9" }"#), "dns.records[0].name", "relative"),
+            (rec(r#"{ name = "a", type = "A" }"#), "dns.records[0].value", "missing"),
+            (rec(r#"{ name = "a", type = "A", value = "10.1.1.9", ttl = 5 }"#), "dns.records[0].ttl", "unknown key"),
+            (rec(r#"{ name = "a", type = "TXT", value = 5 }"#), "dns.records[0].value", "not a string"),
+            (rec(r#"{ name = "a", type = "TXT", value = [] }"#), "dns.records[0].value", "empty"),
+            (rec(&format!(r#"{{ name = "a", type = "TXT", value = ["{}"] }}"#, "x".repeat(256))), "dns.records[0].value[0]", "255"),
+            (rec(&format!(r#"{{ name = "a", type = "TXT", value = "{}" }}"#, "x".repeat(4001))), "dns.records[0].value", "bytes"),
+            (rec(r#"{ name = "web", type = "CNAME", value = "db" }"#), "dns.records[0].name", "only record"),
+            (rec(r#"{ name = "a", type = "CNAME", value = "b" }, { name = "A", type = "TXT", value = "x" }"#), "dns.records[1].name", "alias"),
+            (rec(r#"{ name = "a", type = "TXT", value = "x" }, { name = "a", type = "CNAME", value = "b" }"#), "dns.records[1].name", "only record"),
+            (rec(r#"{ name = "a", type = "CNAME", value = "A" }"#), "dns.records[0].value", "itself"),
+            (dns("upstream = \"no\""), "upstream", "invalid type"),
+            (dns("upstream = false\nforwarders = [\"10.0.0.2\"]"), "dns.forwarders", "upstream = false"),
+            (dns("servers = { domain = \"x\" }"), "dns.servers", "list"),
+            (dns("servers = [{ domain = \"corp..example\", address = \"10.0.0.53\" }]"), "dns.servers[0].domain", "DNS name"),
+            (dns("servers = [{ domain = \"corp.example\", address = \"ten\" }]"), "dns.servers[0].address", "IP address"),
+            (dns("servers = [{ domain = \"corp.example\" }]"), "dns.servers[0].address", "missing"),
+            (dns("servers = [{ domain = \"corp.example\", address = \"10.0.0.53\", port = 5353 }]"), "dns.servers[0].port", "unknown key"),
+            (dns("servers = [{ domain = \"Guest.Lan\", address = \"10.0.0.53\" }]"), "dns.servers[0].domain", "own domain"),
+            (dns("servers = [{ domain = \"c.example\", address = \"10.0.0.53\" }, { domain = \"c.example\", address = \"10.0.0.53\" }]"), "dns.servers[1].address", "twice"),
+        ];
+        for (text, field, reason) in &cases {
+            let e = refused(text);
+            assert_eq!(&e.field, field, "for {text:?}: {e}");
+            assert!(e.reason.contains(reason), "for {text:?}: {e}");
+        }
+        let many: Vec<String> = (0..=MAX_DOMAIN_SERVERS)
+            .map(|i| format!("{{ domain = \"d{i}.example\", address = \"10.0.0.53\" }}"))
+            .collect();
+        let e = refused(&dns(&format!("servers = [{}]", many.join(", "))));
+        assert_eq!(
+            e.field,
+            format!("dns.servers[{MAX_DOMAIN_SERVERS}].domain"),
+            "{e}"
+        );
+        let many: Vec<String> = (0..=MAX_DOMAIN_SERVERS)
+            .map(|i| format!("{{ domain = \"d.example\", address = \"10.0.0.{i}\" }}"))
+            .collect();
+        let e = refused(&dns(&format!("servers = [{}]", many.join(", "))));
+        assert_eq!(
+            e.field,
+            format!("dns.servers[{MAX_DOMAIN_SERVERS}].address"),
+            "{e}"
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! The part of a plan that every mode giving guests a subnet of their own
 //! shares (nat, routed, isolated and most third-party modes): a new bridge,
-//! the host's address on it, and DHCP and DNS on that address. The mode then
+//! the host's address on it, and DHCP and DNS on that address (with the
+//! definition's `[dns]` records, upstream and per-domain servers). The mode then
 //! adds its firewall policy and sysctls.
 
 use crate::{
@@ -76,9 +77,9 @@ pub fn plan(
             domain: definition.dns.domain.clone(),
             forwarders: definition.dns.forwarders.clone(),
             records,
-            upstream: true,
-            domain_servers: vec![],
-            typed_records: vec![],
+            upstream: definition.dns.upstream,
+            domain_servers: definition.dns.domain_servers.clone(),
+            typed_records: definition.dns.records.clone(),
         }),
         warnings: vec![],
     })

@@ -550,11 +550,11 @@ pub struct DnsPlan {
     pub typed_records: Vec<ResourceRecord>,
 }
 
-fn yes() -> bool {
+pub(crate) fn yes() -> bool {
     true
 }
 
-fn is_true(b: &bool) -> bool {
+pub(crate) fn is_true(b: &bool) -> bool {
     *b
 }
 

@@ -5,10 +5,12 @@
 
 use super::framing::{self, Frame};
 use super::query::{self, EdnsInfo, ParsedQuery, QueryError, HEADER_LEN};
-use super::reply::{self, Answers};
-use super::zone::{Resolution, Zone};
+use super::reply::{self, Answers, Owner, Rdata, Rr};
+use super::zone::{Node, Resolution, Route, Zone, STATIC_TTL};
 use hickory_proto::op::{Header, Query, ResponseCode};
 use hickory_proto::rr::{DNSClass, RecordType};
+use std::net::SocketAddr;
+use std::sync::Arc;
 
 /// The largest query taken over UDP (and read from the socket).
 pub const MAX_UDP_QUERY: usize = 4096;
@@ -30,7 +32,7 @@ pub enum Action {
     /// Send this error back (FORMERR, NOTIMP); a TCP client is then
     /// disconnected, since its stream can no longer be trusted.
     Reject(Vec<u8>),
-    /// Not a name of the zone: ask the upstream servers.
+    /// Not a name of the zone: ask the upstream servers (or a domain's).
     Forward(Forward),
 }
 
@@ -46,6 +48,9 @@ pub struct Forward {
     pub edns: Option<EdnsInfo>,
     /// The most the reply to this client may hold.
     pub reply_limit: usize,
+    /// The servers of the name's domain (split DNS); `None`: the
+    /// network's upstream servers.
+    pub servers: Option<Arc<[SocketAddr]>>,
 }
 
 impl Forward {
@@ -152,26 +157,142 @@ pub fn handle_query_over(query: &[u8], zone: &Zone, transport: Transport) -> Act
     let qtype = parsed.question.query_type();
     let data = matches!(parsed.question.query_class(), DNSClass::IN | DNSClass::ANY);
     let wants = |t: RecordType| data && (qtype == t || qtype == RecordType::ANY);
-    match zone.resolve(parsed.question.name()) {
+    let name = parsed.question.name();
+    let forward = |servers: Option<Arc<[SocketAddr]>>| {
+        Action::Forward(Forward {
+            query: query.to_vec(),
+            header: parsed.header,
+            question: parsed.question.clone(),
+            edns: parsed.edns,
+            reply_limit: limit,
+            servers,
+        })
+    };
+    match zone.resolve(name) {
         Resolution::Host { addrs, ttl } if wants(RecordType::A) => {
             local(true, ResponseCode::NoError, Answers::A { addrs, ttl })
         }
         Resolution::Reverse { target, ttl } if wants(RecordType::PTR) => {
             local(true, ResponseCode::NoError, Answers::Ptr { target, ttl })
         }
-        // The name exists, just not with this type: no data, not forwarded.
-        Resolution::Host { .. } | Resolution::Reverse { .. } | Resolution::Apex => {
-            local(true, ResponseCode::NoError, Answers::None)
+        Resolution::Node(node) if data => {
+            let mut rrs = Vec::new();
+            let rcode = if qtype != RecordType::CNAME && qtype != RecordType::ANY {
+                follow(zone, node, qtype, &mut rrs)
+            } else {
+                push_node(&mut rrs, node, Owner::Question, qtype);
+                ResponseCode::NoError
+            };
+            local(true, rcode, Answers::Records(&rrs))
         }
+        // A name the zone does not know, under a split domain deeper
+        // than the network's: that domain's servers know it.
+        Resolution::NxDomain | Resolution::Apex if zone.split_below_domain(name).is_some() => {
+            forward(zone.split_below_domain(name).cloned())
+        }
+        // The name exists, just not with this type: no data, not forwarded.
+        Resolution::Host { .. }
+        | Resolution::Reverse { .. }
+        | Resolution::Node(_)
+        | Resolution::Apex => local(true, ResponseCode::NoError, Answers::None),
         Resolution::NxDomain => local(true, ResponseCode::NXDomain, Answers::None),
-        Resolution::Elsewhere => Action::Forward(Forward {
-            query: query.to_vec(),
-            header: parsed.header,
-            question: parsed.question,
-            edns: parsed.edns,
-            reply_limit: limit,
-        }),
+        Resolution::Elsewhere => match zone.route(name) {
+            Route::Default => forward(None),
+            Route::Servers(servers) => forward(Some(servers.clone())),
+            Route::Refuse => local(false, ResponseCode::Refused, Answers::None),
+        },
     }
+}
+
+/// The most CNAMEs followed for one answer (a loop stops there).
+pub const MAX_CNAME_CHAIN: usize = 8;
+
+/// The answer for `qtype` at `node`: its CNAME chain, followed through the
+/// zone as authoritative servers do for their own names (so an alias of a
+/// guest gives the guest's current address), then the records of the
+/// last name. The rcode is that of the last name (RFC 6604): NXDOMAIN when
+/// an alias points to a name of the domain no one holds now.
+fn follow<'z>(
+    zone: &'z Zone,
+    node: Node<'z>,
+    qtype: RecordType,
+    rrs: &mut Vec<Rr<'z>>,
+) -> ResponseCode {
+    let mut node = node;
+    let mut owner = Owner::Question;
+    loop {
+        let Some(cname) = node.cname() else {
+            push_node(rrs, node, owner, qtype);
+            return ResponseCode::NoError;
+        };
+        rrs.push(Rr {
+            owner,
+            rtype: RecordType::CNAME,
+            ttl: STATIC_TTL,
+            rdata: Rdata::Wire(&cname.rdata),
+        });
+        owner = Owner::LastCnameTarget;
+        let Some(target) = &cname.target else {
+            return ResponseCode::NoError;
+        };
+        if rrs.len() >= MAX_CNAME_CHAIN {
+            return ResponseCode::NoError;
+        }
+        match zone.resolve(target) {
+            Resolution::Node(next) => node = next,
+            Resolution::Host { addrs, ttl } => {
+                push_node(
+                    rrs,
+                    Node {
+                        addrs,
+                        addr_ttl: ttl,
+                        records: &[],
+                    },
+                    owner,
+                    qtype,
+                );
+                return ResponseCode::NoError;
+            }
+            Resolution::Reverse { target, ttl } => {
+                if qtype == RecordType::PTR {
+                    rrs.push(Rr {
+                        owner,
+                        rtype: RecordType::PTR,
+                        ttl,
+                        rdata: Rdata::Wire(target),
+                    });
+                }
+                return ResponseCode::NoError;
+            }
+            Resolution::NxDomain => return ResponseCode::NXDomain,
+            // Outside the zone: the client's resolver follows it.
+            Resolution::Apex | Resolution::Elsewhere => return ResponseCode::NoError,
+        }
+    }
+}
+
+/// The records of `node` answering `qtype` (all of them for ANY).
+fn push_node<'z>(rrs: &mut Vec<Rr<'z>>, node: Node<'z>, owner: Owner, qtype: RecordType) {
+    let any = qtype == RecordType::ANY;
+    if any || qtype == RecordType::A {
+        rrs.extend(node.addrs.iter().map(|a| Rr {
+            owner,
+            rtype: RecordType::A,
+            ttl: node.addr_ttl,
+            rdata: Rdata::A(*a),
+        }));
+    }
+    rrs.extend(
+        node.records
+            .iter()
+            .filter(|t| any || t.rtype == qtype)
+            .map(|t| Rr {
+                owner,
+                rtype: t.rtype,
+                ttl: STATIC_TTL,
+                rdata: Rdata::Wire(&t.rdata),
+            }),
+    );
 }
 
 /// What to do with each query of a TCP stream's bytes, in order, up to the
@@ -432,6 +553,231 @@ mod tests {
             let _ = handle_query(&m, &z);
             let _ = handle_query_over(&m, &z, Transport::Tcp);
             let _ = handle_tcp_stream(&m, &z);
+        }
+    }
+
+    const CNAME: u16 = 5;
+    const TXT: u16 = 16;
+    const SRV: u16 = 33;
+
+    fn typed_zone(upstream: bool) -> Zone {
+        Zone::from_plan(&super::super::zone::typed_plan(upstream))
+    }
+
+    fn ask_in(z: &Zone, name: &str, qtype: u16) -> Message {
+        reply(handle_query(&query_bytes(7, name, qtype, Some(1232)), z))
+    }
+
+    fn rdata_text(m: &Message) -> Vec<String> {
+        m.answers
+            .iter()
+            .map(|r| format!("{} {}", r.name.to_ascii().to_lowercase(), r.data))
+            .collect()
+    }
+
+    #[test]
+    fn cname_txt_srv_mx_and_a_records_of_the_definition() {
+        let z = typed_zone(true);
+        let m = ask_in(&z, "www.guest.lan", CNAME);
+        assert!(m.authoritative && m.response_code == ResponseCode::NoError);
+        assert_eq!(rdata_text(&m), ["www.guest.lan. web1.guest.lan."]);
+        let m = ask_in(&z, "info.guest.lan", TXT);
+        assert_eq!(rdata_text(&m), ["info.guest.lan. hello"]);
+        let m = ask_in(&z, "_http._tcp.guest.lan", SRV);
+        assert_eq!(
+            rdata_text(&m),
+            ["_http._tcp.guest.lan. 0 5 80 web1.guest.lan."]
+        );
+        let m = ask_in(&z, "mail", MX);
+        assert_eq!(rdata_text(&m), ["mail. 10 web1.guest.lan."]);
+        let m = ask_in(&z, "db.guest.lan", A);
+        assert_eq!(rdata_text(&m), ["db.guest.lan. 10.77.0.9"]);
+        for r in &m.answers {
+            assert_eq!(r.ttl, super::super::zone::STATIC_TTL);
+        }
+        // Other types of these names: no data; their parents exist.
+        for (name, qtype) in [
+            ("info.guest.lan", A),
+            ("mail.guest.lan", TXT),
+            ("_tcp.guest.lan", SRV),
+        ] {
+            let m = ask_in(&z, name, qtype);
+            assert_eq!(m.response_code, ResponseCode::NoError, "{name}");
+            assert!(m.answers.is_empty(), "{name}");
+        }
+        // ANY gives every record of the name.
+        let m = ask_in(&z, "mail.guest.lan", ANY);
+        assert_eq!(m.answers.len(), 1);
+    }
+
+    #[test]
+    fn an_alias_of_a_guest_follows_its_lease() {
+        let mut z = typed_zone(true);
+        // No guest named web1 yet: the alias, and NXDOMAIN for its target.
+        let m = ask_in(&z, "www.guest.lan", A);
+        assert_eq!(m.response_code, ResponseCode::NXDomain);
+        assert_eq!(rdata_text(&m), ["www.guest.lan. web1.guest.lan."]);
+        z.add_lease("web1", Ipv4Addr::new(10, 77, 0, 50));
+        let m = ask_in(&z, "WWW.guest.lan", A);
+        assert_eq!(m.response_code, ResponseCode::NoError);
+        assert!(m.authoritative);
+        assert_eq!(
+            rdata_text(&m),
+            [
+                "www.guest.lan. web1.guest.lan.",
+                "web1.guest.lan. 10.77.0.50"
+            ]
+        );
+        assert_eq!(m.answers[1].ttl, super::super::zone::LEASE_TTL);
+        // The guest comes back at another address: so does the alias.
+        z.remove_lease("web1", Ipv4Addr::new(10, 77, 0, 50));
+        z.add_lease("web1", Ipv4Addr::new(10, 77, 0, 51));
+        let m = ask_in(&z, "www.guest.lan", A);
+        assert_eq!(
+            rdata_text(&m),
+            [
+                "www.guest.lan. web1.guest.lan.",
+                "web1.guest.lan. 10.77.0.51"
+            ]
+        );
+        // An alias of the alias: the whole chain, each name pointing at the
+        // previous target.
+        let m = ask_in(&z, "alias", A);
+        assert_eq!(
+            rdata_text(&m),
+            [
+                "alias. www.guest.lan.",
+                "www.guest.lan. web1.guest.lan.",
+                "web1.guest.lan. 10.77.0.51"
+            ]
+        );
+        // Other types follow too; a name without the type gives the chain.
+        let m = ask_in(&z, "www", TXT);
+        assert_eq!(m.response_code, ResponseCode::NoError);
+        assert_eq!(m.answers.len(), 1);
+        // Without EDNS, too (512 bytes).
+        let m = reply(handle_query(
+            &query_bytes(1, "alias.guest.lan", A, None),
+            &z,
+        ));
+        assert_eq!(m.answers.len(), 3);
+    }
+
+    #[test]
+    fn aliases_outside_and_in_a_loop_end() {
+        let z = typed_zone(true);
+        // An outside target: the alias only; the client's resolver goes on.
+        let m = ask_in(&z, "ext.guest.lan", A);
+        assert_eq!(m.response_code, ResponseCode::NoError);
+        assert_eq!(rdata_text(&m), ["ext.guest.lan. www.example.com."]);
+        // A loop stops after MAX_CNAME_CHAIN records.
+        let m = ask_in(&z, "l1.guest.lan", A);
+        assert_eq!(m.answers.len(), MAX_CNAME_CHAIN);
+        for r in &m.answers {
+            assert_eq!(r.record_type(), RecordType::CNAME);
+        }
+    }
+
+    #[test]
+    fn without_upstream_outside_names_are_refused() {
+        let z = typed_zone(false);
+        for (name, qtype) in [
+            ("example.com", A),
+            ("unknown", A),
+            ("9.9.9.10.in-addr.arpa", PTR),
+            ("", ANY),
+        ] {
+            let m = ask_in(&z, name, qtype);
+            assert_eq!(m.response_code, ResponseCode::Refused, "{name}");
+            assert!(m.answers.is_empty() && !m.authoritative);
+            assert_eq!(m.id, 7);
+        }
+        // The zone's own names and the split domains still work.
+        assert_eq!(ask_in(&z, "db.guest.lan", A).answers.len(), 1);
+        assert_eq!(
+            ask_in(&z, "nope.guest.lan", A).response_code,
+            ResponseCode::NXDomain
+        );
+        assert!(matches!(
+            handle_query(&query_bytes(1, "db.corp.example", A, None), &z),
+            Action::Forward(Forward {
+                servers: Some(_),
+                ..
+            })
+        ));
+        // With it, they are forwarded to the default upstream.
+        let z = typed_zone(true);
+        assert!(matches!(
+            handle_query(&query_bytes(1, "example.com", A, None), &z),
+            Action::Forward(Forward { servers: None, .. })
+        ));
+    }
+
+    #[test]
+    fn split_domains_take_their_names_longest_suffix_first() {
+        let z = typed_zone(true);
+        let servers = |name: &str| match handle_query(&query_bytes(1, name, A, None), &z) {
+            Action::Forward(f) => f.servers.map(|s| s[0].ip().to_string()),
+            other => panic!("{name}: not forwarded: {other:?}"),
+        };
+        assert_eq!(servers("db.corp.example").as_deref(), Some("10.0.0.53"));
+        assert_eq!(servers("corp.example").as_deref(), Some("10.0.0.53"));
+        assert_eq!(servers("a.eu.corp.example").as_deref(), Some("10.0.0.54"));
+        assert_eq!(servers("Eu.Corp.Example").as_deref(), Some("10.0.0.54"));
+        assert_eq!(servers("xcorp.example"), None);
+        // A split domain under the network's: its names the zone lacks.
+        let mut plan = super::super::zone::typed_plan(false);
+        plan.domain_servers[0].domain = guestnet_mode_api::DnsName::new("sub.guest.lan").unwrap();
+        let z = Zone::from_plan(&plan);
+        assert!(matches!(
+            handle_query(&query_bytes(1, "x.sub.guest.lan", A, None), &z),
+            Action::Forward(Forward {
+                servers: Some(_),
+                ..
+            })
+        ));
+        assert_eq!(
+            reply(handle_query(&query_bytes(1, "x.guest.lan", A, None), &z)).response_code,
+            ResponseCode::NXDomain
+        );
+    }
+
+    #[test]
+    fn mangled_queries_against_typed_records_never_panic() {
+        // A cheap stand-in for the fuzz target, run with every test.
+        let mut z = typed_zone(false);
+        z.add_lease("web1", Ipv4Addr::new(10, 77, 0, 50));
+        let seeds: Vec<Vec<u8>> = [
+            ("www.guest.lan", A),
+            ("alias", ANY),
+            ("l1.guest.lan", TXT),
+            ("_http._tcp.guest.lan", SRV),
+            ("db.corp.example", A),
+        ]
+        .iter()
+        .map(|(n, t)| query_bytes(1, n, *t, Some(512)))
+        .collect();
+        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for i in 0..20_000 {
+            let mut q = seeds[i % seeds.len()].clone();
+            for _ in 0..(next() % 4 + 1) {
+                let at = (next() as usize) % q.len();
+                q[at] = next() as u8;
+            }
+            if next() % 8 == 0 {
+                q.truncate((next() as usize) % q.len());
+            }
+            for transport in [Transport::Udp, Transport::Tcp] {
+                if let Action::Reply(bytes) = handle_query_over(&q, &z, transport) {
+                    assert!(Message::from_vec(&bytes).is_ok(), "{q:?}");
+                }
+            }
         }
     }
 }

@@ -28,8 +28,52 @@ const CLASS_IN: u16 = 1;
 #[derive(Debug, Clone, Copy)]
 pub enum Answers<'z> {
     None,
-    A { addrs: &'z [Ipv4Addr], ttl: u32 },
-    Ptr { target: &'z [u8], ttl: u32 },
+    A {
+        addrs: &'z [Ipv4Addr],
+        ttl: u32,
+    },
+    Ptr {
+        target: &'z [u8],
+        ttl: u32,
+    },
+    /// Records of any type, in order; a CNAME chain first.
+    Records(&'z [Rr<'z>]),
+}
+
+/// One answer record of [`Answers::Records`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rr<'z> {
+    pub owner: Owner,
+    pub rtype: RecordType,
+    pub ttl: u32,
+    pub rdata: Rdata<'z>,
+}
+
+/// Whose record it is, written as a compression pointer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owner {
+    /// The question's name (as the client spelled it).
+    Question,
+    /// The target of the last CNAME written before it (its data, written
+    /// uncompressed, is pointed at).
+    LastCnameTarget,
+}
+
+/// A record's data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rdata<'z> {
+    A(Ipv4Addr),
+    /// Already in wire form, without compression pointers.
+    Wire(&'z [u8]),
+}
+
+impl Rdata<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Rdata::A(_) => 4,
+            Rdata::Wire(w) => w.len(),
+        }
+    }
 }
 
 impl Answers<'_> {
@@ -38,6 +82,7 @@ impl Answers<'_> {
             Answers::None => 0,
             Answers::A { addrs, .. } => addrs.len(),
             Answers::Ptr { .. } => 1,
+            Answers::Records(rrs) => rrs.len(),
         }
     }
 
@@ -46,6 +91,7 @@ impl Answers<'_> {
             Answers::None => 0,
             Answers::A { addrs, .. } => addrs.len() * (RECORD_FIXED_LEN + 4),
             Answers::Ptr { target, .. } => RECORD_FIXED_LEN + target.len(),
+            Answers::Records(rrs) => rrs.iter().map(|r| RECORD_FIXED_LEN + r.rdata.len()).sum(),
         }
     }
 }
@@ -100,6 +146,29 @@ pub fn local(
         Answers::Ptr { target, ttl } => {
             emit_record_head(&mut enc, RecordType::PTR, ttl, target.len())?;
             enc.emit_vec(target).ok()?;
+        }
+        Answers::Records(rrs) => {
+            // Where the last CNAME's target was written: a pointer to it
+            // names the records of that target.
+            let mut last_target: Option<u16> = None;
+            for rr in rrs {
+                let owner = match rr.owner {
+                    Owner::Question => QUESTION_NAME_POINTER,
+                    Owner::LastCnameTarget => {
+                        let at = last_target?;
+                        (0xc000 | at).to_be_bytes()
+                    }
+                };
+                emit_head_owned(&mut enc, owner, rr.rtype, rr.ttl, rr.rdata.len())?;
+                if rr.rtype == RecordType::CNAME {
+                    // A pointer holds 14 bits of offset.
+                    last_target = u16::try_from(enc.offset()).ok().filter(|o| *o < 0x4000);
+                }
+                match rr.rdata {
+                    Rdata::A(addr) => enc.emit_vec(&addr.octets()).ok()?,
+                    Rdata::Wire(w) => enc.emit_vec(w).ok()?,
+                }
+            }
         }
     }
     if query.edns.is_some() {
@@ -158,7 +227,17 @@ fn emit_record_head(
     ttl: u32,
     data_len: usize,
 ) -> Option<()> {
-    enc.emit_vec(&QUESTION_NAME_POINTER).ok()?;
+    emit_head_owned(enc, QUESTION_NAME_POINTER, rtype, ttl, data_len)
+}
+
+fn emit_head_owned(
+    enc: &mut BinEncoder<'_>,
+    owner: [u8; 2],
+    rtype: RecordType,
+    ttl: u32,
+    data_len: usize,
+) -> Option<()> {
+    enc.emit_vec(&owner).ok()?;
     enc.emit_u16(rtype.into()).ok()?;
     enc.emit_u16(CLASS_IN).ok()?;
     enc.emit_u32(ttl).ok()?;

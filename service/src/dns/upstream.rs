@@ -1,4 +1,5 @@
-//! Forwarding queries that are not the zone's to upstream servers: the
+//! Forwarding queries that are not the zone's to upstream servers: those
+//! of the name's domain (split DNS, chosen by the zone), else the
 //! definition's forwarders, else the host's resolv.conf.
 //!
 //! Each forwarded query gets a fresh socket (a random source port) and a
@@ -137,12 +138,18 @@ impl Upstreams {
     }
 
     /// The reply for the client of `fwd`: the first usable upstream reply,
-    /// else SERVFAIL. `own` (the server's own address) is skipped, so a
-    /// resolv.conf naming the bridge address cannot make a loop.
+    /// else SERVFAIL. The servers are those of the query's domain when the
+    /// zone gave some (split DNS), else these. `own` (the server's own
+    /// address) is skipped, so a resolv.conf naming the bridge address
+    /// cannot make a loop.
     pub async fn forward(&self, fwd: &Forward, client: Transport, own: SocketAddr) -> Vec<u8> {
+        let servers = match &fwd.servers {
+            Some(servers) => servers.clone(),
+            None => self.servers(),
+        };
         // An upstream SERVFAIL or REFUSED is kept in case no one does better.
         let mut fallback: Option<Vec<u8>> = None;
-        for &server in self.servers().iter() {
+        for &server in servers.iter() {
             if server == own {
                 continue;
             }
@@ -462,6 +469,26 @@ mod tests {
         let up = Upstreams::fixed_addrs(vec![refusing]);
         let m = a_record(&up.forward(&fwd, Transport::Udp, own()).await);
         assert_eq!(m.response_code, ResponseCode::Refused);
+    }
+
+    #[tokio::test]
+    async fn a_split_domain_goes_to_its_own_servers_only() {
+        let (default, default_seen) = upstream(Behaviour::Answer).await;
+        let (silent, silent_seen) = upstream(Behaviour::Silent).await;
+        let (split, split_seen) = upstream(Behaviour::Answer).await;
+        let up = Upstreams::fixed_addrs(vec![default]).with_timeout(Duration::from_millis(100));
+        let mut fwd = forward_of("db.corp.example", Transport::Udp);
+        fwd.servers = Some(vec![silent, split].into());
+        let m = a_record(&up.forward(&fwd, Transport::Udp, own()).await);
+        assert_eq!(m.answers.len(), 1);
+        assert_eq!(silent_seen.load(Ordering::SeqCst), 1, "tried in order");
+        assert_eq!(split_seen.load(Ordering::SeqCst), 1);
+        assert_eq!(default_seen.load(Ordering::SeqCst), 0);
+        // Its servers all silent: SERVFAIL, never the default upstream.
+        fwd.servers = Some(vec![silent].into());
+        let m = a_record(&up.forward(&fwd, Transport::Udp, own()).await);
+        assert_eq!(m.response_code, ResponseCode::ServFail);
+        assert_eq!(default_seen.load(Ordering::SeqCst), 0);
     }
 
     #[test]

@@ -1,6 +1,9 @@
 //! The names a network's DNS server answers itself: the static records of
-//! the definition and the hostnames of the guests that hold a lease, under
-//! the network's domain (and bare).
+//! the definition (A, and CNAME, TXT, SRV and MX), the hostnames of the
+//! guests that hold a lease, under the network's domain (and bare); and
+//! where the names that are not its own go (the default upstream, a
+//! domain's own servers, or nowhere when the definition says
+//! `upstream = false`).
 //!
 //! Lookups run on every query, so names are kept lowercase in their final
 //! form and resolving a query name builds its key on the stack.
@@ -13,10 +16,10 @@
 //! lease itself stands.
 
 use guestnet_mode_api::names::check_label;
-use guestnet_mode_api::{DnsName, DnsRecord};
-use hickory_proto::rr::Name;
-use std::collections::HashMap;
-use std::net::Ipv4Addr;
+use guestnet_mode_api::{DnsName, DnsPlan, DnsRecord, DomainServers, RecordData, ResourceRecord};
+use hickory_proto::rr::{Name, RecordType};
+use std::collections::{HashMap, HashSet};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, RwLock};
 
 /// The zone as the server and the lease keeper share it: the server only
@@ -31,6 +34,12 @@ pub const LEASE_TTL: u32 = 5;
 
 /// The longest name in text form (without the final dot), RFC 1035 3.1.
 const MAX_NAME_TEXT: usize = 253;
+/// Most typed records and per-domain upstreams taken from a plan (the plan
+/// check refuses more; this keeps the zone bounded whatever it is fed).
+pub const MAX_TYPED_RECORDS: usize = guestnet_mode_api::check::MAX_DNS_RECORDS;
+pub const MAX_SPLITS: usize = guestnet_mode_api::check::MAX_DOMAIN_SERVERS;
+/// The port per-domain upstream servers are asked on.
+const DNS_PORT: u16 = 53;
 
 /// Names no lease may publish: clients ask for `wpad` (proxy
 /// auto-configuration) and `isatap` (IPv6 tunnels) on their own and trust
@@ -88,12 +97,65 @@ struct Entry {
     leases: Vec<Ipv4Addr>,
     /// `name.domain.` (or `name.`) in wire form, the target of PTR answers.
     wire: Box<[u8]>,
+    /// Records of other types from the definition, in its order. A CNAME
+    /// is alone: no addresses, no other record, no lease beside it.
+    typed: Vec<Typed>,
 }
 
 impl Entry {
     fn is_empty(&self) -> bool {
-        self.statics.is_empty() && self.leases.is_empty()
+        self.statics.is_empty() && self.leases.is_empty() && self.typed.is_empty()
     }
+
+    fn has_cname(&self) -> bool {
+        self.typed.iter().any(|t| t.rtype == RecordType::CNAME)
+    }
+}
+
+/// A record of the definition other than an address, ready to answer with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Typed {
+    pub rtype: RecordType,
+    /// The record's data in wire form (names in it uncompressed).
+    pub rdata: Box<[u8]>,
+    /// A CNAME's target, fully qualified, to follow it in the zone.
+    pub target: Option<Name>,
+}
+
+/// A name with records of the definition besides, or instead of, addresses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Node<'z> {
+    /// Its addresses (the definition's, else its lease's), maybe none.
+    pub addrs: &'z [Ipv4Addr],
+    pub addr_ttl: u32,
+    /// Its other records; a CNAME is the only one when there is one.
+    pub records: &'z [Typed],
+}
+
+impl<'z> Node<'z> {
+    /// The CNAME, when the name is an alias.
+    pub fn cname(&self) -> Option<&'z Typed> {
+        self.records.iter().find(|t| t.rtype == RecordType::CNAME)
+    }
+}
+
+/// Where a query for a name that is not the zone's goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route<'z> {
+    /// To the network's upstream servers (forwarders or resolv.conf).
+    Default,
+    /// To the servers of the longest `domain_servers` domain holding it.
+    Servers(&'z Arc<[SocketAddr]>),
+    /// Nowhere: `upstream = false`, answered REFUSED.
+    Refuse,
+}
+
+/// A domain whose names have servers of their own (split DNS).
+#[derive(Debug, Clone)]
+struct Split {
+    /// Lowercase labels, for suffix matching.
+    labels: Vec<Box<[u8]>>,
+    servers: Arc<[SocketAddr]>,
 }
 
 /// What the zone says about a query name.
@@ -101,10 +163,13 @@ impl Entry {
 pub enum Resolution<'z> {
     /// A name the zone knows: its addresses.
     Host { addrs: &'z [Ipv4Addr], ttl: u32 },
+    /// A name the zone knows with records of other types.
+    Node(Node<'z>),
     /// `d.c.b.a.in-addr.arpa.` of an address the zone knows: the name,
     /// in wire form.
     Reverse { target: &'z [u8], ttl: u32 },
-    /// The network's domain itself: it exists but holds no data.
+    /// The network's domain itself, or a name only with names under it
+    /// (`_tcp` of `_http._tcp`): it exists but holds no data.
     Apex,
     /// Under the network's domain, but unknown: never forwarded.
     NxDomain,
@@ -127,6 +192,14 @@ pub struct Zone {
     /// The name each address was last refused, to report a refusal once:
     /// one per address of a lease, like `lease_by_ip`.
     refused: HashMap<Ipv4Addr, Box<[u8]>>,
+    /// Names that exist only as parents of the definition's names (keys
+    /// like `names`): bounded by the definition's records.
+    parents: HashSet<Box<[u8]>>,
+    /// Per-domain upstreams, longest domain first.
+    splits: Vec<Split>,
+    /// `upstream = false`: what is neither the zone's nor a split domain's
+    /// is refused.
+    refuse_outside: bool,
 }
 
 impl Zone {
@@ -139,9 +212,41 @@ impl Zone {
         zone
     }
 
+    /// The zone of a plan: its domain, A records, typed records, where
+    /// outside names go.
+    pub fn from_plan(plan: &DnsPlan) -> Zone {
+        let mut zone = Zone::default();
+        zone.set_plan(plan);
+        zone
+    }
+
+    /// Replaces what the definition says (an updated plan) and keeps the
+    /// lease names.
+    pub fn set_plan(&mut self, plan: &DnsPlan) {
+        self.set_all(
+            plan.domain.clone(),
+            &plan.records,
+            &plan.typed_records,
+            &plan.domain_servers,
+            plan.upstream,
+        );
+    }
+
     /// Replaces the domain and the static records (an updated definition)
-    /// and keeps the lease names.
+    /// and keeps the lease names; no typed records, no per-domain
+    /// upstreams, everything else forwarded.
     pub fn set_definition(&mut self, domain: Option<DnsName>, records: &[DnsRecord]) {
+        self.set_all(domain, records, &[], &[], true);
+    }
+
+    fn set_all(
+        &mut self,
+        domain: Option<DnsName>,
+        records: &[DnsRecord],
+        typed: &[ResourceRecord],
+        splits: &[DomainServers],
+        upstream: bool,
+    ) {
         let leases: Vec<(Box<[u8]>, Ipv4Addr)> = self
             .lease_by_ip
             .iter()
@@ -155,6 +260,28 @@ impl Zone {
         self.names.clear();
         self.static_by_ip.clear();
         self.lease_by_ip.clear();
+        self.parents.clear();
+        self.refuse_outside = !upstream;
+        self.splits = splits
+            .iter()
+            .take(MAX_SPLITS)
+            .map(|d| Split {
+                labels: d
+                    .domain
+                    .as_str()
+                    .split('.')
+                    .map(|l| l.as_bytes().into())
+                    .collect(),
+                servers: d
+                    .servers
+                    .iter()
+                    .take(MAX_SPLITS)
+                    .map(|ip| SocketAddr::new(*ip, DNS_PORT))
+                    .collect(),
+            })
+            .collect();
+        self.splits
+            .sort_by_key(|s| std::cmp::Reverse(s.labels.len()));
         for record in records {
             match self.key_for(&record.name) {
                 Some(key) => self.add_static(key, record.ip),
@@ -163,6 +290,15 @@ impl Zone {
                     "DNS record skipped: not a valid name under the network's domain"
                 ),
             }
+        }
+        for record in typed.iter().take(MAX_TYPED_RECORDS) {
+            if let Err(why) = self.add_typed(record) {
+                tracing::warn!(name = %record.name, "DNS record skipped: {why}");
+            }
+        }
+        let keys: Vec<Box<[u8]>> = self.names.keys().cloned().collect();
+        for key in keys {
+            self.add_parents(&key);
         }
         for (old_key, ip) in leases {
             // Re-derived: the new domain may leave less room for the name.
@@ -285,30 +421,86 @@ impl Zone {
             for &c in label {
                 // Zone names hold only these; anything else (a dot inside a
                 // label, above all) could only make a false match.
-                if !(c.is_ascii_alphanumeric() || c == b'-') {
+                if !(c.is_ascii_alphanumeric() || c == b'-' || c == b'_') {
                     return not_found;
                 }
                 buf[len] = c.to_ascii_lowercase();
                 len += 1;
             }
         }
-        match self.names.get(&buf[..len]) {
-            Some(e) if !e.statics.is_empty() => Resolution::Host {
-                addrs: &e.statics,
-                ttl: STATIC_TTL,
-            },
-            Some(e) => Resolution::Host {
-                addrs: &e.leases,
-                ttl: LEASE_TTL,
-            },
+        let key = &buf[..len];
+        match self.names.get(key) {
+            Some(e) => {
+                let (addrs, ttl) = if e.statics.is_empty() {
+                    (&e.leases[..], LEASE_TTL)
+                } else {
+                    (&e.statics[..], STATIC_TTL)
+                };
+                if e.typed.is_empty() {
+                    Resolution::Host { addrs, ttl }
+                } else {
+                    Resolution::Node(Node {
+                        addrs,
+                        addr_ttl: ttl,
+                        records: &e.typed,
+                    })
+                }
+            }
+            None if self.parents.contains(key) => Resolution::Apex,
             None => not_found,
         }
+    }
+
+    /// Where a query for `name` goes when the zone does not answer it:
+    /// the servers of the longest per-domain upstream domain holding it
+    /// (one under the network's domain only for names the zone does not
+    /// know), else the default upstream, unless `upstream = false`.
+    pub fn route(&self, name: &Name) -> Route<'_> {
+        match self.split_for(name) {
+            Some(s) => Route::Servers(&s.servers),
+            None if self.refuse_outside => Route::Refuse,
+            None => Route::Default,
+        }
+    }
+
+    /// The per-domain upstream for a name under the network's domain that
+    /// the zone does not know, when one of the split domains lies deeper
+    /// than the network's domain and holds it.
+    pub fn split_below_domain(&self, name: &Name) -> Option<&Arc<[SocketAddr]>> {
+        self.split_for(name)
+            .filter(|s| s.labels.len() > self.domain_labels.len())
+            .map(|s| &s.servers)
+    }
+
+    /// The longest split domain holding `name` (the list is sorted).
+    fn split_for(&self, name: &Name) -> Option<&Split> {
+        let total = name.iter().len();
+        self.splits.iter().find(|s| {
+            s.labels.len() <= total
+                && name
+                    .iter()
+                    .skip(total - s.labels.len())
+                    .zip(&s.labels)
+                    .all(|(a, b)| a.eq_ignore_ascii_case(b))
+        })
     }
 
     /// The lookup key of a name from the definition or a lease: lowercase,
     /// relative to the domain, every label valid, and short enough that the
     /// full name still fits in a DNS name.
     fn key_for(&self, name: &str) -> Option<Box<[u8]>> {
+        self.key_with(name, |l| check_label(l).is_ok())
+    }
+
+    /// Like [`Zone::key_for`] for the owner of a typed record: labels may
+    /// start with `_` (`_http._tcp`).
+    fn record_key(&self, name: &str) -> Option<Box<[u8]>> {
+        self.key_with(name, |l| {
+            check_label(l.strip_prefix('_').unwrap_or(l)).is_ok()
+        })
+    }
+
+    fn key_with(&self, name: &str, label_ok: impl Fn(&str) -> bool) -> Option<Box<[u8]>> {
         let mut name = name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase();
         if let Some(domain) = &self.domain {
             if let Some(rel) = name.strip_suffix(domain.as_str()) {
@@ -317,7 +509,7 @@ impl Zone {
                 }
             }
         }
-        if name.is_empty() || !name.split('.').all(|l| check_label(l).is_ok()) {
+        if name.is_empty() || !name.split('.').all(label_ok) {
             return None;
         }
         let full = name.len() + self.domain.as_ref().map_or(0, |d| d.as_str().len() + 1);
@@ -342,6 +534,134 @@ impl Zone {
             entry.statics.push(ip);
         }
         self.static_by_ip.entry(ip).or_insert(key);
+    }
+
+    /// Adds a record of the definition, unless it is invalid or clashes
+    /// with a CNAME (an alias holds nothing else).
+    fn add_typed(&mut self, record: &ResourceRecord) -> Result<(), &'static str> {
+        let key = self
+            .record_key(&record.name)
+            .ok_or("not a valid name under the network's domain")?;
+        let existing = self.names.get(&key);
+        let has_data = existing.is_some_and(|e| !e.statics.is_empty() || !e.typed.is_empty());
+        let is_alias = existing.is_some_and(Entry::has_cname);
+        let typed = match &record.data {
+            RecordData::A { ip } => {
+                if is_alias {
+                    return Err("the name is an alias (CNAME)");
+                }
+                self.add_static(key, *ip);
+                return Ok(());
+            }
+            RecordData::Cname { target } => {
+                if has_data {
+                    return Err("a CNAME must be the only record of its name");
+                }
+                let (wire, name) = self.target_name(target).ok_or("not a valid target")?;
+                Typed {
+                    rtype: RecordType::CNAME,
+                    rdata: wire,
+                    target: Some(name),
+                }
+            }
+            RecordData::Txt { text } => {
+                let mut rdata = Vec::new();
+                for t in text {
+                    let len = u8::try_from(t.len()).map_err(|_| "a TXT string over 255 bytes")?;
+                    rdata.push(len);
+                    rdata.extend_from_slice(t.as_bytes());
+                }
+                if rdata.is_empty() || rdata.len() > 4096 {
+                    return Err("TXT data empty or too long");
+                }
+                Typed {
+                    rtype: RecordType::TXT,
+                    rdata: rdata.into_boxed_slice(),
+                    target: None,
+                }
+            }
+            RecordData::Srv {
+                priority,
+                weight,
+                port,
+                target,
+            } => {
+                let (wire, _) = self.target_name(target).ok_or("not a valid target")?;
+                let mut rdata = Vec::with_capacity(6 + wire.len());
+                for n in [priority, weight, port] {
+                    rdata.extend_from_slice(&n.to_be_bytes());
+                }
+                rdata.extend_from_slice(&wire);
+                Typed {
+                    rtype: RecordType::SRV,
+                    rdata: rdata.into_boxed_slice(),
+                    target: None,
+                }
+            }
+            RecordData::Mx {
+                preference,
+                exchange,
+            } => {
+                let (wire, _) = self.target_name(exchange).ok_or("not a valid exchange")?;
+                let mut rdata = preference.to_be_bytes().to_vec();
+                rdata.extend_from_slice(&wire);
+                Typed {
+                    rtype: RecordType::MX,
+                    rdata: rdata.into_boxed_slice(),
+                    target: None,
+                }
+            }
+        };
+        if is_alias {
+            return Err("the name is an alias (CNAME)");
+        }
+        // Leases come back after the definition's records (set_all), so
+        // none holds the name of a new alias.
+        let entry = self.entry(&key);
+        if !entry.typed.contains(&typed) {
+            entry.typed.push(typed);
+        }
+        Ok(())
+    }
+
+    /// A name a record points to, fully qualified: relative to the domain
+    /// unless it ends with a dot. In wire form (lowercase), and as a name.
+    fn target_name(&self, target: &str) -> Option<(Box<[u8]>, Name)> {
+        let full = match target.strip_suffix('.') {
+            Some(absolute) => absolute.to_ascii_lowercase(),
+            None => match &self.domain {
+                Some(d) => format!("{}.{}", target.to_ascii_lowercase(), d.as_str()),
+                None => target.to_ascii_lowercase(),
+            },
+        };
+        if full.is_empty() || full.len() > MAX_NAME_TEXT {
+            return None;
+        }
+        let ok = full
+            .split('.')
+            .all(|l| check_label(l.strip_prefix('_').unwrap_or(l)).is_ok());
+        if !ok {
+            return None;
+        }
+        let name = Name::from_ascii(format!("{full}.")).ok()?;
+        let mut wire = Vec::with_capacity(full.len() + 2);
+        for label in full.split('.') {
+            wire.push(label.len() as u8);
+            wire.extend_from_slice(label.as_bytes());
+        }
+        wire.push(0);
+        Some((wire.into_boxed_slice(), name))
+    }
+
+    /// Records `a.b.c`'s parents `b.c` and `c` as existing names.
+    fn add_parents(&mut self, key: &[u8]) {
+        let mut rest = key;
+        while let Some(dot) = rest.iter().position(|c| *c == b'.') {
+            rest = &rest[dot + 1..];
+            if !self.names.contains_key(rest) {
+                self.parents.insert(rest.into());
+            }
+        }
     }
 
     fn insert_lease(&mut self, key: Box<[u8]>, ip: Ipv4Addr) -> Claim {
@@ -379,7 +699,7 @@ impl Zone {
             // The definition gives this address the name: its own lease
             // (the static record answers for it).
             Some(e) if e.statics.contains(&ip) => None,
-            Some(e) if !e.statics.is_empty() => Some(Refusal::Reserved),
+            Some(e) if !e.statics.is_empty() || e.has_cname() => Some(Refusal::Reserved),
             Some(e) if !e.leases.is_empty() => Some(Refusal::Taken),
             _ => None,
         }
@@ -457,6 +777,77 @@ pub(crate) fn example() -> Zone {
     );
     z.add_lease("vm1", Ipv4Addr::new(192, 168, 122, 50));
     z
+}
+
+/// A plan with typed records under `guest.lan`: `www` CNAME `web1` (a
+/// guest's DHCP name), `_http._tcp` SRV `0 5 80 web1`, `info` TXT
+/// `hello`, `mail` MX `10 web1`, `db` A 10.77.0.9, `ext` CNAME
+/// `www.example.com.`, the loop `l1` -> `l2` -> `l1`; split domains
+/// `corp.example` (10.0.0.53) and `eu.corp.example` (10.0.0.54).
+#[cfg(test)]
+pub(crate) fn typed_plan(upstream: bool) -> DnsPlan {
+    let rr = |name: &str, data: RecordData| ResourceRecord {
+        name: name.into(),
+        data,
+    };
+    let cname = |target: &str| RecordData::Cname {
+        target: target.into(),
+    };
+    DnsPlan {
+        listen: Ipv4Addr::new(10, 77, 0, 1),
+        domain: Some(DnsName::new("guest.lan").unwrap()),
+        forwarders: vec![],
+        records: vec![DnsRecord {
+            name: "web".into(),
+            ip: Ipv4Addr::new(10, 77, 0, 5),
+        }],
+        upstream,
+        domain_servers: vec![
+            DomainServers {
+                domain: DnsName::new("corp.example").unwrap(),
+                servers: vec!["10.0.0.53".parse().unwrap()],
+            },
+            DomainServers {
+                domain: DnsName::new("eu.corp.example").unwrap(),
+                servers: vec!["10.0.0.54".parse().unwrap()],
+            },
+        ],
+        typed_records: vec![
+            rr("www", cname("web1")),
+            rr(
+                "_http._tcp",
+                RecordData::Srv {
+                    priority: 0,
+                    weight: 5,
+                    port: 80,
+                    target: "web1".into(),
+                },
+            ),
+            rr(
+                "info",
+                RecordData::Txt {
+                    text: vec!["hello".into()],
+                },
+            ),
+            rr(
+                "mail",
+                RecordData::Mx {
+                    preference: 10,
+                    exchange: "web1".into(),
+                },
+            ),
+            rr(
+                "db",
+                RecordData::A {
+                    ip: Ipv4Addr::new(10, 77, 0, 9),
+                },
+            ),
+            rr("ext", cname("www.example.com.")),
+            rr("alias", cname("www")),
+            rr("l1", cname("l2")),
+            rr("l2", cname("l1")),
+        ],
+    }
 }
 
 #[cfg(test)]
@@ -734,5 +1125,175 @@ mod tests {
             }],
         );
         assert_eq!(z.addresses("api"), &[ip("10.0.0.9")]);
+    }
+
+    fn node<'z>(z: &'z Zone, n: &str) -> Node<'z> {
+        match z.resolve(&name(n)) {
+            Resolution::Node(node) => node,
+            other => panic!("{n}: not a node: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn typed_records_in_wire_form() {
+        let z = Zone::from_plan(&typed_plan(true));
+        let www = node(&z, "WWW.guest.lan.");
+        let cname = www.cname().unwrap();
+        assert_eq!(&cname.rdata[..], b"\x04web1\x05guest\x03lan\x00");
+        assert_eq!(cname.target.as_ref().unwrap(), &name("web1.guest.lan."));
+        assert_eq!(www.records.len(), 1);
+        assert!(www.addrs.is_empty());
+        let srv = node(&z, "_http._tcp.guest.lan.");
+        assert_eq!(srv.records[0].rtype, RecordType::SRV);
+        assert_eq!(
+            &srv.records[0].rdata[..],
+            b"\x00\x00\x00\x05\x00\x50\x04web1\x05guest\x03lan\x00"
+        );
+        assert_eq!(node(&z, "_http._tcp.").records.len(), 1, "bare too");
+        let txt = node(&z, "info.guest.lan.");
+        assert_eq!(&txt.records[0].rdata[..], b"\x05hello");
+        let mx = node(&z, "mail.guest.lan.");
+        assert_eq!(
+            &mx.records[0].rdata[..],
+            b"\x00\x0a\x04web1\x05guest\x03lan\x00"
+        );
+        // A typed A record is a static host (with its PTR).
+        assert_eq!(z.addresses("db"), &[ip("10.77.0.9")]);
+        assert!(matches!(
+            z.resolve(&name("9.0.77.10.in-addr.arpa.")),
+            Resolution::Reverse { .. }
+        ));
+        // An absolute target stays as written.
+        let ext = node(&z, "ext.guest.lan.");
+        assert_eq!(
+            ext.cname().unwrap().target.as_ref().unwrap(),
+            &name("www.example.com.")
+        );
+        // The parent of a service name exists, without data; others not.
+        assert_eq!(z.resolve(&name("_tcp.guest.lan.")), Resolution::Apex);
+        assert_eq!(z.resolve(&name("_udp.guest.lan.")), Resolution::NxDomain);
+    }
+
+    #[test]
+    fn an_alias_holds_nothing_else_and_no_lease_takes_it() {
+        let mut plan = typed_plan(true);
+        plan.typed_records.extend([
+            // An address for an alias, an alias for a static host, a second
+            // alias: all skipped.
+            ResourceRecord {
+                name: "www".into(),
+                data: RecordData::A {
+                    ip: ip("10.77.0.7"),
+                },
+            },
+            ResourceRecord {
+                name: "web".into(),
+                data: RecordData::Cname {
+                    target: "db".into(),
+                },
+            },
+            ResourceRecord {
+                name: "www".into(),
+                data: RecordData::Cname {
+                    target: "db".into(),
+                },
+            },
+            // Not a name.
+            ResourceRecord {
+                name: "bad name".into(),
+                data: RecordData::Txt {
+                    text: vec!["x".into()],
+                },
+            },
+        ]);
+        let mut z = Zone::from_plan(&plan);
+        assert_eq!(node(&z, "www.guest.lan.").records.len(), 1);
+        assert!(node(&z, "www.guest.lan.").addrs.is_empty());
+        assert_eq!(
+            z.resolve(&name("web.guest.lan.")),
+            Resolution::Host {
+                addrs: &[ip("10.77.0.5")],
+                ttl: STATIC_TTL
+            }
+        );
+        // A guest calling itself by the alias's name does not take it...
+        assert_eq!(
+            z.add_lease("www", ip("10.77.0.50")).refusal(),
+            Some(Refusal::Reserved)
+        );
+        // ...but a guest may hold a name that has a TXT record.
+        assert_eq!(z.add_lease("info", ip("10.77.0.51")), Claim::Published);
+        let info = node(&z, "info.guest.lan.");
+        assert_eq!(info.addrs, &[ip("10.77.0.51")]);
+        assert_eq!(info.addr_ttl, LEASE_TTL);
+        assert_eq!(info.records.len(), 1);
+        // The lease goes, the TXT stays.
+        z.remove_lease("info", ip("10.77.0.51"));
+        assert!(node(&z, "info.guest.lan.").addrs.is_empty());
+    }
+
+    #[test]
+    fn outside_names_go_to_the_longest_split_domain_else_upstream() {
+        let z = Zone::from_plan(&typed_plan(true));
+        let servers = |r: Route<'_>| match r {
+            Route::Servers(s) => s.to_vec(),
+            other => panic!("not split: {other:?}"),
+        };
+        let at = |s: &str| vec![SocketAddr::new(s.parse().unwrap(), 53)];
+        assert_eq!(servers(z.route(&name("db.corp.example."))), at("10.0.0.53"));
+        assert_eq!(servers(z.route(&name("CORP.example."))), at("10.0.0.53"));
+        assert_eq!(
+            servers(z.route(&name("x.eu.corp.example."))),
+            at("10.0.0.54")
+        );
+        assert_eq!(servers(z.route(&name("eu.corp.example."))), at("10.0.0.54"));
+        assert_eq!(z.route(&name("notcorp.example.")), Route::Default);
+        assert_eq!(z.route(&name("example.")), Route::Default);
+        assert_eq!(z.route(&name("corp.example.evil.")), Route::Default);
+        // Not under the network's domain: nothing for the zone to hand on.
+        assert!(z.split_below_domain(&name("db.corp.example.")).is_none());
+        let z = Zone::from_plan(&typed_plan(false));
+        assert_eq!(z.route(&name("example.com.")), Route::Refuse);
+        assert_eq!(z.route(&Name::root()), Route::Refuse);
+        assert!(matches!(
+            z.route(&name("db.corp.example.")),
+            Route::Servers(_)
+        ));
+    }
+
+    #[test]
+    fn a_split_domain_under_the_network_domain_takes_unknown_names() {
+        let mut plan = typed_plan(true);
+        plan.domain_servers = vec![DomainServers {
+            domain: DnsName::new("sub.guest.lan").unwrap(),
+            servers: vec!["10.0.0.55".parse().unwrap()],
+        }];
+        let z = Zone::from_plan(&plan);
+        assert!(z.split_below_domain(&name("x.sub.guest.lan.")).is_some());
+        assert!(z.split_below_domain(&name("x.guest.lan.")).is_none());
+        assert!(z.split_below_domain(&name("guest.lan.")).is_none());
+    }
+
+    #[test]
+    fn a_new_plan_replaces_records_and_routes_and_keeps_leases() {
+        let mut z = Zone::from_plan(&typed_plan(false));
+        z.add_lease("web1", ip("10.77.0.50"));
+        z.set_definition(Some(DnsName::new("guest.lan").unwrap()), &[]);
+        assert_eq!(z.resolve(&name("www.guest.lan.")), Resolution::NxDomain);
+        assert_eq!(z.resolve(&name("_tcp.guest.lan.")), Resolution::NxDomain);
+        assert_eq!(z.route(&name("example.com.")), Route::Default);
+        assert_eq!(z.route(&name("db.corp.example.")), Route::Default);
+        assert_eq!(z.addresses("web1"), &[ip("10.77.0.50")]);
+        // An alias arriving for a name a lease holds takes it.
+        let mut plan = typed_plan(true);
+        plan.typed_records = vec![ResourceRecord {
+            name: "web1".into(),
+            data: RecordData::Cname {
+                target: "web".into(),
+            },
+        }];
+        z.set_plan(&plan);
+        assert!(node(&z, "web1.guest.lan.").cname().is_some());
+        assert!(!z.lease_by_ip.contains_key(&ip("10.77.0.50")));
     }
 }

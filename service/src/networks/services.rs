@@ -48,7 +48,10 @@ async fn stop_both(dhcp: Option<DhcpServer>, dns: Option<Dns>) {
 
 impl Networks {
     fn upstreams_for(&self, plan: &DnsPlan) -> Upstreams {
-        if plan.forwarders.is_empty() {
+        if !plan.upstream {
+            // The zone refuses what would go there; nothing to read either.
+            Upstreams::fixed(vec![])
+        } else if plan.forwarders.is_empty() {
             Upstreams::resolv_conf(self.resolv_conf.clone())
         } else {
             Upstreams::fixed(plan.forwarders.clone())
@@ -62,7 +65,7 @@ impl Networks {
         plan: &Plan,
     ) -> Result<Services, ServiceError> {
         let zone: SharedZone = Arc::new(RwLock::new(match &plan.dns {
-            Some(d) => Zone::new(d.domain.clone(), &d.records),
+            Some(d) => Zone::from_plan(d),
             None => Zone::new(None, &[]),
         }));
         let dhcp = match &plan.dhcp {
@@ -148,7 +151,7 @@ impl Networks {
             {
                 let mut zone = services.zone.write().expect("zone lock");
                 match &new.dns {
-                    Some(d) => zone.set_definition(d.domain.clone(), &d.records),
+                    Some(d) => zone.set_plan(d),
                     None => zone.set_definition(None, &[]),
                 }
             }
@@ -161,7 +164,8 @@ impl Networks {
             };
             let old_dns = match (&mut services.dns, &new.dns) {
                 (Some(dns), Some(plan)) if same_bridge && dns.plan.listen == plan.listen => {
-                    if dns.plan.forwarders != plan.forwarders {
+                    if dns.plan.forwarders != plan.forwarders || dns.plan.upstream != plan.upstream
+                    {
                         dns.upstreams.replace_with(&self.upstreams_for(plan));
                     }
                     dns.plan = plan.clone();
