@@ -10,6 +10,8 @@ use guestnet_mode_api::{DhcpPlan, MacAddr};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::Ipv4Addr;
 
+pub mod options;
+
 /// How long an offered address stays reserved for the client it was offered to.
 const OFFER_SECS: u64 = 30;
 /// How long a declined address (in use by someone unknown) stays out of the pool.
@@ -297,7 +299,7 @@ impl Pool {
         self.offers_by_end.insert((until, req.mac));
         self.offered.insert(ip, req.mac);
         self.claim(counted);
-        let reply = self.answer(msg, MessageType::Offer, ip, true);
+        let reply = self.answer(msg, req, MessageType::Offer, ip, true);
         Outcome::reply(reply, self.destination(req, false, ip))
     }
 
@@ -390,7 +392,7 @@ impl Pool {
         }
         out.records.push(Record::Grant(lease.clone()));
         out.events.push(LeaseEvent { change, lease });
-        let ack = self.answer(msg, MessageType::Ack, ip, true);
+        let ack = self.answer(msg, req, MessageType::Ack, ip, true);
         out.reply = Some(Reply {
             bytes: ack,
             to: self.destination(req, false, ip),
@@ -459,7 +461,7 @@ impl Pool {
         if req.ciaddr.is_unspecified() || !self.plan.subnet.contains(&req.ciaddr) {
             return Outcome::default();
         }
-        let ack = self.answer(msg, MessageType::Ack, Ipv4Addr::UNSPECIFIED, false);
+        let ack = self.answer(msg, req, MessageType::Ack, Ipv4Addr::UNSPECIFIED, false);
         Outcome::reply(ack, self.destination(req, false, Ipv4Addr::UNSPECIFIED))
     }
 
@@ -685,16 +687,27 @@ impl Pool {
     }
 
     /// An OFFER or ACK for `yiaddr` (unspecified for INFORM), with the
-    /// network's options; `with_lease` adds the lease times.
+    /// network's options; `with_lease` adds the lease times. The further
+    /// options ([`options`]) go to a client that asked for them, as many
+    /// as fit the size it accepts.
     fn answer(
         &self,
         msg: &Message,
+        req: &Request,
         kind: MessageType,
         yiaddr: Ipv4Addr,
         with_lease: bool,
     ) -> Vec<u8> {
         let mut reply = self.reply_to(msg, yiaddr);
         let p = &self.plan;
+        // The boot server and file go in the header whenever configured:
+        // PXE ROMs and BOOTP clients read them there without asking.
+        if let Some(next) = p.options.next_server {
+            reply.set_siaddr(next);
+        }
+        if let Some(file) = options::boot_file(&p.options) {
+            reply.set_fname_str(file);
+        }
         let opts = reply.opts_mut();
         opts.insert(DhcpOption::MessageType(kind));
         opts.insert(DhcpOption::ServerIdentifier(p.server));
@@ -717,7 +730,17 @@ impl Pool {
             opts.insert(DhcpOption::Renewal(t / 2));
             opts.insert(DhcpOption::Rebinding(t / 8 * 7));
         }
-        encode(&reply)
+        let extras = options::wanted(&p.options, p.router, &req.asked);
+        let mut buf = encode_unpadded(&reply);
+        let limit = options::message_limit(req.max_size, MAX_PACKET);
+        let dropped = options::append(&mut buf, &extras, limit);
+        if !dropped.is_empty() {
+            tracing::debug!(
+                "DHCP: options {dropped:?} left out of the reply to {}: they do not fit its {limit} bytes",
+                req.mac
+            );
+        }
+        pad(buf)
     }
 
     fn nak(&self, msg: &Message) -> Vec<u8> {
@@ -747,10 +770,18 @@ impl Pool {
 }
 
 fn encode(msg: &Message) -> Vec<u8> {
-    let mut buf = Vec::with_capacity(320);
+    pad(encode_unpadded(msg))
+}
+
+fn encode_unpadded(msg: &Message) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(576);
     // Encoding our own well-formed message into a Vec cannot fail.
     let _ = msg.encode(&mut Encoder::new(&mut buf));
-    // Some clients drop replies shorter than a BOOTP packet (300 bytes).
+    buf
+}
+
+/// Some clients drop replies shorter than a BOOTP packet (300 bytes).
+fn pad(mut buf: Vec<u8>) -> Vec<u8> {
     if buf.len() < 300 {
         buf.resize(300, 0);
     }
@@ -772,6 +803,10 @@ struct Request {
     client_id: Option<Vec<u8>>,
     /// The bridge port it came in on, when known.
     port: Option<PortId>,
+    /// The options it asked for (its parameter request list, option 55).
+    asked: Vec<u8>,
+    /// The largest message it accepts (option 57), if it said.
+    max_size: Option<u16>,
 }
 
 impl Request {
@@ -803,6 +838,16 @@ impl Request {
             }
             _ => None,
         };
+        let asked = match opts.get(OptionCode::ParameterRequestList) {
+            Some(DhcpOption::ParameterRequestList(codes)) => {
+                codes.iter().map(|c| u8::from(*c)).collect()
+            }
+            _ => Vec::new(),
+        };
+        let max_size = match opts.get(OptionCode::MaxMessageSize) {
+            Some(DhcpOption::MaxMessageSize(n)) => Some(*n),
+            _ => None,
+        };
         Some(Request {
             kind,
             mac,
@@ -814,6 +859,8 @@ impl Request {
             hostname,
             client_id,
             port,
+            asked,
+            max_size,
         })
     }
 }
