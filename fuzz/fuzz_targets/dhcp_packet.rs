@@ -23,6 +23,8 @@ fn plan() -> DhcpPlan {
             mac: "52:54:00:00:00:01".parse().unwrap(),
             ip: Ipv4Addr::new(10, 0, 0, 5),
             name: Some("web".into()),
+            filename: None,
+            options: vec![],
         }],
         max_leases_per_port: 4,
         // Every further option, so that a client's parameter list and

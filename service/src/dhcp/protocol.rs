@@ -121,6 +121,9 @@ pub struct Pool {
     claims: HashMap<PortId, usize>,
     static_by_mac: HashMap<MacAddr, (Ipv4Addr, Option<String>)>,
     static_ips: HashSet<Ipv4Addr>,
+    /// The static hosts with a boot file or options of their own, by MAC:
+    /// their index in the plan's hosts.
+    host_options: HashMap<MacAddr, usize>,
     cursor: u32,
     /// When a scan last found the pool full.
     full_since: Option<u64>,
@@ -138,6 +141,13 @@ impl Pool {
             .map(|h| (h.mac, (h.ip, h.name.clone())))
             .collect();
         let static_ips = plan.hosts.iter().map(|h| h.ip).collect();
+        let host_options = plan
+            .hosts
+            .iter()
+            .enumerate()
+            .filter(|(_, h)| h.filename.is_some() || !h.options.is_empty())
+            .map(|(i, h)| (h.mac, i))
+            .collect();
         let mut pool = Pool {
             plan,
             first,
@@ -155,6 +165,7 @@ impl Pool {
             claims: HashMap::new(),
             static_by_mac,
             static_ips,
+            host_options,
             cursor: first,
             full_since: None,
         };
@@ -700,12 +711,19 @@ impl Pool {
     ) -> Vec<u8> {
         let mut reply = self.reply_to(msg, yiaddr);
         let p = &self.plan;
+        // A static host's own boot file and options take the network's place.
+        let own = self
+            .host_options
+            .get(&req.mac)
+            .and_then(|i| p.hosts.get(*i))
+            .map(|h| options::for_host(&p.options, h));
+        let extra = own.as_ref().unwrap_or(&p.options);
         // The boot server and file go in the header whenever configured:
         // PXE ROMs and BOOTP clients read them there without asking.
-        if let Some(next) = p.options.next_server {
+        if let Some(next) = extra.next_server {
             reply.set_siaddr(next);
         }
-        if let Some(file) = options::boot_file(&p.options) {
+        if let Some(file) = options::boot_file(extra) {
             reply.set_fname_str(file);
         }
         let opts = reply.opts_mut();
@@ -730,7 +748,7 @@ impl Pool {
             opts.insert(DhcpOption::Renewal(t / 2));
             opts.insert(DhcpOption::Rebinding(t / 8 * 7));
         }
-        let extras = options::wanted(&p.options, p.router, &req.asked);
+        let extras = options::wanted(extra, p.router, &req.asked);
         let mut buf = encode_unpadded(&reply);
         let limit = options::message_limit(req.max_size, MAX_PACKET);
         let dropped = options::append(&mut buf, &extras, limit);

@@ -12,7 +12,7 @@
 
 use guestnet_mode_api::check::{DHCP_OPTIONS_OF_GUESTNET, MAX_DHCP_LIST, MAX_RAW_DHCP_OPTIONS};
 use guestnet_mode_api::ipnet::Ipv4Net;
-use guestnet_mode_api::{DhcpOptions, DnsName};
+use guestnet_mode_api::{DhcpOptions, DnsName, StaticHost};
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
@@ -107,7 +107,8 @@ pub fn wanted(o: &DhcpOptions, router: Option<Ipv4Addr>, asked: &[u8]) -> Vec<Ex
             data: file.as_bytes().to_vec(),
         });
     }
-    for raw in o.raw.iter().take(MAX_RAW_DHCP_OPTIONS) {
+    // A static host's own and the network's ([`for_host`]).
+    for raw in o.raw.iter().take(2 * MAX_RAW_DHCP_OPTIONS) {
         let ours = DHCP_OPTIONS_OF_GUESTNET.contains(&raw.code);
         let again = out.iter().any(|e| e.code == raw.code);
         if !ours && !again && raw.value.len() <= 255 && asks(raw.code) {
@@ -118,6 +119,21 @@ pub fn wanted(o: &DhcpOptions, router: Option<Ipv4Addr>, asked: &[u8]) -> Vec<Ex
         }
     }
     out
+}
+
+/// The options a static host gets: the network's, with the host's boot
+/// file in place of the network's, and its raw options first, each in
+/// place of the network's of the same code. Bounded as [`wanted`] reads
+/// them: the host's list is cut at the API's bound.
+pub fn for_host(network: &DhcpOptions, host: &StaticHost) -> DhcpOptions {
+    let mut o = network.clone();
+    if let Some(f) = &host.filename {
+        o.filename = Some(f.clone());
+    }
+    let own = &host.options[..host.options.len().min(MAX_RAW_DHCP_OPTIONS)];
+    o.raw.retain(|r| !own.iter().any(|h| h.code == r.code));
+    o.raw.splice(0..0, own.iter().cloned());
+    o
 }
 
 /// The boot file, if it fits the header's 128-byte `file` field with its

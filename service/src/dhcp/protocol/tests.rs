@@ -18,6 +18,8 @@ fn plan(start: u8, end: u8) -> DhcpPlan {
             mac: "52:54:00:00:00:99".parse().unwrap(),
             ip: Ipv4Addr::new(10, 0, 0, 5),
             name: Some("web".into()),
+            filename: None,
+            options: vec![],
         }],
         max_leases_per_port: 4,
         options: Default::default(),
@@ -878,4 +880,44 @@ fn append_leaves_out_what_does_not_fit() {
     let dropped = options::append(&mut buf, &extras, 3 + 1 + 6);
     assert_eq!(dropped, [200]);
     assert_eq!(buf, [1, 2, 3, 201, 2, 0, 0, 255]);
+}
+
+#[test]
+fn a_static_host_gets_its_own_boot_file_and_options() {
+    let mut p = plan_with_options();
+    p.hosts[0].filename = Some("ipxe.efi".into());
+    p.hosts[0].options = vec![
+        RawDhcpOption {
+            code: 224,
+            value: b"mine".to_vec(),
+        },
+        RawDhcpOption {
+            code: 230,
+            value: vec![9],
+        },
+    ];
+    let mut pool = Pool::new(p, []);
+    let asked = [67, 224, 225, 230];
+    let host_mac = MacAddr([0x52, 0x54, 0, 0, 0, 0x99]);
+    let mut m = discover_asking(1, &asked);
+    m.set_chaddr(&host_mac.0);
+    let out = send(&mut pool, &m);
+    let reply = out.reply.as_ref().unwrap();
+    assert_eq!(decode(reply).yiaddr(), Ipv4Addr::new(10, 0, 0, 5));
+    assert_eq!(option_bytes(reply, 67).unwrap(), b"ipxe.efi");
+    let file = decode(reply).fname_str().unwrap().unwrap().to_owned();
+    assert_eq!(file.trim_end_matches('\0'), "ipxe.efi");
+    assert_eq!(option_bytes(reply, 224).unwrap(), b"mine");
+    assert_eq!(
+        option_bytes(reply, 225).unwrap(),
+        [1, 2, 3],
+        "the network's"
+    );
+    assert_eq!(option_bytes(reply, 230).unwrap(), [9]);
+    // Anyone else gets the network's.
+    let out = send(&mut pool, &discover_asking(2, &asked));
+    let reply = out.reply.as_ref().unwrap();
+    assert_eq!(option_bytes(reply, 67).unwrap(), b"pxelinux.0");
+    assert_eq!(option_bytes(reply, 224).unwrap(), b"hello");
+    assert_eq!(option_bytes(reply, 230), None);
 }
