@@ -174,6 +174,11 @@ fn dhclient_gets_the_options_it_requests_and_a_static_host_its_own_boot_file() {
     assert_eq!(b.var("new_tftp_server_name"), "10.77.41.3", "{b:?}");
     assert_eq!(b.var("new_bootfile_name"), "pxelinux.0", "{b:?}");
     assert_eq!(b.var("new_filename"), "pxelinux.0", "the header's file");
+    assert_eq!(
+        b.var("new_next_server"),
+        "10.77.41.3",
+        "the header's siaddr"
+    );
     assert_eq!(b.var("new_guestnet_hello"), "hello", "{b:?}");
     assert_eq!(b.var("new_guestnet_ips"), "10.77.41.9 10.77.41.10", "{b:?}");
     // The route is in the guest's table, and the lease file holds them.
