@@ -2,7 +2,7 @@
 //! address, and every reply decodes.
 #![no_main]
 
-use guestnet_mode_api::{DhcpPlan, DnsName, StaticHost};
+use guestnet_mode_api::{DhcpOptions, DhcpPlan, DhcpRoute, DnsName, RawDhcpOption, StaticHost};
 use guestnetd::dhcp::protocol::Pool;
 use libfuzzer_sys::fuzz_target;
 use std::collections::HashMap;
@@ -23,9 +23,26 @@ fn plan() -> DhcpPlan {
             mac: "52:54:00:00:00:01".parse().unwrap(),
             ip: Ipv4Addr::new(10, 0, 0, 5),
             name: Some("web".into()),
+            filename: None,
+            options: vec![],
         }],
         max_leases_per_port: 4,
-        options: Default::default(),
+        // Every further option, so that a client's parameter list and
+        // size reach their encoding.
+        options: DhcpOptions {
+            ntp: vec![Ipv4Addr::new(10, 0, 0, 2)],
+            routes: vec![DhcpRoute {
+                to: "172.16.0.0/12".parse().unwrap(),
+                via: Ipv4Addr::new(10, 0, 0, 254),
+            }],
+            search: vec![DnsName::new("guest.lan").unwrap()],
+            next_server: Some(Ipv4Addr::new(10, 0, 0, 3)),
+            filename: Some("pxelinux.0".into()),
+            raw: vec![RawDhcpOption {
+                code: 224,
+                value: vec![0xab; 200],
+            }],
+        },
     }
 }
 
@@ -34,7 +51,9 @@ fuzz_target!(|data: &[u8]| {
     // Several packets in one input, split on a marker, with time passing.
     for (i, packet) in data.split(|b| *b == 0xa5).enumerate() {
         let now = 1_000 + 7 * i as u64;
-        let _ = pool.handle(packet, now);
+        if let Some(reply) = pool.handle(packet, now).reply {
+            assert!(reply.bytes.len() <= 1472, "a reply past the largest size");
+        }
         let _ = pool.expire(now);
         let mut holders = HashMap::new();
         for l in pool.leases() {

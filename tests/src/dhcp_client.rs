@@ -128,7 +128,8 @@ printf '%s\n' "$block" >> '{events}'
 }
 
 const UDHCPC_VARS: &str = "interface|ip|siaddr|sname|boot_file|subnet|mask|router|dns|domain|\
-lease|serverid|mtu|hostname|broadcast|message|ntpsrv|search|opt[0-9]+";
+lease|serverid|mtu|hostname|broadcast|message|ntpsrv|search|staticroutes|msstaticroutes|tftp|\
+bootfile|opt[0-9]+";
 
 fn udhcpc_script(events: &Path) -> String {
     format!(
@@ -150,6 +151,16 @@ case "$1" in
     ip addr replace "$ip/${{mask:-24}}" dev "$interface"
     if [ -n "$router" ]; then ip route replace default via "${{router%% *}}" dev "$interface"; fi
     ;;
+esac
+# Classless static routes (option 121, "NET/LEN GW" pairs), as busybox's
+# own example script installs them.
+# (In a function: its `set --` leaves the event name in $1 alone.)
+add_routes() {{
+  set -- $staticroutes
+  while [ $# -ge 2 ]; do ip route replace "$1" via "$2" dev "$interface"; shift 2; done
+}}
+case "$1" in
+  bound|renew) if [ -n "$staticroutes" ]; then add_routes; fi ;;
 esac
 {record}exit 0
 "#,
@@ -178,6 +189,25 @@ case "$reason" in
     ;;
   EXPIRE|FAIL|RELEASE|STOP)
     ip -4 addr flush dev "$interface"
+    ;;
+esac
+# Classless static routes (option 121, when the config names it): the
+# option's bytes in decimal, as Debian's rfc3442 hook reads them.
+case "$reason" in
+  BOUND|RENEW|REBIND|REBOOT)
+    if [ -n "$new_rfc3442_classless_static_routes" ]; then
+      set -- $(echo "$new_rfc3442_classless_static_routes" | tr ',' ' ')
+      while [ $# -ge 5 ]; do
+        len=$1; shift
+        net=""; i=0
+        while [ $i -lt 4 ]; do
+          if [ $((i * 8)) -lt "$len" ]; then o=$1; shift; else o=0; fi
+          net="$net${{net:+.}}$o"; i=$((i + 1))
+        done
+        ip route replace "$net/$len" via "$1.$2.$3.$4" dev "$interface"
+        shift 4
+      done
+    fi
     ;;
 esac
 {record}exit 0
@@ -554,6 +584,12 @@ pub struct Dhclient {
 
 impl Dhclient {
     pub fn start(world: &World, ns: &str, opts: &DhclientOpts) -> Dhclient {
+        Self::start_with_conf(world, ns, opts, "")
+    }
+
+    /// As [`start`](Self::start), with `extra` appended to its config
+    /// (option definitions, `also request ...;`).
+    pub fn start_with_conf(world: &World, ns: &str, opts: &DhclientOpts, extra: &str) -> Dhclient {
         let mut proc = ClientProc::new(world, ns, "dhclient");
         let script = proc.path("script");
         write_script(&script, &dhclient_script(&proc.events));
@@ -567,6 +603,7 @@ impl Dhclient {
         if let Some(h) = &opts.hostname {
             conf.push_str(&format!("send host-name \"{h}\";\n"));
         }
+        conf.push_str(extra);
         fs::write(proc.path("conf"), conf).expect("write dhclient conf");
         fs::write(
             proc.path("leases"),

@@ -7,7 +7,7 @@
 //! guestnetd, and are described on [`Plan`]'s fields.
 
 use crate::plan::{
-    DhcpOptions, DnsPlan, Endpoint, FirewallPolicy, FirewallRule, Plan, RecordData,
+    DhcpOptions, DnsPlan, Endpoint, FirewallPolicy, FirewallRule, Plan, RawDhcpOption, RecordData,
     MAX_FIREWALL_RULES, MAX_HOST_ALLOW, MAX_WARNINGS,
 };
 use crate::{names::check_label, ModeError};
@@ -76,6 +76,13 @@ impl Plan {
         self.check_firewall()?;
         if let Some(dhcp) = &self.dhcp {
             check_dhcp_options(&dhcp.options)?;
+            for (i, h) in dhcp.hosts.iter().enumerate() {
+                let field = format!("dhcp.hosts[{i}]");
+                if let Some(f) = &h.filename {
+                    check_filename(&format!("{field}.filename"), f)?;
+                }
+                check_raw_options(&format!("{field}.options"), &h.options)?;
+            }
         }
         if let Some(dns) = &self.dns {
             check_dns(dns)?;
@@ -176,39 +183,42 @@ fn check_dhcp_options(o: &DhcpOptions) -> Result<(), ModeError> {
         }
     }
     if let Some(f) = &o.filename {
-        // The header's `file` field holds 128 bytes with its terminator.
-        if f.len() > 127 || f.bytes().any(|b| b == 0) {
-            return Err(refuse(
-                "dhcp.options.filename",
-                "at most 127 bytes, without NUL",
-            ));
-        }
+        check_filename("dhcp.options.filename", f)?;
     }
-    if o.raw.len() > MAX_RAW_DHCP_OPTIONS {
+    check_raw_options("dhcp.options.raw", &o.raw)
+}
+
+fn check_filename(field: &str, f: &str) -> Result<(), ModeError> {
+    // The header's `file` field holds 128 bytes with its terminator.
+    if f.len() > 127 || f.bytes().any(|b| b == 0) {
+        return Err(refuse(field, "at most 127 bytes, without NUL"));
+    }
+    Ok(())
+}
+
+fn check_raw_options(field: &str, raw: &[RawDhcpOption]) -> Result<(), ModeError> {
+    if raw.len() > MAX_RAW_DHCP_OPTIONS {
         return Err(refuse(
-            "dhcp.options.raw",
-            format!(
-                "{} options; the limit is {MAX_RAW_DHCP_OPTIONS}",
-                o.raw.len()
-            ),
+            field,
+            format!("{} options; the limit is {MAX_RAW_DHCP_OPTIONS}", raw.len()),
         ));
     }
-    for (i, r) in o.raw.iter().enumerate() {
+    for (i, r) in raw.iter().enumerate() {
         if DHCP_OPTIONS_OF_GUESTNET.contains(&r.code) {
             return Err(refuse(
-                format!("dhcp.options.raw[{i}].code"),
+                format!("{field}[{i}].code"),
                 format!("option {} is one guestnet sets itself", r.code),
             ));
         }
         if r.value.len() > 255 {
             return Err(refuse(
-                format!("dhcp.options.raw[{i}].value"),
+                format!("{field}[{i}].value"),
                 "an option holds at most 255 bytes",
             ));
         }
-        if o.raw[..i].iter().any(|p| p.code == r.code) {
+        if raw[..i].iter().any(|p| p.code == r.code) {
             return Err(refuse(
-                format!("dhcp.options.raw[{i}].code"),
+                format!("{field}[{i}].code"),
                 format!("option {} is given twice", r.code),
             ));
         }

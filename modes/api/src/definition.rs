@@ -3,10 +3,14 @@
 //! consistent in itself; whether it fits the host (free subnet, free bridge
 //! name) is decided when it starts.
 
-use crate::check::{check_relative_name, MAX_DNS_RECORDS, MAX_DOMAIN_SERVERS};
+use crate::check::{
+    check_relative_name, DHCP_OPTIONS_OF_GUESTNET, MAX_DHCP_LIST, MAX_DNS_RECORDS,
+    MAX_DOMAIN_SERVERS, MAX_RAW_DHCP_OPTIONS,
+};
 use crate::names::{check_label, DnsName, IfName, NetworkName};
 use crate::plan::{
-    is_true, yes, DomainServers, HostPort, RecordData, ResourceRecord, MAX_HOST_ALLOW,
+    is_true, yes, DhcpOptions, DhcpRoute, DomainServers, HostPort, RawDhcpOption, RecordData,
+    ResourceRecord, MAX_HOST_ALLOW,
 };
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
@@ -98,6 +102,11 @@ pub struct DhcpConfig {
     /// `max_leases_per_port`: see [`LEASES_PER_PORT_DEFAULT`].
     #[serde(default = "leases_per_port_default")]
     pub max_leases_per_port: u32,
+    /// NTP servers, routes, search domains, PXE boot and raw options
+    /// (`ntp`, `routes`, `search`, `next_server`, `filename`, `options`),
+    /// served to clients that ask for them. Since API 1.1; absent: none.
+    #[serde(default, skip_serializing_if = "DhcpOptions::is_empty")]
+    pub options: DhcpOptions,
 }
 
 pub(crate) fn leases_per_port_default() -> u32 {
@@ -111,6 +120,7 @@ impl Default for DhcpConfig {
             end: None,
             lease_time_secs: LEASE_TIME_DEFAULT_SECS,
             max_leases_per_port: LEASES_PER_PORT_DEFAULT,
+            options: DhcpOptions::default(),
         }
     }
 }
@@ -138,6 +148,14 @@ pub struct StaticHost {
     pub mac: MacAddr,
     pub ip: Ipv4Addr,
     pub name: Option<String>,
+    /// This host's boot file, in place of the network's (`filename`).
+    /// Since API 1.1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filename: Option<String>,
+    /// Raw options for this host alone (`options`), each in place of the
+    /// network's option of the same code. Since API 1.1.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub options: Vec<RawDhcpOption>,
 }
 
 /// The `[dns]` table.
@@ -274,6 +292,14 @@ struct RawRange {
     end: Option<String>,
     lease_time: Option<toml::Value>,
     max_leases_per_port: Option<i64>,
+    // The options are read by hand, so that a mistake names its key
+    // (`ipv4.dhcp.routes[1].via`).
+    ntp: Option<toml::Value>,
+    routes: Option<toml::Value>,
+    search: Option<toml::Value>,
+    next_server: Option<toml::Value>,
+    filename: Option<toml::Value>,
+    options: Option<toml::Value>,
 }
 
 #[derive(Deserialize)]
@@ -282,6 +308,8 @@ struct RawHost {
     mac: String,
     ip: String,
     name: Option<String>,
+    filename: Option<toml::Value>,
+    options: Option<toml::Value>,
 }
 
 #[derive(Deserialize)]
@@ -472,6 +500,7 @@ impl Definition {
                         i64::from(d.max_leases_per_port).into(),
                     );
                 }
+                dhcp_options_toml(&d.options, &mut r);
                 v4.insert("dhcp".into(), toml::Value::Table(r));
             }
         }
@@ -482,6 +511,13 @@ impl Definition {
                 e.insert("ip".into(), h.ip.to_string().into());
                 if let Some(n) = &h.name {
                     e.insert("name".into(), n.clone().into());
+                }
+                if let Some(f) = &h.filename {
+                    e.insert("filename".into(), f.clone().into());
+                }
+                if !h.options.is_empty() {
+                    let o = h.options.iter().map(raw_option_toml);
+                    e.insert("options".into(), toml::Value::Array(o.collect()));
                 }
                 toml::Value::Table(e)
             });
@@ -508,6 +544,43 @@ impl Definition {
             dhcp,
             hosts: self.ipv4.hosts.clone(),
         }
+    }
+}
+
+/// Writes `o` into the `[ipv4.dhcp]` table as `parse` reads it.
+fn dhcp_options_toml(o: &DhcpOptions, r: &mut toml::Table) {
+    let strings =
+        |items: Vec<String>| toml::Value::Array(items.into_iter().map(Into::into).collect());
+    if !o.ntp.is_empty() {
+        r.insert(
+            "ntp".into(),
+            strings(o.ntp.iter().map(|a| a.to_string()).collect()),
+        );
+    }
+    if !o.routes.is_empty() {
+        let routes = o.routes.iter().map(|route| {
+            let mut t = toml::Table::new();
+            t.insert("to".into(), route.to.to_string().into());
+            t.insert("via".into(), route.via.to_string().into());
+            toml::Value::Table(t)
+        });
+        r.insert("routes".into(), toml::Value::Array(routes.collect()));
+    }
+    if !o.search.is_empty() {
+        r.insert(
+            "search".into(),
+            strings(o.search.iter().map(|n| n.to_string()).collect()),
+        );
+    }
+    if let Some(n) = o.next_server {
+        r.insert("next_server".into(), n.to_string().into());
+    }
+    if let Some(f) = &o.filename {
+        r.insert("filename".into(), f.clone().into());
+    }
+    if !o.raw.is_empty() {
+        let raw = o.raw.iter().map(raw_option_toml);
+        r.insert("options".into(), toml::Value::Array(raw.collect()));
     }
 }
 
@@ -749,7 +822,7 @@ fn parse_ipv4(raw: RawIpv4) -> Result<Ipv4Config, DefinitionError> {
         Some(other) => {
             return Err(DefinitionError::new(
                 "ipv4.dhcp",
-                format!("{other} is not true, false or a table of start, end, lease_time and max_leases_per_port"),
+                format!("{other} is not true, false or a table of start, end, lease_time, max_leases_per_port and options (ntp, routes, search, next_server, filename, options)"),
             ))
         }
     };
@@ -819,9 +892,9 @@ fn parse_range(r: RawRange, address: Option<Ipv4Net>) -> Result<DhcpConfig, Defi
             ));
         }
     }
-    let lease_time_secs = match r.lease_time {
+    let lease_time_secs = match &r.lease_time {
         None => LEASE_TIME_DEFAULT_SECS,
-        Some(v) => parse_lease_time(&v)?,
+        Some(v) => parse_lease_time(v)?,
     };
     let max_leases_per_port = match r.max_leases_per_port {
         None => LEASES_PER_PORT_DEFAULT,
@@ -833,12 +906,314 @@ fn parse_range(r: RawRange, address: Option<Ipv4Net>) -> Result<DhcpConfig, Defi
             ))
         }
     };
+    let options = parse_dhcp_options(&r, address)?;
     Ok(DhcpConfig {
         start,
         end,
         lease_time_secs,
         max_leases_per_port,
+        options,
     })
+}
+
+/// The options of `[ipv4.dhcp]`, with the bounds of [`crate::check`]; each
+/// mistake names its key.
+fn parse_dhcp_options(
+    r: &RawRange,
+    address: Option<Ipv4Net>,
+) -> Result<DhcpOptions, DefinitionError> {
+    let mut o = DhcpOptions::default();
+    if let Some(v) = &r.ntp {
+        for (i, item) in bounded_list("ipv4.dhcp.ntp", v, MAX_DHCP_LIST)?
+            .iter()
+            .enumerate()
+        {
+            o.ntp
+                .push(ipv4_value(&format!("ipv4.dhcp.ntp[{i}]"), item)?);
+        }
+    }
+    if let Some(v) = &r.routes {
+        for (i, item) in bounded_list("ipv4.dhcp.routes", v, MAX_DHCP_LIST)?
+            .iter()
+            .enumerate()
+        {
+            o.routes.push(parse_route(
+                &format!("ipv4.dhcp.routes[{i}]"),
+                item,
+                address,
+            )?);
+        }
+    }
+    if let Some(v) = &r.search {
+        for (i, item) in bounded_list("ipv4.dhcp.search", v, MAX_DHCP_LIST)?
+            .iter()
+            .enumerate()
+        {
+            let field = format!("ipv4.dhcp.search[{i}]");
+            let name = DnsName::new(string_value(
+                &field,
+                item,
+                "a domain like \"corp.example\"",
+            )?)
+            .map_err(|e| DefinitionError::new(&field, e.to_string()))?;
+            if o.search.contains(&name) {
+                return Err(DefinitionError::new(
+                    field,
+                    format!("{name} is listed twice"),
+                ));
+            }
+            o.search.push(name);
+        }
+    }
+    if let Some(v) = &r.next_server {
+        o.next_server = Some(ipv4_value("ipv4.dhcp.next_server", v)?);
+    }
+    if let Some(v) = &r.filename {
+        o.filename = Some(parse_filename("ipv4.dhcp.filename", v)?);
+    }
+    if let Some(v) = &r.options {
+        o.raw = parse_raw_options("ipv4.dhcp.options", v)?;
+    }
+    Ok(o)
+}
+
+fn bounded_list<'a>(
+    field: &str,
+    v: &'a toml::Value,
+    max: usize,
+) -> Result<&'a [toml::Value], DefinitionError> {
+    let toml::Value::Array(items) = v else {
+        return Err(DefinitionError::new(field, format!("{v} is not a list")));
+    };
+    if items.len() > max {
+        return Err(DefinitionError::new(
+            field,
+            format!("{} entries; the limit is {max}", items.len()),
+        ));
+    }
+    Ok(items)
+}
+
+fn string_value<'a>(
+    field: &str,
+    v: &'a toml::Value,
+    what: &str,
+) -> Result<&'a str, DefinitionError> {
+    v.as_str()
+        .ok_or_else(|| DefinitionError::new(field, format!("{v} is not {what}")))
+}
+
+fn ipv4_value(field: &str, v: &toml::Value) -> Result<Ipv4Addr, DefinitionError> {
+    let s = string_value(field, v, "an IPv4 address like \"192.168.122.2\"")?;
+    let ip: Ipv4Addr = s
+        .parse()
+        .map_err(|_| DefinitionError::new(field, format!("{s:?} is not an IPv4 address")))?;
+    if ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast() {
+        return Err(DefinitionError::new(
+            field,
+            format!("{ip} is not a host's address"),
+        ));
+    }
+    Ok(ip)
+}
+
+/// A table with exactly the keys `keys`; an unknown key is named.
+fn table_of<'a>(
+    field: &str,
+    v: &'a toml::Value,
+    keys: &[&str],
+    example: &str,
+) -> Result<&'a toml::Table, DefinitionError> {
+    let toml::Value::Table(t) = v else {
+        return Err(DefinitionError::new(
+            field,
+            format!("{v} is not a table like {example}"),
+        ));
+    };
+    if let Some(k) = t.keys().find(|k| !keys.contains(&k.as_str())) {
+        return Err(DefinitionError::new(
+            format!("{field}.{k}"),
+            format!("unknown key; takes {}", keys.join(", ")),
+        ));
+    }
+    Ok(t)
+}
+
+fn parse_route(
+    field: &str,
+    v: &toml::Value,
+    address: Option<Ipv4Net>,
+) -> Result<DhcpRoute, DefinitionError> {
+    const EXAMPLE: &str = "{ to = \"10.20.0.0/16\", via = \"192.168.122.2\" }";
+    let t = table_of(field, v, &["to", "via"], EXAMPLE)?;
+    let (Some(to), Some(via)) = (t.get("to"), t.get("via")) else {
+        return Err(DefinitionError::new(
+            field,
+            format!("a route needs to and via, like {EXAMPLE}"),
+        ));
+    };
+    let to_field = format!("{field}.to");
+    let s = string_value(&to_field, to, "a subnet like \"10.20.0.0/16\"")?;
+    let to: Ipv4Net = s.parse().map_err(|_| {
+        DefinitionError::new(
+            &to_field,
+            format!("{s:?} is not a subnet like 10.20.0.0/16"),
+        )
+    })?;
+    if to != to.trunc() {
+        return Err(DefinitionError::new(
+            to_field,
+            format!("{to} has host bits set; the subnet is {}", to.trunc()),
+        ));
+    }
+    let via_field = format!("{field}.via");
+    let via = ipv4_value(&via_field, via)?;
+    // A router the guests cannot reach on the network is no router.
+    if let Some(net) = address {
+        check_usable_in(&via_field, via, net).or_else(|e| {
+            // The host itself is a fine router.
+            if via == net.addr() {
+                Ok(())
+            } else {
+                Err(e)
+            }
+        })?;
+    }
+    Ok(DhcpRoute { to, via })
+}
+
+fn parse_filename(field: &str, v: &toml::Value) -> Result<String, DefinitionError> {
+    let s = string_value(field, v, "a file name like \"pxelinux.0\"")?;
+    // The header's `file` field holds 128 bytes with its terminator.
+    if s.is_empty() || s.len() > 127 || s.contains('\0') {
+        return Err(DefinitionError::new(
+            field,
+            "must be 1 to 127 bytes, without NUL",
+        ));
+    }
+    Ok(s.to_owned())
+}
+
+/// `options = [{ code = N, text = "..." } | { code = N, hex = "01:02" } |
+/// { code = N, ip = ["IP", ...] }]`.
+fn parse_raw_options(field: &str, v: &toml::Value) -> Result<Vec<RawDhcpOption>, DefinitionError> {
+    const EXAMPLE: &str = "{ code = 224, text = \"hello\" }";
+    let mut out: Vec<RawDhcpOption> = Vec::new();
+    for (i, item) in bounded_list(field, v, MAX_RAW_DHCP_OPTIONS)?
+        .iter()
+        .enumerate()
+    {
+        let field = format!("{field}[{i}]");
+        let t = table_of(&field, item, &["code", "text", "hex", "ip"], EXAMPLE)?;
+        let code_field = format!("{field}.code");
+        let code = match t.get("code") {
+            Some(toml::Value::Integer(n)) => u8::try_from(*n).map_err(|_| {
+                DefinitionError::new(&code_field, format!("{n} is outside 1..=254"))
+            })?,
+            Some(other) => {
+                return Err(DefinitionError::new(
+                    code_field,
+                    format!("{other} is not an option code like 224"),
+                ))
+            }
+            None => {
+                return Err(DefinitionError::new(
+                    field,
+                    format!("an option needs its code, like {EXAMPLE}"),
+                ))
+            }
+        };
+        if DHCP_OPTIONS_OF_GUESTNET.contains(&code) {
+            return Err(DefinitionError::new(
+                code_field,
+                format!("option {code} is one guestnet sets itself"),
+            ));
+        }
+        if out.iter().any(|o| o.code == code) {
+            return Err(DefinitionError::new(
+                code_field,
+                format!("option {code} is given twice"),
+            ));
+        }
+        let given: Vec<&str> = ["text", "hex", "ip"]
+            .into_iter()
+            .filter(|k| t.contains_key(*k))
+            .collect();
+        let [kind] = given[..] else {
+            return Err(DefinitionError::new(
+                field,
+                "give exactly one of text, hex and ip",
+            ));
+        };
+        let value_field = format!("{field}.{kind}");
+        let v = &t[kind];
+        let value = match kind {
+            "text" => string_value(&value_field, v, "a string")?
+                .as_bytes()
+                .to_vec(),
+            "hex" => {
+                let s = string_value(&value_field, v, "bytes like \"01:02:ab\"")?;
+                parse_hex(s).ok_or_else(|| {
+                    DefinitionError::new(
+                        &value_field,
+                        format!("{s:?} is not bytes in hex like \"01:02:ab\""),
+                    )
+                })?
+            }
+            _ => {
+                let ips = bounded_list(&value_field, v, 255 / 4)?;
+                let mut bytes = Vec::new();
+                for (j, ip) in ips.iter().enumerate() {
+                    bytes.extend(ipv4_value(&format!("{value_field}[{j}]"), ip)?.octets());
+                }
+                bytes
+            }
+        };
+        if value.len() > 255 {
+            return Err(DefinitionError::new(
+                value_field,
+                format!("{} bytes; an option holds at most 255", value.len()),
+            ));
+        }
+        out.push(RawDhcpOption { code, value });
+    }
+    Ok(out)
+}
+
+/// `"01:02:ab"` or `"0102ab"`; `None` for anything else.
+fn parse_hex(s: &str) -> Option<Vec<u8>> {
+    let pairs: Vec<&str> = if s.contains(':') {
+        s.split(':').collect()
+    } else {
+        if s.len() % 2 != 0 || !s.is_ascii() {
+            return None;
+        }
+        (0..s.len()).step_by(2).map(|i| &s[i..i + 2]).collect()
+    };
+    pairs
+        .into_iter()
+        .map(|p| {
+            (p.len() == 2)
+                .then(|| u8::from_str_radix(p, 16).ok())
+                .flatten()
+        })
+        .collect()
+}
+
+/// A raw option as the definition writes it: text when every byte is
+/// printable ASCII, hex otherwise (both read back to the same bytes).
+fn raw_option_toml(o: &RawDhcpOption) -> toml::Value {
+    let mut t = toml::Table::new();
+    t.insert("code".into(), i64::from(o.code).into());
+    let printable = !o.value.is_empty() && o.value.iter().all(|b| (0x20..0x7f).contains(b));
+    if printable {
+        let text = String::from_utf8_lossy(&o.value).into_owned();
+        t.insert("text".into(), text.into());
+    } else {
+        let hex: Vec<String> = o.value.iter().map(|b| format!("{b:02x}")).collect();
+        t.insert("hex".into(), hex.join(":").into());
+    }
+    toml::Value::Table(t)
 }
 
 fn parse_pool_end(
@@ -963,10 +1338,21 @@ fn parse_host(
     if let Some(n) = &h.name {
         check_label(n).map_err(|e| DefinitionError::new(field("name"), e.to_string()))?;
     }
+    let filename = h
+        .filename
+        .as_ref()
+        .map(|v| parse_filename(&field("filename"), v))
+        .transpose()?;
+    let options = match &h.options {
+        Some(v) => parse_raw_options(&field("options"), v)?,
+        None => Vec::new(),
+    };
     Ok(StaticHost {
         mac,
         ip,
         name: h.name.map(|n| n.to_ascii_lowercase()),
+        filename,
+        options,
     })
 }
 
@@ -1575,6 +1961,160 @@ uplink = "eth0"
             let e = refused(text);
             assert_eq!(&e.field, field, "for {text:?}: {e}");
         }
+    }
+
+    const WITH_OPTIONS: &str = r#"
+name = "pxe"
+[ipv4]
+address = "192.168.50.1/24"
+hosts = [
+  { mac = "52:54:00:00:00:01", ip = "192.168.50.5", filename = "ipxe.efi", options = [{ code = 224, hex = "00:ff" }] },
+]
+[ipv4.dhcp]
+start = "192.168.50.10"
+ntp = ["192.168.50.1", "192.0.2.123"]
+routes = [{ to = "10.20.0.0/16", via = "192.168.50.2" }]
+search = ["Corp.Example", "lab.example"]
+next_server = "192.168.50.3"
+filename = "pxelinux.0"
+options = [
+  { code = 224, text = "hello" },
+  { code = 225, hex = "01:02:ab" },
+  { code = 150, ip = ["192.168.50.3", "192.168.50.4"] },
+]
+"#;
+
+    #[test]
+    fn dhcp_options_parse_round_trip_and_reach_the_plan() {
+        let d = Definition::parse(WITH_OPTIONS).unwrap();
+        let dhcp = d.ipv4.dhcp.as_ref().unwrap();
+        assert_eq!(dhcp.start, Some(Ipv4Addr::new(192, 168, 50, 10)));
+        let o = &dhcp.options;
+        assert_eq!(
+            o.ntp,
+            [
+                Ipv4Addr::new(192, 168, 50, 1),
+                Ipv4Addr::new(192, 0, 2, 123)
+            ]
+        );
+        assert_eq!(o.routes[0].to, "10.20.0.0/16".parse::<Ipv4Net>().unwrap());
+        assert_eq!(o.routes[0].via, Ipv4Addr::new(192, 168, 50, 2));
+        let search: Vec<&str> = o.search.iter().map(|n| n.as_str()).collect();
+        assert_eq!(search, ["corp.example", "lab.example"]);
+        assert_eq!(o.next_server, Some(Ipv4Addr::new(192, 168, 50, 3)));
+        assert_eq!(o.filename.as_deref(), Some("pxelinux.0"));
+        let raw: Vec<(u8, &[u8])> = o.raw.iter().map(|r| (r.code, &r.value[..])).collect();
+        assert_eq!(
+            raw,
+            [
+                (224, &b"hello"[..]),
+                (225, &[1, 2, 0xab][..]),
+                (150, &[192, 168, 50, 3, 192, 168, 50, 4][..])
+            ]
+        );
+        let host = &d.ipv4.hosts[0];
+        assert_eq!(host.filename.as_deref(), Some("ipxe.efi"));
+        assert_eq!(host.options[0].value, [0, 0xff]);
+        // GetConfig's TOML reads back the same, and shows the keys as written.
+        let text = d.to_toml();
+        for key in [
+            "ntp",
+            "routes",
+            "search",
+            "next_server",
+            "filename",
+            "options",
+            "hex",
+            "text",
+        ] {
+            assert!(text.contains(key), "{key} missing from\n{text}");
+        }
+        assert_eq!(Definition::parse(&text).unwrap(), d, "{text}");
+        // The JSON a mode library gets carries them; one without them
+        // (an older guestnetd's) still reads.
+        let json = serde_json::to_value(&d).unwrap();
+        assert_eq!(json["ipv4"]["dhcp"]["options"]["ntp"][1], "192.0.2.123");
+        let plain = Definition::parse("name = \"x\"").unwrap();
+        let json = serde_json::to_string(&plain).unwrap();
+        assert!(
+            !json.contains("options") && !json.contains("filename"),
+            "{json}"
+        );
+        // nat, routed and isolated serve them.
+        let facts = crate::HostFacts {
+            free_bridge_name: Some(IfName::new("gn0").unwrap()),
+            ..Default::default()
+        };
+        let plan =
+            crate::own_subnet::plan(&d, &facts, crate::own_subnet::Gateway::Offered).unwrap();
+        let plan_dhcp = plan.dhcp.as_ref().unwrap();
+        assert_eq!(&plan_dhcp.options, o);
+        assert_eq!(plan_dhcp.hosts[0].filename.as_deref(), Some("ipxe.efi"));
+        plan.check().unwrap();
+        // The inline form and plain switches stay valid.
+        let inline = "name = \"x\"\n[ipv4]\naddress = \"10.1.1.1/24\"\ndhcp = { start = \"10.1.1.20\", ntp = [\"10.1.1.1\"] }";
+        let d = Definition::parse(inline).unwrap();
+        assert_eq!(d.ipv4.dhcp.unwrap().options.ntp.len(), 1);
+        assert!(Definition::parse("name = \"x\"\n[ipv4]\ndhcp = true").is_ok());
+        assert!(Definition::parse("name = \"x\"\n[ipv4]\ndhcp = false").is_ok());
+    }
+
+    #[test]
+    fn bad_dhcp_options_name_their_key() {
+        let head = "name = \"a\"\n[ipv4]\naddress = \"192.168.1.1/24\"\n";
+        let cases: &[(&str, &str)] = &[
+            ("[ipv4.dhcp]\nntp = \"192.168.1.1\"", "ipv4.dhcp.ntp"),
+            ("[ipv4.dhcp]\nntp = [\"192.168.1.1\", \"ntp.example\"]", "ipv4.dhcp.ntp[1]"),
+            ("[ipv4.dhcp]\nntp = [\"224.0.0.1\"]", "ipv4.dhcp.ntp[0]"),
+            ("[ipv4.dhcp]\nroutes = [{ to = \"10.0.0.0/8\" }]", "ipv4.dhcp.routes[0]"),
+            ("[ipv4.dhcp]\nroutes = [{ to = \"10.0.0.0/8\", via = \"192.168.1.2\", metric = 1 }]", "ipv4.dhcp.routes[0].metric"),
+            ("[ipv4.dhcp]\nroutes = [{ to = \"10.0.0.1/8\", via = \"192.168.1.2\" }]", "ipv4.dhcp.routes[0].to"),
+            ("[ipv4.dhcp]\nroutes = [{ to = \"10.0.0.0/8\", via = \"192.168.1.2\" }, { to = \"10.0.0.0/8\", via = \"172.16.0.1\" }]", "ipv4.dhcp.routes[1].via"),
+            ("[ipv4.dhcp]\nsearch = [\"ok.example\", \"bad..example\"]", "ipv4.dhcp.search[1]"),
+            ("[ipv4.dhcp]\nsearch = [\"a.example\", \"A.example\"]", "ipv4.dhcp.search[1]"),
+            ("[ipv4.dhcp]\nnext_server = \"tftp\"", "ipv4.dhcp.next_server"),
+            ("[ipv4.dhcp]\nfilename = \"\"", "ipv4.dhcp.filename"),
+            ("[ipv4.dhcp]\nfilename = 5", "ipv4.dhcp.filename"),
+            ("[ipv4.dhcp]\noptions = [{ code = 224, text = \"x\" }, { code = 3, ip = [\"192.168.1.1\"] }]", "ipv4.dhcp.options[1].code"),
+            ("[ipv4.dhcp]\noptions = [{ code = 121, hex = \"00\" }]", "ipv4.dhcp.options[0].code"),
+            ("[ipv4.dhcp]\noptions = [{ code = 300, text = \"x\" }]", "ipv4.dhcp.options[0].code"),
+            ("[ipv4.dhcp]\noptions = [{ code = 224, text = \"x\" }, { code = 224, text = \"y\" }]", "ipv4.dhcp.options[1].code"),
+            ("[ipv4.dhcp]\noptions = [{ code = 224 }]", "ipv4.dhcp.options[0]"),
+            ("[ipv4.dhcp]\noptions = [{ code = 224, text = \"x\", hex = \"01\" }]", "ipv4.dhcp.options[0]"),
+            ("[ipv4.dhcp]\noptions = [{ code = 224, hex = \"0g\" }]", "ipv4.dhcp.options[0].hex"),
+            ("[ipv4.dhcp]\noptions = [{ code = 224, hex = \"1:2\" }]", "ipv4.dhcp.options[0].hex"),
+            ("[ipv4.dhcp]\noptions = [{ code = 224, ip = [\"x\"] }]", "ipv4.dhcp.options[0].ip[0]"),
+            ("[ipv4.dhcp]\noptions = [{ code = 224, txt = \"x\" }]", "ipv4.dhcp.options[0].txt"),
+            ("[ipv4.dhcp]\nfrobnicate = 1", "ipv4.dhcp.frobnicate"),
+            ("hosts = [{ mac = \"52:54:00:00:00:01\", ip = \"192.168.1.5\", options = [{ code = 51, hex = \"00\" }] }]", "ipv4.hosts[0].options[0].code"),
+            ("hosts = [{ mac = \"52:54:00:00:00:01\", ip = \"192.168.1.5\", filename = 1 }]", "ipv4.hosts[0].filename"),
+        ];
+        for (tail, field) in cases {
+            let text = format!("{head}{tail}");
+            let e = refused(&text);
+            assert_eq!(&e.field, field, "for {text:?}: {e}");
+        }
+        // The bounds are check.rs's.
+        let many: Vec<String> = (0..=MAX_DHCP_LIST)
+            .map(|i| format!("\"10.0.{i}.1\""))
+            .collect();
+        let e = refused(&format!("{head}[ipv4.dhcp]\nntp = [{}]", many.join(",")));
+        assert_eq!(e.field, "ipv4.dhcp.ntp");
+        let e = refused(&format!(
+            "{head}[ipv4.dhcp]\nfilename = \"{}\"",
+            "f".repeat(128)
+        ));
+        assert_eq!(e.field, "ipv4.dhcp.filename");
+        let e = refused(&format!(
+            "{head}[ipv4.dhcp]\noptions = [{{ code = 224, text = \"{}\" }}]",
+            "t".repeat(256)
+        ));
+        assert_eq!(e.field, "ipv4.dhcp.options[0].text");
+        let raw: Vec<String> = (0..=MAX_RAW_DHCP_OPTIONS)
+            .map(|i| format!("{{ code = {}, text = \"x\" }}", 160 + i))
+            .collect();
+        let e = refused(&format!("{head}[ipv4.dhcp]\noptions = [{}]", raw.join(",")));
+        assert_eq!(e.field, "ipv4.dhcp.options");
     }
 
     #[test]

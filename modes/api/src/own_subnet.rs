@@ -37,6 +37,14 @@ pub fn plan(
     let ipv4 = definition.resolve_ipv4(chosen);
     let host = ipv4.address.addr();
     let subnet = ipv4.address.trunc();
+    // The definition's further options (NTP, routes, search, PXE, raw),
+    // served as they are.
+    let options = definition
+        .ipv4
+        .dhcp
+        .as_ref()
+        .map(|d| d.options.clone())
+        .unwrap_or_default();
     let dhcp = ipv4.dhcp.as_ref().map(|d| DhcpPlan {
         server: host,
         subnet,
@@ -49,7 +57,7 @@ pub fn plan(
         mtu: definition.mtu,
         hosts: ipv4.hosts.clone(),
         max_leases_per_port: d.max_leases_per_port,
-        options: Default::default(),
+        options,
     });
     let records = ipv4
         .hosts

@@ -10,6 +10,8 @@ use guestnet_mode_api::{DhcpPlan, MacAddr};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::Ipv4Addr;
 
+pub mod options;
+
 /// How long an offered address stays reserved for the client it was offered to.
 const OFFER_SECS: u64 = 30;
 /// How long a declined address (in use by someone unknown) stays out of the pool.
@@ -119,6 +121,9 @@ pub struct Pool {
     claims: HashMap<PortId, usize>,
     static_by_mac: HashMap<MacAddr, (Ipv4Addr, Option<String>)>,
     static_ips: HashSet<Ipv4Addr>,
+    /// The static hosts with a boot file or options of their own, by MAC:
+    /// their index in the plan's hosts.
+    host_options: HashMap<MacAddr, usize>,
     cursor: u32,
     /// When a scan last found the pool full.
     full_since: Option<u64>,
@@ -136,6 +141,13 @@ impl Pool {
             .map(|h| (h.mac, (h.ip, h.name.clone())))
             .collect();
         let static_ips = plan.hosts.iter().map(|h| h.ip).collect();
+        let host_options = plan
+            .hosts
+            .iter()
+            .enumerate()
+            .filter(|(_, h)| h.filename.is_some() || !h.options.is_empty())
+            .map(|(i, h)| (h.mac, i))
+            .collect();
         let mut pool = Pool {
             plan,
             first,
@@ -153,6 +165,7 @@ impl Pool {
             claims: HashMap::new(),
             static_by_mac,
             static_ips,
+            host_options,
             cursor: first,
             full_since: None,
         };
@@ -297,7 +310,7 @@ impl Pool {
         self.offers_by_end.insert((until, req.mac));
         self.offered.insert(ip, req.mac);
         self.claim(counted);
-        let reply = self.answer(msg, MessageType::Offer, ip, true);
+        let reply = self.answer(msg, req, MessageType::Offer, ip, true);
         Outcome::reply(reply, self.destination(req, false, ip))
     }
 
@@ -390,7 +403,7 @@ impl Pool {
         }
         out.records.push(Record::Grant(lease.clone()));
         out.events.push(LeaseEvent { change, lease });
-        let ack = self.answer(msg, MessageType::Ack, ip, true);
+        let ack = self.answer(msg, req, MessageType::Ack, ip, true);
         out.reply = Some(Reply {
             bytes: ack,
             to: self.destination(req, false, ip),
@@ -459,7 +472,7 @@ impl Pool {
         if req.ciaddr.is_unspecified() || !self.plan.subnet.contains(&req.ciaddr) {
             return Outcome::default();
         }
-        let ack = self.answer(msg, MessageType::Ack, Ipv4Addr::UNSPECIFIED, false);
+        let ack = self.answer(msg, req, MessageType::Ack, Ipv4Addr::UNSPECIFIED, false);
         Outcome::reply(ack, self.destination(req, false, Ipv4Addr::UNSPECIFIED))
     }
 
@@ -685,16 +698,34 @@ impl Pool {
     }
 
     /// An OFFER or ACK for `yiaddr` (unspecified for INFORM), with the
-    /// network's options; `with_lease` adds the lease times.
+    /// network's options; `with_lease` adds the lease times. The further
+    /// options ([`options`]) go to a client that asked for them, as many
+    /// as fit the size it accepts.
     fn answer(
         &self,
         msg: &Message,
+        req: &Request,
         kind: MessageType,
         yiaddr: Ipv4Addr,
         with_lease: bool,
     ) -> Vec<u8> {
         let mut reply = self.reply_to(msg, yiaddr);
         let p = &self.plan;
+        // A static host's own boot file and options take the network's place.
+        let own = self
+            .host_options
+            .get(&req.mac)
+            .and_then(|i| p.hosts.get(*i))
+            .map(|h| options::for_host(&p.options, h));
+        let extra = own.as_ref().unwrap_or(&p.options);
+        // The boot server and file go in the header whenever configured:
+        // PXE ROMs and BOOTP clients read them there without asking.
+        if let Some(next) = extra.next_server {
+            reply.set_siaddr(next);
+        }
+        if let Some(file) = options::boot_file(extra) {
+            reply.set_fname_str(file);
+        }
         let opts = reply.opts_mut();
         opts.insert(DhcpOption::MessageType(kind));
         opts.insert(DhcpOption::ServerIdentifier(p.server));
@@ -717,7 +748,17 @@ impl Pool {
             opts.insert(DhcpOption::Renewal(t / 2));
             opts.insert(DhcpOption::Rebinding(t / 8 * 7));
         }
-        encode(&reply)
+        let extras = options::wanted(extra, p.router, &req.asked);
+        let mut buf = encode_unpadded(&reply);
+        let limit = options::message_limit(req.max_size, MAX_PACKET);
+        let dropped = options::append(&mut buf, &extras, limit);
+        if !dropped.is_empty() {
+            tracing::debug!(
+                "DHCP: options {dropped:?} left out of the reply to {}: they do not fit its {limit} bytes",
+                req.mac
+            );
+        }
+        pad(buf)
     }
 
     fn nak(&self, msg: &Message) -> Vec<u8> {
@@ -747,10 +788,18 @@ impl Pool {
 }
 
 fn encode(msg: &Message) -> Vec<u8> {
-    let mut buf = Vec::with_capacity(320);
+    pad(encode_unpadded(msg))
+}
+
+fn encode_unpadded(msg: &Message) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(576);
     // Encoding our own well-formed message into a Vec cannot fail.
     let _ = msg.encode(&mut Encoder::new(&mut buf));
-    // Some clients drop replies shorter than a BOOTP packet (300 bytes).
+    buf
+}
+
+/// Some clients drop replies shorter than a BOOTP packet (300 bytes).
+fn pad(mut buf: Vec<u8>) -> Vec<u8> {
     if buf.len() < 300 {
         buf.resize(300, 0);
     }
@@ -772,6 +821,10 @@ struct Request {
     client_id: Option<Vec<u8>>,
     /// The bridge port it came in on, when known.
     port: Option<PortId>,
+    /// The options it asked for (its parameter request list, option 55).
+    asked: Vec<u8>,
+    /// The largest message it accepts (option 57), if it said.
+    max_size: Option<u16>,
 }
 
 impl Request {
@@ -803,6 +856,16 @@ impl Request {
             }
             _ => None,
         };
+        let asked = match opts.get(OptionCode::ParameterRequestList) {
+            Some(DhcpOption::ParameterRequestList(codes)) => {
+                codes.iter().map(|c| u8::from(*c)).collect()
+            }
+            _ => Vec::new(),
+        };
+        let max_size = match opts.get(OptionCode::MaxMessageSize) {
+            Some(DhcpOption::MaxMessageSize(n)) => Some(*n),
+            _ => None,
+        };
         Some(Request {
             kind,
             mac,
@@ -814,6 +877,8 @@ impl Request {
             hostname,
             client_id,
             port,
+            asked,
+            max_size,
         })
     }
 }

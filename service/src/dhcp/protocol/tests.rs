@@ -18,6 +18,8 @@ fn plan(start: u8, end: u8) -> DhcpPlan {
             mac: "52:54:00:00:00:99".parse().unwrap(),
             ip: Ipv4Addr::new(10, 0, 0, 5),
             name: Some("web".into()),
+            filename: None,
+            options: vec![],
         }],
         max_leases_per_port: 4,
         options: Default::default(),
@@ -530,4 +532,392 @@ fn a_large_replay_is_linear() {
     let pool = Pool::new(p, leases);
     assert_eq!(pool.lease_count(), 60_000);
     assert!(t.elapsed() < std::time::Duration::from_secs(5));
+}
+
+// ---- further options (API 1.1 DhcpOptions) ----------------------------------
+
+use guestnet_mode_api::{DhcpOptions, DhcpRoute, DnsName, RawDhcpOption};
+use options::{classless_routes, search_list, Extra};
+
+fn net(s: &str) -> guestnet_mode_api::ipnet::Ipv4Net {
+    s.parse().unwrap()
+}
+
+#[test]
+fn classless_routes_encode_as_rfc_3442_says() {
+    // RFC 3442's table of destination descriptors, each followed by the
+    // router's four octets.
+    let gw = Ipv4Addr::new(10, 0, 0, 1);
+    let cases: &[(&str, &[u8])] = &[
+        ("0.0.0.0/0", &[0]),
+        ("10.0.0.0/8", &[8, 10]),
+        ("10.0.0.0/24", &[24, 10, 0, 0]),
+        ("10.17.0.0/16", &[16, 10, 17]),
+        ("10.27.129.0/24", &[24, 10, 27, 129]),
+        ("10.229.0.128/25", &[25, 10, 229, 0, 128]),
+        ("10.198.122.47/32", &[32, 10, 198, 122, 47]),
+    ];
+    for (to, descriptor) in cases {
+        let mut want = descriptor.to_vec();
+        want.extend([10, 0, 0, 1]);
+        assert_eq!(classless_routes([(net(to), gw)]), want, "{to}");
+    }
+    // Host bits past the prefix are not sent.
+    assert_eq!(
+        classless_routes([(net("10.1.2.3/8"), gw)]),
+        [8, 10, 10, 0, 0, 1]
+    );
+}
+
+#[test]
+fn the_search_list_encodes_as_rfc_3397_says() {
+    // RFC 3397 section 2's example, with the pointer to "apple.com".
+    let names = [
+        DnsName::new("eng.apple.com").unwrap(),
+        DnsName::new("marketing.apple.com").unwrap(),
+    ];
+    let mut want = vec![3];
+    want.extend(b"eng");
+    want.push(5);
+    want.extend(b"apple");
+    want.push(3);
+    want.extend(b"com");
+    want.push(0);
+    want.push(9);
+    want.extend(b"marketing");
+    want.extend([0xc0, 0x04]);
+    assert_eq!(search_list(&names.iter().collect::<Vec<_>>()), want);
+    // A name given twice is a pointer to the first.
+    let twice = [names[0].clone(), names[0].clone()];
+    let enc = search_list(&twice.iter().collect::<Vec<_>>());
+    assert_eq!(&enc[enc.len() - 2..], [0xc0, 0x00]);
+}
+
+fn plan_with_options() -> DhcpPlan {
+    let mut p = plan(10, 20);
+    p.options = DhcpOptions {
+        ntp: vec![Ipv4Addr::new(10, 0, 0, 2), Ipv4Addr::new(192, 0, 2, 123)],
+        routes: vec![DhcpRoute {
+            to: net("172.16.0.0/12"),
+            via: Ipv4Addr::new(10, 0, 0, 254),
+        }],
+        search: vec![
+            DnsName::new("guest.lan").unwrap(),
+            DnsName::new("corp.example").unwrap(),
+        ],
+        next_server: Some(Ipv4Addr::new(10, 0, 0, 3)),
+        filename: Some("pxelinux.0".into()),
+        raw: vec![
+            RawDhcpOption {
+                code: 224,
+                value: b"hello".to_vec(),
+            },
+            RawDhcpOption {
+                code: 225,
+                value: vec![1, 2, 3],
+            },
+        ],
+    };
+    p
+}
+
+fn discover_asking(n: u8, codes: &[u8]) -> Message {
+    let asked = codes.iter().map(|c| OptionCode::from(*c)).collect();
+    client_message(
+        MessageType::Discover,
+        mac(n),
+        u32::from(n),
+        vec![DhcpOption::ParameterRequestList(asked)],
+    )
+}
+
+/// The raw value of option `code` in a reply, pieces joined (RFC 3396).
+fn option_bytes(reply: &Reply, code: u8) -> Option<Vec<u8>> {
+    let b = &reply.bytes;
+    assert_eq!(b[236..240], [99, 130, 83, 99], "magic cookie");
+    let mut i = 240;
+    let mut found: Option<Vec<u8>> = None;
+    while i < b.len() && b[i] != 255 {
+        if b[i] == 0 {
+            i += 1;
+            continue;
+        }
+        let len = usize::from(b[i + 1]);
+        if b[i] == code {
+            found
+                .get_or_insert_with(Vec::new)
+                .extend(&b[i + 2..i + 2 + len]);
+        }
+        i += 2 + len;
+    }
+    found
+}
+
+#[test]
+fn further_options_go_only_to_clients_that_ask_for_them() {
+    let mut pool = Pool::new(plan_with_options(), []);
+    // No parameter request list: none of them, but the header's boot
+    // server and file, which PXE ROMs read unasked.
+    let out = send(&mut pool, &discover(1));
+    let reply = out.reply.as_ref().unwrap();
+    for code in [42, 66, 67, 119, 121, 249, 224, 225] {
+        assert_eq!(option_bytes(reply, code), None, "option {code} unasked");
+    }
+    let offer = decode(reply);
+    assert_eq!(offer.siaddr(), Ipv4Addr::new(10, 0, 0, 3));
+    // The decoder keeps the field's terminator.
+    let file = offer.fname_str().unwrap().unwrap();
+    assert_eq!(file.trim_end_matches('\0'), "pxelinux.0");
+    // The basics are always there.
+    assert!(offer.opts().get(OptionCode::Router).is_some());
+
+    // Asking for some gets exactly those.
+    let out = send(&mut pool, &discover_asking(2, &[1, 3, 42, 224]));
+    let reply = out.reply.as_ref().unwrap();
+    assert_eq!(
+        option_bytes(reply, 42).unwrap(),
+        [10, 0, 0, 2, 192, 0, 2, 123]
+    );
+    assert_eq!(option_bytes(reply, 224).unwrap(), b"hello");
+    for code in [66, 67, 119, 121, 249, 225] {
+        assert_eq!(option_bytes(reply, code), None, "option {code} unasked");
+    }
+}
+
+#[test]
+fn each_further_option_is_encoded_when_asked_for() {
+    let mut pool = Pool::new(plan_with_options(), []);
+    let asked = [121, 249, 119, 42, 66, 67, 224, 225];
+    let out = send(&mut pool, &discover_asking(1, &asked));
+    let reply = out.reply.as_ref().unwrap();
+    // 121 starts with the default route via the router (RFC 3442: a client
+    // that gets 121 ignores option 3), then the configured route.
+    let routes = [0, 10, 0, 0, 1, 12, 172, 16, 10, 0, 0, 254];
+    assert_eq!(option_bytes(reply, 121).unwrap(), routes);
+    assert_eq!(option_bytes(reply, 249).unwrap(), routes);
+    assert_eq!(option_bytes(reply, 66).unwrap(), b"10.0.0.3");
+    assert_eq!(option_bytes(reply, 67).unwrap(), b"pxelinux.0");
+    assert_eq!(option_bytes(reply, 225).unwrap(), [1, 2, 3]);
+    // dhcproto reads what we wrote, as a client would.
+    let offer = decode(reply);
+    let o = offer.opts();
+    assert_eq!(
+        o.get(OptionCode::ClasslessStaticRoute),
+        Some(&DhcpOption::ClasslessStaticRoute(vec![
+            (net("0.0.0.0/0"), Ipv4Addr::new(10, 0, 0, 1)),
+            (net("172.16.0.0/12"), Ipv4Addr::new(10, 0, 0, 254)),
+        ]))
+    );
+    match o.get(OptionCode::DomainSearch) {
+        Some(DhcpOption::DomainSearch(names)) => {
+            let names: Vec<String> = names.iter().map(|n| n.to_ascii()).collect();
+            assert_eq!(names, ["guest.lan.", "corp.example."]);
+        }
+        other => panic!("no search list: {other:?}"),
+    }
+    assert_eq!(
+        o.get(OptionCode::NtpServers),
+        Some(&DhcpOption::NtpServers(vec![
+            Ipv4Addr::new(10, 0, 0, 2),
+            Ipv4Addr::new(192, 0, 2, 123)
+        ]))
+    );
+    // The ACK carries them as the OFFER did.
+    let mut select = select(1, offer.yiaddr());
+    select.opts_mut().insert(DhcpOption::ParameterRequestList(
+        asked.iter().map(|c| OptionCode::from(*c)).collect(),
+    ));
+    let ack = send(&mut pool, &select);
+    assert_eq!(
+        option_bytes(ack.reply.as_ref().unwrap(), 121).unwrap(),
+        routes
+    );
+}
+
+#[test]
+fn isolated_networks_get_no_default_route_in_121_and_a_given_default_wins() {
+    let mut p = plan_with_options();
+    p.router = None;
+    let mut pool = Pool::new(p, []);
+    let out = send(&mut pool, &discover_asking(1, &[121]));
+    assert_eq!(
+        option_bytes(out.reply.as_ref().unwrap(), 121).unwrap(),
+        [12, 172, 16, 10, 0, 0, 254]
+    );
+    let mut p = plan_with_options();
+    p.options.routes.push(DhcpRoute {
+        to: net("0.0.0.0/0"),
+        via: Ipv4Addr::new(10, 0, 0, 253),
+    });
+    let mut pool = Pool::new(p, []);
+    let out = send(&mut pool, &discover_asking(1, &[121]));
+    assert_eq!(
+        option_bytes(out.reply.as_ref().unwrap(), 121).unwrap(),
+        [12, 172, 16, 10, 0, 0, 254, 0, 10, 0, 0, 253]
+    );
+}
+
+#[test]
+fn options_that_do_not_fit_the_clients_size_are_left_out_by_priority() {
+    // 30 raw options of 150 bytes: far more than 576 bytes.
+    let mut p = plan_with_options();
+    p.options.raw = (0..30)
+        .map(|i| RawDhcpOption {
+            code: 160 + i,
+            value: vec![i; 150],
+        })
+        .collect();
+    let mut pool = Pool::new(p, []);
+    let mut asked: Vec<u8> = vec![121, 119, 42];
+    asked.extend(160..190);
+    let out = send(&mut pool, &discover_asking(1, &asked));
+    let reply = out.reply.as_ref().unwrap();
+    // No option 57: a 576-byte datagram, 548 bytes of DHCP.
+    assert!(reply.bytes.len() <= 548, "{} bytes", reply.bytes.len());
+    for code in [121, 119, 42, 160] {
+        assert!(option_bytes(reply, code).is_some(), "option {code} kept");
+    }
+    assert_eq!(option_bytes(reply, 161), None, "no room for a second");
+    assert!(decode(reply).opts().msg_type().is_some());
+
+    // A client that takes 1500 bytes gets more of them.
+    let mut big = discover_asking(2, &asked);
+    big.opts_mut().insert(DhcpOption::MaxMessageSize(1500));
+    let out = send(&mut pool, &big);
+    let reply = out.reply.as_ref().unwrap();
+    assert!(reply.bytes.len() <= 1472, "{} bytes", reply.bytes.len());
+    assert!(option_bytes(reply, 165).is_some());
+    assert_eq!(option_bytes(reply, 189), None);
+    // A size under the legal minimum is read as the minimum.
+    let mut tiny = discover_asking(3, &asked);
+    tiny.opts_mut().insert(DhcpOption::MaxMessageSize(100));
+    let out = send(&mut pool, &tiny);
+    assert!(option_bytes(out.reply.as_ref().unwrap(), 160).is_some());
+}
+
+#[test]
+fn long_options_are_split_and_unchecked_plans_stay_bounded() {
+    // 40 routes (past the API's 32) and raw options naming guestnet's own
+    // codes, as a plan that skipped Plan::check could carry.
+    let mut p = plan_with_options();
+    p.options.routes = (0..40)
+        .map(|i| DhcpRoute {
+            to: net(&format!("172.{i}.0.0/16")),
+            via: Ipv4Addr::new(10, 0, 0, 254),
+        })
+        .collect();
+    p.options.raw = vec![
+        RawDhcpOption {
+            code: 3,
+            value: vec![1, 1, 1, 1],
+        },
+        RawDhcpOption {
+            code: 255,
+            value: vec![],
+        },
+        RawDhcpOption {
+            code: 224,
+            value: vec![7; 300],
+        },
+        RawDhcpOption {
+            code: 226,
+            value: vec![],
+        },
+    ];
+    p.options.filename = Some("x".repeat(200));
+    let mut pool = Pool::new(p, []);
+    let mut m = discover_asking(1, &[3, 121, 224, 226, 255]);
+    m.opts_mut().insert(DhcpOption::MaxMessageSize(1500));
+    let out = send(&mut pool, &m);
+    let reply = out.reply.as_ref().unwrap();
+    // 1 default + 32 routes of 7 bytes: more than one 255-byte piece.
+    let routes = option_bytes(reply, 121).unwrap();
+    assert_eq!(routes.len(), 5 + 32 * 7);
+    let offer = decode(reply);
+    match offer.opts().get(OptionCode::ClasslessStaticRoute) {
+        Some(DhcpOption::ClasslessStaticRoute(r)) => assert_eq!(r.len(), 33),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        offer.opts().get(OptionCode::Router),
+        Some(&DhcpOption::Router(vec![Ipv4Addr::new(10, 0, 0, 1)]))
+    );
+    assert_eq!(option_bytes(reply, 224), None, "over 255 bytes");
+    assert_eq!(option_bytes(reply, 226).unwrap(), b"", "an empty option");
+    assert!(
+        offer.fname().is_none(),
+        "a file name too long for the header"
+    );
+}
+
+#[test]
+fn inform_gets_the_options_it_asks_for() {
+    let mut pool = Pool::new(plan_with_options(), []);
+    let mut inform = client_message(
+        MessageType::Inform,
+        mac(1),
+        7,
+        vec![DhcpOption::ParameterRequestList(vec![OptionCode::from(42)])],
+    );
+    inform.set_ciaddr(Ipv4Addr::new(10, 0, 0, 30));
+    let out = send(&mut pool, &inform);
+    assert!(option_bytes(out.reply.as_ref().unwrap(), 42).is_some());
+}
+
+#[test]
+fn append_leaves_out_what_does_not_fit() {
+    let mut buf = vec![1, 2, 3, 255];
+    let extras = [
+        Extra {
+            code: 200,
+            data: vec![0; 10],
+        },
+        Extra {
+            code: 201,
+            data: vec![0; 2],
+        },
+    ];
+    let dropped = options::append(&mut buf, &extras, 3 + 1 + 6);
+    assert_eq!(dropped, [200]);
+    assert_eq!(buf, [1, 2, 3, 201, 2, 0, 0, 255]);
+}
+
+#[test]
+fn a_static_host_gets_its_own_boot_file_and_options() {
+    let mut p = plan_with_options();
+    p.hosts[0].filename = Some("ipxe.efi".into());
+    p.hosts[0].options = vec![
+        RawDhcpOption {
+            code: 224,
+            value: b"mine".to_vec(),
+        },
+        RawDhcpOption {
+            code: 230,
+            value: vec![9],
+        },
+    ];
+    let mut pool = Pool::new(p, []);
+    let asked = [67, 224, 225, 230];
+    let host_mac = MacAddr([0x52, 0x54, 0, 0, 0, 0x99]);
+    let mut m = discover_asking(1, &asked);
+    m.set_chaddr(&host_mac.0);
+    let out = send(&mut pool, &m);
+    let reply = out.reply.as_ref().unwrap();
+    assert_eq!(decode(reply).yiaddr(), Ipv4Addr::new(10, 0, 0, 5));
+    assert_eq!(option_bytes(reply, 67).unwrap(), b"ipxe.efi");
+    let file = decode(reply).fname_str().unwrap().unwrap().to_owned();
+    assert_eq!(file.trim_end_matches('\0'), "ipxe.efi");
+    assert_eq!(option_bytes(reply, 224).unwrap(), b"mine");
+    assert_eq!(
+        option_bytes(reply, 225).unwrap(),
+        [1, 2, 3],
+        "the network's"
+    );
+    assert_eq!(option_bytes(reply, 230).unwrap(), [9]);
+    // Anyone else gets the network's.
+    let out = send(&mut pool, &discover_asking(2, &asked));
+    let reply = out.reply.as_ref().unwrap();
+    assert_eq!(option_bytes(reply, 67).unwrap(), b"pxelinux.0");
+    assert_eq!(option_bytes(reply, 224).unwrap(), b"hello");
+    assert_eq!(option_bytes(reply, 230), None);
 }
