@@ -259,3 +259,53 @@ fn a_stopped_network_takes_its_routes_off_a_bridge_that_stays() {
     assert!(lab.world.has_link(&lab.host, "brx"));
     assert_eq!(lab.routes(), before, "the network's routes outlived it");
 }
+
+/// The vocabulary of API 1.1 reaches the host: a route's metric, and
+/// sysctls of the network's own bridge from the closed list, set while it
+/// runs and gone with it; a value a key does not take is refused naming
+/// the plan's part, before anything is made. (API 1.0 had routes at metric
+/// 0 only and one sysctl, IPv4 forwarding.)
+#[test]
+fn route_metrics_and_bridge_sysctls_reach_the_host() {
+    root_or_skip!();
+    let lab = RoutesLab::new(|_, _| {});
+    let gn = lab.service.client();
+    let definition = |value: &str| {
+        format!(
+            "name = \"m1\"\nmode = \"routes\"\nbridge = \"gnbrm\"\n[ipv4]\naddress = \"10.61.0.1/24\"\n\
+             [routes]\nto = [{{ destination = \"10.93.0.0/24\", gateway = \"10.61.0.9\", metric = 50 }}]\n\
+             sysctls = [{{ key = \"bridge_rp_filter\", value = \"{value}\" }}, {{ key = \"bridge_proxy_arp\", value = \"1\" }}]\n"
+        )
+    };
+    let bad = gn.define(&definition("7"));
+    let why = expect_error(gn.try_start(&bad), "Failed");
+    assert!(
+        why.contains("sysctls[0]") && why.contains("bridge_rp_filter"),
+        "{why}"
+    );
+    assert!(
+        !lab.world.has_link(&lab.host, "gnbrm"),
+        "a refused plan made its bridge"
+    );
+    gn.undefine(&bad);
+
+    let net = gn.define(&definition("2"));
+    gn.start(&net);
+    let route = lab.world.ip(&lab.host, "route show 10.93.0.0/24");
+    assert!(
+        route.contains("via 10.61.0.9 dev gnbrm") && route.contains("metric 50"),
+        "{route}"
+    );
+    let get = |key: &str| {
+        lab.world
+            .sysctl_get(&lab.host, &format!("net.ipv4.conf.gnbrm.{key}"))
+    };
+    assert_eq!(get("rp_filter"), "2");
+    assert_eq!(get("proxy_arp"), "1");
+    gn.stop(&net);
+    assert!(!lab.world.has_link(&lab.host, "gnbrm"));
+    assert!(lab
+        .world
+        .ip(&lab.host, "route show 10.93.0.0/24")
+        .is_empty());
+}

@@ -7,10 +7,12 @@
 //! [routes]
 //! to = [{ destination = "10.90.0.0/24", gateway = "10.60.0.9" }, { destination = "0.0.0.0/0" }]
 //! existing = true   # use the definition's `bridge`, which the host has, instead of a new one
+//! sysctls = [{ key = "bridge_rp_filter", value = "2" }]   # planned as given
 //! ```
 
 use guestnet_mode_api::{
     mode_section, own_subnet, BridgePlan, Definition, HostFacts, Mode, ModeError, Plan, RoutePlan,
+    Sysctl,
 };
 use serde::Deserialize;
 
@@ -24,6 +26,8 @@ struct Section {
     to: Vec<RoutePlan>,
     #[serde(default)]
     existing: bool,
+    #[serde(default)]
+    sysctls: Vec<Sysctl>,
 }
 
 impl Mode for Routes {
@@ -43,6 +47,7 @@ impl Mode for Routes {
         let section: Section = mode_section(definition)?;
         let mut plan = own_subnet::plan(definition, facts, own_subnet::Gateway::Offered)?;
         plan.routes = section.to;
+        plan.sysctls = section.sysctls;
         if section.existing {
             let name = definition
                 .bridge
