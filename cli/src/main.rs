@@ -140,11 +140,45 @@ enum Command {
         #[command(subcommand)]
         command: ModeCommand,
     },
+    /// Port forwards of a network: add, remove, list
+    Forward {
+        #[command(subcommand)]
+        command: ForwardCommand,
+    },
     /// Print a shell completion script
     Completions {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+}
+
+#[derive(Subcommand, Debug)]
+enum ForwardCommand {
+    /// Forward a host port (or range) to a guest, live and kept in the
+    /// definition (AddForward): e.g. `forward add lab tcp 8080 web1 --to-port 80`
+    Add {
+        name: String,
+        /// tcp or udp
+        proto: String,
+        /// The host port, or a range like 8000-8010
+        port: String,
+        /// The guest: a static host's or DHCP guest's name, a MAC, or an IPv4 address
+        to: String,
+        /// The guest's port (a range: its first port); default: the host's
+        #[arg(long)]
+        to_port: Option<u16>,
+        /// Only on this host address; default: every address of the host
+        #[arg(long)]
+        address: Option<String>,
+    },
+    /// Remove the forward of a host port (or range) (RemoveForward)
+    Remove {
+        name: String,
+        proto: String,
+        port: String,
+    },
+    /// List a network's forwards: PROTO PORT TO TO_PORT ADDRESS
+    List { name: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -313,7 +347,73 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Mode {
             command: ModeCommand::Describe { name },
         } => describe::describe(&ctx, &name).await,
+        Command::Forward { command } => forward(&ctx, command).await,
         Command::Completions { .. } => unreachable!("handled before connecting"),
+    }
+}
+
+async fn forward(ctx: &Ctx, command: ForwardCommand) -> Result<()> {
+    match command {
+        ForwardCommand::Add {
+            name,
+            proto,
+            port,
+            to,
+            to_port,
+            address,
+        } => {
+            let mut f: HashMap<&str, Value<'_>> = HashMap::new();
+            f.insert("proto", Value::from(proto.as_str()));
+            match port.parse::<u16>() {
+                Ok(p) => f.insert("port", Value::from(p)),
+                Err(_) => f.insert("port", Value::from(port.as_str())),
+            };
+            f.insert("to", Value::from(to.as_str()));
+            if let Some(p) = to_port {
+                f.insert("to_port", Value::from(p));
+            }
+            if let Some(a) = &address {
+                f.insert("address", Value::from(a.as_str()));
+            }
+            network(ctx, &name).await?.add_forward(f).await?;
+            Ok(())
+        }
+        ForwardCommand::Remove { name, proto, port } => {
+            network(ctx, &name)
+                .await?
+                .remove_forward(&proto, &port)
+                .await?;
+            Ok(())
+        }
+        ForwardCommand::List { name } => {
+            let forwards = network(ctx, &name).await?.forwards().await?;
+            let rows: Vec<Json> = forwards
+                .iter()
+                .map(|f| {
+                    let mut m = Map::new();
+                    for (k, v) in f {
+                        m.insert(k.clone(), output::value_json(v));
+                    }
+                    Json::Object(m)
+                })
+                .collect();
+            if ctx.json {
+                output::json(&Json::Array(rows));
+            } else {
+                for r in &rows {
+                    let col = |k: &str| r.get(k).map(output::plain).unwrap_or_else(|| "-".into());
+                    line(&format!(
+                        "{}\t{}\t{}\t{}\t{}",
+                        col("proto"),
+                        col("port"),
+                        col("to"),
+                        col("to_port"),
+                        col("address")
+                    ));
+                }
+            }
+            Ok(())
+        }
     }
 }
 
@@ -351,7 +451,7 @@ async fn properties(ctx: &Ctx, path: &OwnedObjectPath) -> Result<BTreeMap<String
 }
 
 /// The properties in the order `show` prints them; others follow, sorted.
-const PROPERTY_ORDER: [&str; 10] = [
+const PROPERTY_ORDER: [&str; 11] = [
     "Name",
     "Uuid",
     "Mode",
@@ -360,6 +460,7 @@ const PROPERTY_ORDER: [&str; 10] = [
     "Autostart",
     "Bridge",
     "Domain",
+    "Forwards",
     "Addresses",
     "Warnings",
 ];

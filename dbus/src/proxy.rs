@@ -89,6 +89,21 @@ pub trait Network {
     /// The definition as TOML.
     fn get_config(&self) -> zbus::Result<String>;
 
+    /// Adds a port forward (`proto`, `port`, `to`, `to_port`, `address`).
+    fn add_forward(
+        &self,
+        forward: std::collections::HashMap<&str, zbus::zvariant::Value<'_>>,
+    ) -> zbus::Result<()>;
+
+    /// Removes the forward of `proto` host port(s) `port`.
+    fn remove_forward(&self, proto: &str, port: &str) -> zbus::Result<()>;
+
+    /// The port forwards.
+    #[zbus(property)]
+    fn forwards(
+        &self,
+    ) -> zbus::Result<Vec<std::collections::HashMap<String, zbus::zvariant::OwnedValue>>>;
+
     fn list_leases(&self) -> zbus::Result<Vec<Lease>>;
 
     /// The lease of `mac`: at once if it exists, else as soon as it is

@@ -102,6 +102,7 @@ async fn run(args: Args) -> Result<(), String> {
     ));
     networks.recover().await;
     networks.watch_guests().await.map_err(|e| e.to_string())?;
+    networks.follow_forwards();
     let guarded = networks.clone();
     let _firewall_guard = firewall
         .guard(move || {

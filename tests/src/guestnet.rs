@@ -15,12 +15,13 @@ pub const MANAGER_PATH: &str = "/org/guestnet1";
 pub const MANAGER_IFACE: &str = "org.guestnet1.Manager";
 pub const NETWORK_IFACE: &str = "org.guestnet1.Network";
 /// Every property of org.guestnet1.Network.
-pub const NETWORK_PROPERTIES: [&str; 10] = [
+pub const NETWORK_PROPERTIES: [&str; 11] = [
     "Active",
     "Addresses",
     "Autostart",
     "Bridge",
     "Domain",
+    "Forwards",
     "Mode",
     "Name",
     "Persistent",

@@ -77,6 +77,10 @@ pub struct Definition {
     /// an older guestnetd: nothing beyond DHCP, DNS and ICMP echo.
     #[serde(default)]
     pub host: HostConfig,
+    /// Port forwards to guests (`[[forwards]]`); see [`crate::forwards`].
+    /// Since API 1.1; absent: none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub forwards: Vec<crate::forwards::ForwardConfig>,
     /// The table named after the mode (`[nat]`, `[bridged]`, ...), as JSON,
     /// for the mode to validate and interpret.
     pub mode_section: Option<serde_json::Value>,
@@ -269,6 +273,8 @@ struct RawDefinition {
     dns: Option<RawDns>,
     /// Read by hand, so that a mistake names its key (`host.allow[1]`).
     host: Option<toml::Value>,
+    /// Read by hand, like `host`.
+    forwards: Option<toml::Value>,
     /// Everything else: the mode's own table, or a mistake.
     #[serde(flatten)]
     rest: BTreeMap<String, toml::Value>,
@@ -336,6 +342,7 @@ const RESERVED_KEYS: &[&str] = &[
     "ipv4",
     "dns",
     "host",
+    "forwards",
 ];
 
 impl Definition {
@@ -402,6 +409,7 @@ impl Definition {
         };
         let dns = parse_dns(raw.dns, &ipv4.hosts)?;
         let host = parse_host_section(raw.host)?;
+        let forwards = crate::forwards::parse(raw.forwards, ipv4.address.map(|a| a.trunc()))?;
         Ok(Self {
             name,
             mode,
@@ -412,6 +420,7 @@ impl Definition {
             ipv4,
             dns,
             host,
+            forwards,
             mode_section,
         })
     }
@@ -464,6 +473,10 @@ impl Definition {
             let mut host = toml::Table::new();
             host.insert("allow".into(), toml::Value::Array(allow.collect()));
             t.insert("host".into(), toml::Value::Table(host));
+        }
+        if !self.forwards.is_empty() {
+            let f = self.forwards.iter().map(|f| f.to_toml());
+            t.insert("forwards".into(), toml::Value::Array(f.collect()));
         }
         if let Some(section) = &self.mode_section {
             if let Ok(v) = toml::Value::try_from(section) {

@@ -16,6 +16,21 @@ pub struct HostFacts {
     /// A private /24 (as the host address `x.y.z.1/24`) that overlaps no
     /// address or route on the host, for a definition without an address.
     pub free_subnet: Option<Ipv4Net>,
+    /// The network's current DHCP leases (none while it is stopped), so
+    /// that a plan can name a guest by MAC or host name (port forwards).
+    /// Since API 1.1.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub leases: Vec<LeaseFact>,
+}
+
+/// A guest's current DHCP lease.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LeaseFact {
+    pub mac: crate::MacAddr,
+    pub ip: Ipv4Addr,
+    /// The host name the guest gave, as a DNS label.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
 }
 
 impl HostFacts {

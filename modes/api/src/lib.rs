@@ -115,6 +115,7 @@ pub mod check;
 pub mod definition;
 pub mod describe;
 pub mod facts;
+pub mod forwards;
 pub mod names;
 pub mod own_subnet;
 pub mod plan;
@@ -128,7 +129,8 @@ pub use uuid;
 
 pub use definition::{Definition, DefinitionError, MacAddr, StaticHost};
 pub use describe::{KeyDescription, KeyKind, TableDescription};
-pub use facts::{HostFacts, LinkFact, RouteFact};
+pub use facts::{HostFacts, LeaseFact, LinkFact, RouteFact};
+pub use forwards::{ForwardConfig, ForwardTarget};
 pub use names::{DnsName, IfName, NetworkName};
 pub use plan::{
     BridgePlan, DhcpOptions, DhcpPlan, DhcpRoute, DnsPlan, DnsRecord, DomainServers, Endpoint,

@@ -92,3 +92,33 @@ pub fn plan(
         warnings: vec![],
     })
 }
+
+/// Adds the definition's port forwards to a plan of the guests' own subnet
+/// (nat, routed): a rule for each forward whose guest has an address, a
+/// warning for each that has none yet. See [`crate::forwards`].
+pub fn add_forwards(plan: &mut Plan, definition: &Definition, facts: &HostFacts) {
+    if definition.forwards.is_empty() {
+        return;
+    }
+    let Some(subnet) = plan.addresses.first().map(|a| a.trunc()) else {
+        return;
+    };
+    let (rules, warnings) =
+        crate::forwards::rules(&definition.forwards, &definition.ipv4.hosts, facts, subnet);
+    if let FirewallPolicy::Rules { rules: r, .. } = &mut plan.firewall {
+        r.extend(rules);
+    }
+    plan.warnings.extend(warnings);
+}
+
+/// Refuses a definition with forwards, for a mode that has no use for them.
+pub fn refuse_forwards(definition: &Definition, mode: &str) -> Result<(), ModeError> {
+    if definition.forwards.is_empty() {
+        Ok(())
+    } else {
+        Err(ModeError::invalid(
+            "forwards",
+            format!("a {mode} network forwards no ports: use nat or routed"),
+        ))
+    }
+}

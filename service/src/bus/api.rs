@@ -219,6 +219,46 @@ impl NetworkObject {
         Ok(result?)
     }
 
+    /// Adds a port forward (keys as in `[[forwards]]`: `proto` s, `port` q
+    /// or s for a range, `to` s, `to_port` q or s, `address` s), kept in
+    /// the definition; live on an active network.
+    async fn add_forward(
+        &self,
+        forward: HashMap<String, OwnedValue>,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(object_server)] server: &ObjectServer,
+        #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
+    ) -> Result<(), BusError> {
+        authority::check(conn, &header, Action::ManageNetworks).await?;
+        let table = forward_table(forward)?;
+        let before = self.properties(server, conn, &emitter).await;
+        let result = self.networks.add_forward(&self.name, table).await;
+        self.announce(server, conn, &emitter, before).await;
+        Ok(result?)
+    }
+
+    /// Removes the forward of host port `port` (`8080` or `8000-8010`) of
+    /// protocol `proto`.
+    async fn remove_forward(
+        &self,
+        proto: String,
+        port: String,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(object_server)] server: &ObjectServer,
+        #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
+    ) -> Result<(), BusError> {
+        authority::check(conn, &header, Action::ManageNetworks).await?;
+        let before = self.properties(server, conn, &emitter).await;
+        let result = self
+            .networks
+            .remove_forward(&self.name, &proto, &port)
+            .await;
+        self.announce(server, conn, &emitter, before).await;
+        Ok(result?)
+    }
+
     /// (mac, ip, hostname, client id, expiry in unix seconds) of every lease.
     async fn list_leases(&self) -> Result<Vec<LeaseTuple>, BusError> {
         let leases = self.networks.leases(&self.name).await?;
@@ -507,6 +547,19 @@ impl NetworkObject {
         Ok(self.network().await?.addresses())
     }
 
+    /// The network's port forwards, as `AddForward` takes them.
+    #[zbus(property)]
+    async fn forwards(&self) -> zbus::fdo::Result<Vec<HashMap<String, OwnedValue>>> {
+        Ok(self
+            .network()
+            .await?
+            .definition
+            .forwards
+            .iter()
+            .map(forward_dict)
+            .collect())
+    }
+
     /// What the mode warned of when it planned the running network
     /// (control characters dropped, each cut to 512 bytes); empty while
     /// the network is inactive.
@@ -514,6 +567,61 @@ impl NetworkObject {
     async fn warnings(&self) -> zbus::fdo::Result<Vec<String>> {
         Ok(self.network().await?.warnings())
     }
+}
+
+/// A forward as D-Bus carries it; see `AddForward`.
+fn forward_dict(f: &guestnet_mode_api::ForwardConfig) -> HashMap<String, OwnedValue> {
+    let mut d = HashMap::new();
+    let mut put = |k: &str, v: Value<'_>| {
+        if let Ok(v) = OwnedValue::try_from(v) {
+            d.insert(k.to_owned(), v);
+        }
+    };
+    put("proto", Value::from(f.port.protocol.as_str()));
+    if f.port.first == f.port.last {
+        put("port", Value::from(f.port.first));
+        put("to_port", Value::from(f.to_port));
+    } else {
+        put("port", Value::from(f.port.ports()));
+        put(
+            "to_port",
+            Value::from(format!("{}-{}", f.to_port, f.to_last())),
+        );
+    }
+    put("to", Value::from(f.to.to_string()));
+    if let Some(a) = f.address {
+        put("address", Value::from(a.to_string()));
+    }
+    d
+}
+
+/// The a{sv} of `AddForward` as the `[[forwards]]` table it stands for;
+/// the definition's parser checks the rest.
+fn forward_table(forward: HashMap<String, OwnedValue>) -> Result<toml::Value, BusError> {
+    const MAX_KEYS: usize = 8;
+    if forward.len() > MAX_KEYS {
+        return Err(ServiceError::InvalidConfig("forward: too many keys".into()).into());
+    }
+    let mut t = toml::Table::new();
+    for (k, v) in forward {
+        let value: toml::Value = match &*v {
+            Value::Str(s) => s.as_str().into(),
+            Value::U16(n) => i64::from(*n).into(),
+            Value::U32(n) => i64::from(*n).into(),
+            Value::I32(n) => i64::from(*n).into(),
+            Value::I64(n) => (*n).into(),
+            Value::U64(n) => i64::try_from(*n).unwrap_or(i64::MAX).into(),
+            other => {
+                return Err(ServiceError::InvalidConfig(format!(
+                    "forward.{k}: a {} is not a string or a number",
+                    other.value_signature()
+                ))
+                .into())
+            }
+        };
+        t.insert(k, value);
+    }
+    Ok(toml::Value::Table(t))
 }
 
 type LeaseTuple = (String, String, String, String, u64);

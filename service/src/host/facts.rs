@@ -54,6 +54,7 @@ pub fn facts(snapshot: &Snapshot) -> HostFacts {
         default_route_interface,
         free_bridge_name: free_bridge_name(snapshot),
         free_subnet: free_subnet(snapshot),
+        leases: vec![],
     }
 }
 

@@ -25,6 +25,7 @@
 //!   properties, ListLeases, WaitForLease) never wait for a writer's
 //!   kernel work.
 
+mod forwards;
 mod lifecycle;
 mod ports;
 mod recovery;
@@ -355,15 +356,42 @@ impl Networks {
     /// third-party code, and a slow one must not stall the service's tasks.
     /// The plan's warnings are cleaned and logged here, once per plan
     /// made (Start, Create, Update).
-    async fn plan(&self, def: &Definition, facts: HostFacts) -> Result<Plan, ServiceError> {
+    async fn plan(&self, def: &Definition, mut facts: HostFacts) -> Result<Plan, ServiceError> {
         let mode = self.mode_of(def)?;
+        // The guests a forward names by MAC or host name are found in the
+        // network's current leases.
+        if !def.forwards.is_empty() {
+            facts.leases = self.lease_facts(&def.name);
+        }
         let asked = def.clone();
         let mut plan = tokio::task::spawn_blocking(move || mode.plan(&asked, &facts))
             .await
             .map_err(|e| ServiceError::Failed(format!("planning: {e}")))?
             .map_err(ServiceError::from)?;
+        forwards::note_unserved(def, &mut plan);
         warnings::take_in(&mut plan, def.name.as_str(), &def.mode);
         Ok(plan)
+    }
+
+    /// The current leases of a network, as a mode reads them.
+    fn lease_facts(&self, name: &NetworkName) -> Vec<guestnet_mode_api::LeaseFact> {
+        let Ok(slot) = self.slot(name.as_str()) else {
+            return vec![];
+        };
+        let services = slot.services.lock().expect("services lock");
+        let leases = services
+            .as_ref()
+            .and_then(|s| s.dhcp.as_ref())
+            .map(|d| d.leases())
+            .unwrap_or_default();
+        leases
+            .into_iter()
+            .map(|l| guestnet_mode_api::LeaseFact {
+                mac: l.mac,
+                ip: l.ip,
+                name: l.hostname,
+            })
+            .collect()
     }
 
     /// Every lease change of every network, from now on.
@@ -434,6 +462,8 @@ impl Networks {
         })?;
         let others = self.other_active_plans(name);
         let others: Vec<(&str, &Plan)> = others.iter().map(|(n, p)| (n.as_str(), p)).collect();
+        forwards::check(plan, &others, &forwards::listening_ports())
+            .map_err(ServiceError::Conflict)?;
         crate::host::facts::conflicts(plan, snapshot, name.as_str(), &others)
             .map_err(ServiceError::Conflict)
     }

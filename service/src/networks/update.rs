@@ -75,6 +75,35 @@ impl Networks {
         Ok(())
     }
 
+    /// Plans an active network again with the definition it has (what it
+    /// plans from changed: a lease a forward follows), and applies what
+    /// differs. Nothing happens when the plan is the same.
+    pub(super) async fn replan(&self, name: &str) -> Result<(), ServiceError> {
+        let held = self.hold(name).await?;
+        let old = held.slot.network();
+        let Some(old_plan) = &old.plan else {
+            return Ok(());
+        };
+        let plan = self
+            .update_active(&held, &old, old_plan, &old.definition)
+            .await?;
+        if plan == *old_plan {
+            return Ok(());
+        }
+        let network = Network {
+            definition: old.definition.clone(),
+            persistent: old.persistent,
+            plan: Some(plan),
+        };
+        if let Some(record) = network.record(Phase::Active) {
+            if let Err(e) = self.runtime.save(&record) {
+                tracing::warn!("recording network {name}: {e}");
+            }
+        }
+        held.slot.set(network);
+        Ok(())
+    }
+
     /// Plans `def` for a network that runs on `old_plan` and moves it there.
     async fn update_active(
         &self,

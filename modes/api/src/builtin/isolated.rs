@@ -13,6 +13,7 @@ use crate::{
 /// [`own_subnet::plan`] without a default gateway, and `deny guests →
 /// anywhere`, `deny anywhere → guests`.
 pub fn plan(definition: &Definition, facts: &HostFacts) -> Result<Plan, ModeError> {
+    own_subnet::refuse_forwards(definition, "isolated")?;
     let mut plan = own_subnet::plan(definition, facts, own_subnet::Gateway::Withheld)?;
     plan.firewall = FirewallPolicy::Rules {
         guests: vec![],

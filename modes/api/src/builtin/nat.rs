@@ -106,6 +106,7 @@ pub fn plan_with(
             },
         ],
     };
+    own_subnet::add_forwards(&mut plan, definition, facts);
     Ok(plan)
 }
 

@@ -23,6 +23,7 @@ pub fn plan(definition: &Definition, facts: &HostFacts) -> Result<Plan, ModeErro
             FirewallRule::allow(Endpoint::Anywhere, Endpoint::Guests),
         ],
     };
+    own_subnet::add_forwards(&mut plan, definition, facts);
     Ok(plan)
 }
 
