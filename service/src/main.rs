@@ -93,11 +93,13 @@ async fn run(args: Args) -> Result<(), String> {
     // The firewall backends, chosen once and handed to who uses them.
     let firewall = Arc::new(Firewall::new());
     let firewalld = Arc::new(Firewalld::new());
+    let resolved = Arc::new(guestnetd::host::resolved::Resolved::new());
     let networks = Arc::new(networks::Networks::new(
         modes,
         kernel,
         firewall.clone(),
         firewalld.clone(),
+        resolved.clone(),
         &paths,
     ));
     networks.recover().await;
@@ -120,6 +122,8 @@ async fn run(args: Args) -> Result<(), String> {
     if let Err(e) = firewalld.watch(&conn).await {
         tracing::warn!("cannot watch firewalld on the bus: {e}");
     }
+    // systemd-resolved, when on the bus: guests' names on the host.
+    resolved.connect(&conn).await;
     conn.request_name(guestnet_dbus::BUS_NAME)
         .await
         .map_err(|e| format!("cannot own {}: {e}", guestnet_dbus::BUS_NAME))?;

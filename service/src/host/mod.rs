@@ -6,6 +6,7 @@ pub mod facts;
 pub mod kernel;
 pub mod links;
 pub mod netns;
+pub mod resolved;
 pub mod socket_buffers;
 pub mod sysctl;
 pub mod tap;

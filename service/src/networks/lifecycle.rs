@@ -286,6 +286,7 @@ impl Networks {
         }
         if let Some(services) = held.slot.take_services() {
             services.stop().await;
+            self.resolved.set(name.as_str(), None).await;
         }
         // One reading of the host for the whole teardown.
         let mut problems: Vec<String> = match self.snapshot().await {

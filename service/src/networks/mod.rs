@@ -192,6 +192,8 @@ struct Held {
 pub struct Networks {
     modes: ModeRegistry,
     kernel: Kernel,
+    /// systemd-resolved, told where each network's names are answered.
+    resolved: Arc<crate::host::resolved::Resolved>,
     definitions: DefinitionStore,
     runtime: RuntimeStore,
     leases_dir: PathBuf,
@@ -216,11 +218,13 @@ impl Networks {
         kernel: Kernel,
         firewall: Arc<Firewall>,
         firewalld: Arc<Firewalld>,
+        resolved: Arc<crate::host::resolved::Resolved>,
         paths: &Paths,
     ) -> Self {
         Self {
             modes,
             kernel,
+            resolved,
             definitions: DefinitionStore::new(paths.config_dir.clone()),
             runtime: RuntimeStore::new(paths.runtime_dir.clone()),
             leases_dir: paths.state_dir.join("leases"),

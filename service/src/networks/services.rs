@@ -83,7 +83,25 @@ impl Networks {
             Some(d) => Some(self.start_dns(plan, d, &zone).await?),
             None => None,
         };
+        self.announce_dns(name, plan).await;
         Ok(Services { dhcp, dns, zone })
+    }
+
+    /// Tells systemd-resolved where the network's names are answered (see
+    /// `host/resolved.rs`), or that they are not any more.
+    pub(super) async fn announce_dns(&self, name: &NetworkName, plan: &Plan) {
+        let link = match &plan.dns {
+            Some(d) => match self.kernel.link_by_name(plan.bridge.name().as_str()).await {
+                Ok(Some(bridge)) => Some(crate::host::resolved::LinkDns {
+                    ifindex: bridge.index as i32,
+                    server: d.listen,
+                    domain: d.domain.clone(),
+                }),
+                _ => None,
+            },
+            None => None,
+        };
+        self.resolved.set(name.as_str(), link).await;
     }
 
     async fn start_dhcp(

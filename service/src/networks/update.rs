@@ -165,6 +165,9 @@ impl Networks {
             back().await;
             return Err(e);
         }
+        if old_plan.dns != new_plan.dns {
+            self.announce_dns(&def.name, &new_plan).await;
+        }
         if super::ports::isolates_guests(old_plan) != super::ports::isolates_guests(&new_plan) {
             // The guests' ports change isolation in place.
             self.watch_bridge(&def.name, &new_plan).await;
@@ -229,6 +232,7 @@ impl Networks {
         let ports = self.release_ports(name, old_plan).await;
         if let Some(services) = held.slot.take_services() {
             services.stop().await;
+            self.resolved.set(name.as_str(), None).await;
         }
         let moved = self
             .move_links(name, old_plan, &new_plan, there.bridge_index)
