@@ -646,3 +646,28 @@ fn a_port_the_administrator_opened_survives_the_network_that_wanted_it() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// A nat network with a port forward under firewalld: its bridge goes into
+/// the zone that takes connections from the LAN (guestnet-routed), and a
+/// LAN host reaches the forwarded guest port, seen by its own address,
+/// across a reload.
+#[test]
+fn a_forwarded_port_is_reached_from_the_lan_under_firewalld() {
+    root_or_skip!();
+    let Some(lab) = firewalld_lab() else { return };
+    let fw = Firewalld::start_with_guestnet_files(&lab);
+    let gn = lab.gn();
+    let net = gn.define(&format!(
+        "{NAT}[[forwards]]\nproto = \"tcp\"\nport = 8081\nto = \"10.77.11.10\"\n"
+    ));
+    gn.start(&net);
+    let g1 = lab.add_guest("g1", "vg1", "gnbrfw", "10.77.11.10/24", Some("10.77.11.1"));
+    wait_zone(&fw, &lab, "guestnet-routed");
+    for round in 0..2 {
+        let peer = probe::tcp_peer(&lab.world, &g1, 8081, &lab.lan, HOST_UPLINK_ADDR);
+        assert_eq!(peer.as_deref(), Some(LAN_ADDR), "round {round}");
+        let (ok, out) = fw.cmd(&lab, &["--reload"]);
+        assert!(ok, "{out}");
+        wait_zone(&fw, &lab, "guestnet-routed");
+    }
+}
