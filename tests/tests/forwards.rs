@@ -183,6 +183,22 @@ fn forwards_reach_a_dhcp_guest_from_everywhere_and_follow_it() {
         why.contains("InvalidConfig") && why.contains("10.99.0.5"),
         "{why}"
     );
+    // Only the host's own addresses: not an address the host routes to
+    // (it would catch every guest's traffic there).
+    let why = ctl(&[
+        "forward",
+        "add",
+        "fw1",
+        "udp",
+        "5300",
+        "web1",
+        "--address",
+        "8.8.8.8",
+    ]);
+    assert!(why.contains("Conflict") && why.contains("8.8.8.8"), "{why}");
+    // Not guestnet's own DNS port on every address.
+    let why = ctl(&["forward", "add", "fw1", "udp", "53", "web1"]);
+    assert!(why.contains("53") && why.contains("DNS"), "{why}");
     // A range onto one of another size is refused in the definition too.
     let uneven = format!(
         "{NETWORK}[[forwards]]\nproto = \"tcp\"\nport = \"7000-7002\"\nto = \"web1\"\nto_port = \"80-81\"\n"

@@ -54,6 +54,13 @@ impl FakeResolved {
             .push(format!("SetLinkDomains {ifindex} {}", d.join(",")));
     }
 
+    fn set_link_default_route(&self, ifindex: i32, enable: bool) {
+        self.calls
+            .lock()
+            .unwrap()
+            .push(format!("SetLinkDefaultRoute {ifindex} {enable}"));
+    }
+
     fn revert_link(&self, ifindex: i32) {
         self.calls
             .lock()
@@ -131,6 +138,12 @@ fn each_network_s_dns_is_registered_with_resolved_for_its_bridge() {
         .trim()
         .to_owned();
     let seen = wait_for(&calls, "SetLinkDomains");
+    // Never the host's default route for names: routing-only.
+    assert_eq!(
+        seen[0],
+        format!("SetLinkDefaultRoute {ifindex} false"),
+        "{seen:?}"
+    );
     assert!(
         seen.contains(&format!("SetLinkDNS {ifindex} 2:10.81.1.1")),
         "{seen:?}"

@@ -107,6 +107,24 @@ impl Plan {
             .firewall
             .to_rules(&self.addresses)
             .expect("a rules policy has rules");
+        // The guests are the network's own: its subnets, or subnets it
+        // routes through its bridge. Anything wider would make its NAT
+        // exceptions and allows speak for other networks' guests.
+        for (i, g) in guests.iter().enumerate() {
+            let own = self.addresses.iter().any(|a| a.trunc().contains(g))
+                || self
+                    .routes
+                    .iter()
+                    .any(|r| r.destination.trunc().contains(g));
+            if !own {
+                return Err(refuse(
+                    format!("firewall.guests[{i}]"),
+                    format!(
+                        "{g} is neither in the network's subnets nor routed through its bridge"
+                    ),
+                ));
+            }
+        }
         if subnets.is_empty() && !rules.is_empty() {
             return Err(refuse(
                 "firewall.guests",
@@ -144,6 +162,25 @@ impl Plan {
                         return Err(refuse(
                             format!("{}.to", field()),
                             format!("{to} is not in the guests' subnets"),
+                        ));
+                    }
+                    // guestnet answers DNS and DHCP on the host: a forward
+                    // of those ports on every address would take them from
+                    // every network's guests.
+                    let reserved = |p: u16| match port.protocol {
+                        crate::Protocol::Udp => p == 53 || p == 67,
+                        crate::Protocol::Tcp => p == 53,
+                    };
+                    let address = match rule {
+                        FirewallRule::Forward { address, .. } => *address,
+                        _ => None,
+                    };
+                    if address.is_none() && (port.first..=port.last).any(reserved) {
+                        return Err(refuse(
+                            format!("{}.port", field()),
+                            format!(
+                                "{port} holds a port guestnet serves DNS or DHCP on; give the forward an address"
+                            ),
                         ));
                     }
                     let span = port.last - port.first;
@@ -294,4 +331,37 @@ pub(crate) fn check_relative_name(name: &str, owner: bool) -> Result<(), String>
         check_label(plain).map_err(|e| format!("{name:?}: {e}"))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{builtin::nat, Definition, FirewallPolicy, HostFacts, IfName};
+
+    fn plan() -> crate::Plan {
+        let facts = HostFacts {
+            free_bridge_name: Some(IfName::new("gn0").unwrap()),
+            free_subnet: Some("10.20.30.1/24".parse().unwrap()),
+            ..Default::default()
+        };
+        nat::plan(&Definition::parse("name = \"n\"").unwrap(), &facts).unwrap()
+    }
+
+    /// Caught in review: a plan naming 0.0.0.0/0 as its guests made its
+    /// NAT exceptions speak for every network's guests.
+    #[test]
+    fn guests_are_the_networks_own_subnets_or_routes() {
+        let mut p = plan();
+        p.check().unwrap();
+        if let FirewallPolicy::Rules { guests, .. } = &mut p.firewall {
+            *guests = vec!["0.0.0.0/0".parse().unwrap()];
+        }
+        let e = p.check().unwrap_err();
+        assert!(e.to_string().contains("firewall.guests[0]"), "{e}");
+        p.routes.push(crate::RoutePlan {
+            destination: "0.0.0.0/0".parse().unwrap(),
+            gateway: Some("10.20.30.5".parse().unwrap()),
+            metric: None,
+        });
+        p.check().unwrap();
+    }
 }

@@ -458,17 +458,22 @@ fn to_ports(f: &Forward<'_>) -> String {
     }
 }
 
-/// Forwarded ports: arriving from anywhere but the network's own bridge
-/// (prerouting), or sent by the host itself to one of its own addresses
-/// (output), to the host's port, they go to the guest. A range onto a
+/// Forwarded ports: arriving at one of the host's own addresses from
+/// anywhere, the network's own guests included (prerouting, with the
+/// hairpin masquerade in postrouting), or sent by the host itself to one of
+/// its own addresses but loopback (output), to the host's port, they go to
+/// the guest. A range onto a
 /// range of another start maps port by port.
 fn dnat_rules(prerouting: &mut String, output: &mut String, n: &NetworkRules, p: &Rules) {
     let tag = comment(&n.network);
     for f in p.forwards() {
         let proto = f.port.protocol.as_str();
+        // Only traffic to the host itself (a forward's `address` is one of
+        // the host's, checked before the plan is applied), never what the
+        // host routes elsewhere, nor the host's loopback services.
         let daddr = match f.address {
-            Some(a) => format!("ip daddr {a} "),
-            None => "fib daddr type local ".to_owned(),
+            Some(a) => format!("fib daddr type local ip daddr {a} "),
+            None => "fib daddr type local ip daddr != 127.0.0.0/8 ".to_owned(),
         };
         let offset = i32::from(f.to_port) - i32::from(f.port.first);
         let targets: Vec<(String, String)> = if offset == 0 {
@@ -528,21 +533,24 @@ fn nat_rules(out: &mut String, n: &NetworkRules, p: &Rules) {
             .as_ref()
             .map(|u| format!("oifname \"{u}\" "))
             .unwrap_or_else(|| format!("oifname != \"{}\" ", n.bridge));
+        // Every rule names the network's own bridge as where the packet came
+        // in, so no network's exceptions can decide another's traffic.
+        let br = &n.bridge;
         // Broadcast and link-local multicast stay untranslated, as libvirt does.
         let _ = writeln!(
             out,
-            "\t\tip saddr {guests} ip daddr {{ 224.0.0.0/24, 255.255.255.255 }} return {tag}"
+            "\t\tiifname \"{br}\" ip saddr {guests} ip daddr {{ 224.0.0.0/24, 255.255.255.255 }} return {tag}"
         );
         if !except.is_empty() {
             let _ = writeln!(
                 out,
-                "\t\tip saddr {guests} ip daddr {} return {tag}",
+                "\t\tiifname \"{br}\" ip saddr {guests} ip daddr {} return {tag}",
                 addr_set(except)
             );
         }
         let _ = writeln!(
             out,
-            "\t\t{out_if}ip saddr {guests} ip daddr != {guests} masquerade {tag}"
+            "\t\tiifname \"{br}\" {out_if}ip saddr {guests} ip daddr != {guests} masquerade {tag}"
         );
     }
 }
@@ -658,8 +666,10 @@ mod tests {
         line("iifname \"gnbra\" ct state established,related accept");
         // Masquerade with exceptions, forwards in both directions, hairpin.
         line("ip daddr { 10.9.0.0/16, 10.8.0.0/16 } return");
-        line("fib daddr type local tcp dport 8080 dnat ip to 10.1.2.50:80");
-        line("ip daddr 192.0.2.1 udp dport 5000-5010 dnat ip to 10.1.2.50");
+        line("fib daddr type local ip daddr != 127.0.0.0/8 tcp dport 8080 dnat ip to 10.1.2.50:80");
+        line("fib daddr type local ip daddr 192.0.2.1 udp dport 5000-5010 dnat ip to 10.1.2.50");
+        // Every NAT rule names the network's bridge.
+        line("iifname \"gnbra\" ip saddr { 10.1.2.0/24, 10.1.3.0/24 } ip daddr { 10.9.0.0/16, 10.8.0.0/16 } return");
         line("oifname \"gnbra\" ip saddr { 10.1.2.0/24, 10.1.3.0/24 } ct status dnat masquerade");
         // Denied the host: no ping, no ports; DHCP and DNS would stay.
         assert!(!batch.contains("echo-request"), "{batch}");

@@ -123,15 +123,24 @@ impl Resolved {
 }
 
 async fn register(conn: &Connection, l: &LinkDns, told_absent: &mut bool) {
+    // Without a domain there is nothing to route to the network's DNS; and
+    // the link must never become a default route for the host's queries.
+    let Some(domain) = &l.domain else { return };
+    if !call(
+        conn,
+        "SetLinkDefaultRoute",
+        &(l.ifindex, false),
+        told_absent,
+    )
+    .await
+    {
+        return;
+    }
     let servers = vec![(AF_INET, l.server.octets().to_vec())];
     if !call(conn, "SetLinkDNS", &(l.ifindex, servers), told_absent).await {
         return;
     }
-    let domains: Vec<(String, bool)> = l
-        .domain
-        .iter()
-        .map(|d| (d.as_str().to_owned(), true))
-        .collect();
+    let domains = vec![(domain.as_str().to_owned(), true)];
     call(conn, "SetLinkDomains", &(l.ifindex, domains), told_absent).await;
 }
 

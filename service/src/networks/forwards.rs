@@ -55,8 +55,14 @@ pub(super) fn check(
     plan: &Plan,
     others: &[(&str, &Plan)],
     listening: &[(Protocol, Option<Ipv4Addr>, u16)],
+    host_addresses: &[Ipv4Addr],
 ) -> Result<(), String> {
     for mine in forwards(plan) {
+        if let Some(a) = mine.1 {
+            if !host_addresses.contains(a) {
+                return Err(format!("{}: {a} is not an address of this host", mine.0));
+            }
+        }
         for (name, other) in others {
             if let Some(theirs) = forwards(other).find(|t| overlap(mine, *t)) {
                 return Err(format!(
@@ -106,8 +112,10 @@ pub(super) fn listening_ports() -> Vec<(Protocol, Option<Ipv4Addr>, u16)> {
             let (Some(local), Some(state)) = (cols.get(1), cols.get(3)) else {
                 continue;
             };
-            // TCP: LISTEN only; UDP: any bound socket (state 07, "close").
-            if proto == Protocol::Tcp && *state != "0A" {
+            // TCP: LISTEN only; UDP: unconnected sockets (state 07),
+            // not a client's connected one.
+            let wanted = if proto == Protocol::Tcp { "0A" } else { "07" };
+            if *state != wanted {
                 continue;
             }
             let Some((addr, port)) = local.split_once(':') else {
@@ -120,7 +128,11 @@ pub(super) fn listening_ports() -> Vec<(Protocol, Option<Ipv4Addr>, u16)> {
                 // Only the any address and IPv4-mapped ones matter here.
                 match addr {
                     "00000000000000000000000000000000" => None,
-                    a if a.len() == 32 && a.starts_with("0000000000000000FFFF0000") => {
+                    // ::ffff:a.b.c.d, in the kernel's words of host order.
+                    a if a.len() == 32
+                        && (a.starts_with("0000000000000000FFFF0000")
+                            || a.starts_with("00000000000000000000FFFF")) =>
+                    {
                         parse_v4_hex(&a[24..])
                     }
                     _ => continue,
@@ -149,17 +161,18 @@ impl Networks {
     /// `name`'s definition, as an Update would: checked whole, kept when
     /// the network is persistent, live when it runs.
     pub async fn add_forward(&self, name: &str, table: toml::Value) -> Result<(), ServiceError> {
-        let def = self.definition_of(name)?;
-        let mut text: toml::Table = toml::from_str(&def.to_toml())
-            .map_err(|e| ServiceError::Failed(format!("reading back the definition: {e}")))?;
-        let forwards = text
-            .entry("forwards")
-            .or_insert_with(|| toml::Value::Array(vec![]));
-        if let toml::Value::Array(list) = forwards {
-            list.push(table);
-        }
-        let text = toml::to_string(&text).expect("a table of plain values serializes");
-        self.update(name, &text).await
+        self.edit(name, |def| {
+            let mut text: toml::Table = toml::from_str(&def.to_toml())
+                .map_err(|e| ServiceError::Failed(format!("reading back the definition: {e}")))?;
+            let forwards = text
+                .entry("forwards")
+                .or_insert_with(|| toml::Value::Array(vec![]));
+            if let toml::Value::Array(list) = forwards {
+                list.push(table);
+            }
+            Ok(toml::to_string(&text).expect("a table of plain values serializes"))
+        })
+        .await
     }
 
     /// Removes the forward of `proto` host port(s) `port` (`8080` or
@@ -173,19 +186,18 @@ impl Networks {
         let wanted: HostPort = format!("{proto}/{port}")
             .parse()
             .map_err(ServiceError::InvalidConfig)?;
-        let mut def = self.definition_of(name)?;
-        let before = def.forwards.len();
-        def.forwards.retain(|f| f.port != wanted);
-        if def.forwards.len() == before {
-            return Err(ServiceError::InvalidConfig(format!(
-                "network {name:?} forwards no {wanted}"
-            )));
-        }
-        self.update(name, &def.to_toml()).await
-    }
-
-    fn definition_of(&self, name: &str) -> Result<Definition, ServiceError> {
-        Ok(self.slot(name)?.network().definition)
+        self.edit(name, |def| {
+            let mut def = def.clone();
+            let before = def.forwards.len();
+            def.forwards.retain(|f| f.port != wanted);
+            if def.forwards.len() == before {
+                return Err(ServiceError::InvalidConfig(format!(
+                    "network {name:?} forwards no {wanted}"
+                )));
+            }
+            Ok(def.to_toml())
+        })
+        .await
     }
 
     /// Moves forwards with their guests from now on: when a lease of a
@@ -200,6 +212,10 @@ impl Networks {
         tokio::spawn(async move {
             loop {
                 let names: Vec<String> = match events.recv().await {
+                    // A renewal keeps the address: nothing to follow. A
+                    // guest renewing fast re-plans nothing.
+                    Ok(e) if e.event.change == crate::dhcp::LeaseChange::Renewed => continue,
+                    Ok(e) if !networks.forwards_name(&e.network, &e.event.lease) => continue,
                     Ok(e) => vec![e.network],
                     // Missed some: look at every network.
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => networks
@@ -214,6 +230,26 @@ impl Networks {
                 }
             }
         });
+    }
+
+    /// Whether a forward of `network` names the guest of `lease` (by MAC
+    /// or host name): only then can its change move a forward.
+    fn forwards_name(&self, network: &str, lease: &crate::dhcp::Lease) -> bool {
+        let Ok(slot) = self.slot(network) else {
+            return false;
+        };
+        slot.network()
+            .definition
+            .forwards
+            .iter()
+            .any(|f| match &f.to {
+                guestnet_mode_api::ForwardTarget::Mac(m) => *m == lease.mac,
+                guestnet_mode_api::ForwardTarget::Name(n) => lease
+                    .hostname
+                    .as_deref()
+                    .is_some_and(|h| h.eq_ignore_ascii_case(n)),
+                guestnet_mode_api::ForwardTarget::Ip(_) => false,
+            })
     }
 
     async fn follow_leases(&self, name: &str) {

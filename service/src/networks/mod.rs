@@ -383,19 +383,10 @@ impl Networks {
             return vec![];
         };
         let services = slot.services.lock().expect("services lock");
-        let leases = services
+        services
             .as_ref()
-            .and_then(|s| s.dhcp.as_ref())
-            .map(|d| d.leases())
-            .unwrap_or_default();
-        leases
-            .into_iter()
-            .map(|l| guestnet_mode_api::LeaseFact {
-                mac: l.mac,
-                ip: l.ip,
-                name: l.hostname,
-            })
-            .collect()
+            .map(|s| s.lease_facts())
+            .unwrap_or_default()
     }
 
     /// Every lease change of every network, from now on.
@@ -466,7 +457,13 @@ impl Networks {
         })?;
         let others = self.other_active_plans(name);
         let others: Vec<(&str, &Plan)> = others.iter().map(|(n, p)| (n.as_str(), p)).collect();
-        forwards::check(plan, &others, &forwards::listening_ports())
+        let host_addresses: Vec<std::net::Ipv4Addr> = snapshot
+            .links
+            .iter()
+            .flat_map(|l| l.addresses.iter().map(|a| a.addr()))
+            .chain(plan.addresses.iter().map(|a| a.addr()))
+            .collect();
+        forwards::check(plan, &others, &forwards::listening_ports(), &host_addresses)
             .map_err(ServiceError::Conflict)?;
         crate::host::facts::conflicts(plan, snapshot, name.as_str(), &others)
             .map_err(ServiceError::Conflict)

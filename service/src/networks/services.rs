@@ -22,6 +22,30 @@ pub(super) struct Services {
     zone: SharedZone,
 }
 
+impl Services {
+    /// The network's leases as a mode reads them, each with its host name
+    /// only when the DNS answers that name with the lease's address (the
+    /// first guest to claim a name keeps it): a guest cannot take another
+    /// one's forward by sending its name.
+    pub(super) fn lease_facts(&self) -> Vec<guestnet_mode_api::LeaseFact> {
+        let Some(dhcp) = &self.dhcp else {
+            return vec![];
+        };
+        let leases = dhcp.leases();
+        let zone = self.zone.read().expect("zone lock");
+        leases
+            .into_iter()
+            .map(|l| guestnet_mode_api::LeaseFact {
+                mac: l.mac,
+                ip: l.ip,
+                name: l
+                    .hostname
+                    .filter(|n| zone.addresses(n).first() == Some(&l.ip)),
+            })
+            .collect()
+    }
+}
+
 struct Dns {
     server: DnsServer,
     /// Where forwarded queries go; swapped in place by an Update.

@@ -24,8 +24,33 @@ use guestnet_mode_api::{BridgePlan, Definition, NetworkName, Plan};
 impl Networks {
     /// Replaces a definition; an active network changes in place.
     pub async fn update(&self, name: &str, text: &str) -> Result<(), ServiceError> {
-        let mut new = self.parse_checked(text)?;
+        let new = self.parse_checked(text)?;
         let held = self.hold(name).await?;
+        self.update_held(&held, name, text, new).await
+    }
+
+    /// Changes the definition as `edit` says (on TOML, as the network's
+    /// definition reads now), under the network's own lock, so that no
+    /// other change comes between reading and writing it (AddForward,
+    /// RemoveForward).
+    pub(super) async fn edit(
+        &self,
+        name: &str,
+        edit: impl FnOnce(&Definition) -> Result<String, ServiceError>,
+    ) -> Result<(), ServiceError> {
+        let held = self.hold(name).await?;
+        let text = edit(&held.slot.network().definition)?;
+        let new = self.parse_checked(&text)?;
+        self.update_held(&held, name, &text, new).await
+    }
+
+    async fn update_held(
+        &self,
+        held: &Held,
+        name: &str,
+        text: &str,
+        mut new: Definition,
+    ) -> Result<(), ServiceError> {
         let old = held.slot.network();
         if new.name != old.definition.name {
             return Err(ServiceError::InvalidConfig(format!(
@@ -48,7 +73,7 @@ impl Networks {
                 .map_err(|e| ServiceError::failed("saving the definition", e))?;
         }
         let plan = match &old.plan {
-            Some(old_plan) => match self.update_active(&held, &old, old_plan, &new).await {
+            Some(old_plan) => match self.update_active(held, &old, old_plan, &new).await {
                 Ok(plan) => Some(plan),
                 Err(e) => {
                     if old.persistent {
