@@ -20,7 +20,9 @@ use tokio::io::AsyncWriteExt;
 pub mod firewalld;
 mod render;
 
-pub use render::{has_tables, render, HostInput, NetworkRules, Rules};
+pub use render::{
+    drop_tables, has_tables, part, render, skeleton, teardown, HostInput, NetworkRules, Rules,
+};
 
 pub const TABLE: &str = "guestnet";
 
@@ -135,7 +137,9 @@ fn guestnet_rules_listed(json: &serde_json::Value) -> Option<Vec<(u64, String)>>
 /// the kernel.
 pub type Fingerprint = std::collections::BTreeMap<(String, String), usize>;
 
-/// The fingerprint of a batch made by [`render`].
+/// The fingerprint of a batch made by [`render`], [`skeleton`] or
+/// [`part`]: its rules by (chain, comment), and its set and map elements
+/// as ("@set", "key") or ("@map", "key:chain").
 pub fn batch_fingerprint(batch: &str) -> Fingerprint {
     let mut out = Fingerprint::new();
     let mut chain = String::new();
@@ -143,12 +147,40 @@ pub fn batch_fingerprint(batch: &str) -> Fingerprint {
         let line = line.trim();
         if let Some(rest) = line.strip_prefix("chain ") {
             chain = rest.split_whitespace().next().unwrap_or("").to_owned();
+        } else if let Some(rest) = line.strip_prefix(&format!("add element inet {TABLE} ")) {
+            let Some((set, elem)) = rest.split_once(" { ") else {
+                continue;
+            };
+            let elem = elem.trim_end_matches(" }");
+            let key = match elem.split_once(" : jump ") {
+                Some((k, c)) => format!("{}:{c}", k.trim_matches('"')),
+                None => elem.trim_matches('"').to_owned(),
+            };
+            *out.entry((format!("@{set}"), key)).or_default() += 1;
         } else if let Some((_, c)) = line.rsplit_once("comment \"") {
             let comment = c.trim_end_matches('"').to_owned();
             *out.entry((chain.clone(), comment)).or_default() += 1;
         }
     }
     out
+}
+
+/// The entries of `fp` that are network `network`'s, with bridge
+/// `bridge`: its rules (by their comment) and the elements keyed by its
+/// bridge.
+pub fn network_fingerprint(fp: &Fingerprint, network: &str, bridge: &str) -> Fingerprint {
+    let tag = format!("guestnet:{network}");
+    let keyed = format!("{bridge}:");
+    fp.iter()
+        .filter(|((place, what), _)| {
+            if place.starts_with('@') {
+                what == bridge || what.starts_with(&keyed)
+            } else {
+                *what == tag
+            }
+        })
+        .map(|(k, v)| (k.clone(), *v))
+        .collect()
 }
 
 /// The fingerprint of a table in `nft -j list table` output.
@@ -159,6 +191,24 @@ fn listed_fingerprint(json: &serde_json::Value) -> Fingerprint {
         if let (Some(chain), Some(comment)) = (rule["chain"].as_str(), rule["comment"].as_str()) {
             *out.entry((chain.to_owned(), comment.to_owned()))
                 .or_default() += 1;
+        }
+        let set = item.get("set").or_else(|| item.get("map"));
+        let (Some(set), Some(name)) = (set, set.and_then(|s| s["name"].as_str())) else {
+            continue;
+        };
+        for elem in set["elem"].as_array().into_iter().flatten() {
+            let key = match elem {
+                serde_json::Value::String(k) => k.clone(),
+                serde_json::Value::Array(kv) => match (
+                    kv.first().and_then(|k| k.as_str()),
+                    kv.get(1).and_then(|v| v["jump"]["target"].as_str()),
+                ) {
+                    (Some(k), Some(c)) => format!("{k}:{c}"),
+                    _ => continue,
+                },
+                _ => continue,
+            };
+            *out.entry((format!("@{name}"), key)).or_default() += 1;
         }
     }
     out
@@ -225,9 +275,10 @@ impl Firewall {
     /// The nft commands that make DOCKER-USER hold exactly guestnet's
     /// wanted rules for `networks`, or "" when it already does or has no
     /// such chain.
-    pub async fn docker_user_batch(&self, networks: &[NetworkRules]) -> String {
+    /// `networks` is only called when the chain exists.
+    pub async fn docker_user_batch(&self, networks: impl FnOnce() -> Vec<NetworkRules>) -> String {
         match self.docker_user_existing().await {
-            Some(existing) => docker_user_diff(&existing, &docker_user_rules(networks)),
+            Some(existing) => docker_user_diff(&existing, &docker_user_rules(&networks())),
             None => String::new(),
         }
     }
@@ -584,21 +635,38 @@ mod tests {
 
     #[test]
     fn the_kernels_listing_fingerprints_like_the_batch() {
-        let batch = render(&[rules(FirewallPolicy::Isolated {
+        let n = rules(FirewallPolicy::Isolated {
             subnet: "10.1.2.0/24".parse().unwrap(),
-        })]);
-        let rule = |chain: &str, handle: u64| {
+        });
+        let batch = render(std::slice::from_ref(&n));
+        let rule = |chain: &str, handle: u64, comment: &str| {
             serde_json::json!({"rule": {"family": "inet", "table": TABLE, "chain": chain,
-                "handle": handle, "comment": "guestnet:n1", "expr": []}})
+                "handle": handle, "comment": comment, "expr": []}})
         };
+        let jump = |k: &str, c: &str| serde_json::json!([k, {"jump": {"target": c}}]);
         let listed = serde_json::json!({"nftables": [
             {"metainfo": {"json_schema_version": 1}},
             {"table": {"family": "inet", "name": TABLE, "handle": 1}},
+            {"set": {"family": "inet", "name": "bridges", "table": TABLE, "elem": ["gnbr0"]}},
+            {"map": {"family": "inet", "name": "pass1", "table": TABLE, "map": "verdict",
+                "elem": [jump("gnbr0", "net_n1_self")]}},
+            {"map": {"family": "inet", "name": "deny_out", "table": TABLE, "map": "verdict",
+                "elem": [jump("gnbr0", "net_n1_deny_out")]}},
+            {"map": {"family": "inet", "name": "deny_in", "table": TABLE, "map": "verdict",
+                "elem": [jump("gnbr0", "net_n1_deny_in")]}},
+            {"map": {"family": "inet", "name": "host_in", "table": TABLE, "map": "verdict",
+                "elem": [jump("gnbr0", "net_n1_host")]}},
             {"chain": {"family": "inet", "table": TABLE, "name": "forward", "handle": 1}},
-            rule("forward", 2), rule("forward", 3), rule("forward", 4),
-            {"chain": {"family": "inet", "table": TABLE, "name": "input", "handle": 5}},
-            rule("input", 6), rule("input", 7), rule("input", 8), rule("input", 9),
-            rule("input", 10),
+            rule("forward", 2, "guestnet"), rule("forward", 3, "guestnet"),
+            rule("forward", 4, "guestnet"), rule("forward", 5, "guestnet"),
+            rule("forward", 6, "guestnet"),
+            rule("input", 7, "guestnet"),
+            rule("net_n1_self", 8, "guestnet:n1"),
+            rule("net_n1_deny_out", 9, "guestnet:n1"),
+            rule("net_n1_deny_in", 10, "guestnet:n1"),
+            rule("net_n1_host", 11, "guestnet:n1"), rule("net_n1_host", 12, "guestnet:n1"),
+            rule("net_n1_host", 13, "guestnet:n1"), rule("net_n1_host", 14, "guestnet:n1"),
+            rule("net_n1_host", 15, "guestnet:n1"),
         ]});
         let bridge = serde_json::json!({"nftables": [
             {"rule": {"family": "bridge", "table": TABLE, "chain": "dhcp_police",
@@ -609,9 +677,14 @@ mod tests {
         let mut kernel = listed_fingerprint(&listed);
         kernel.extend(listed_fingerprint(&bridge));
         assert_eq!(kernel, batch_fingerprint(&batch));
+        // The network's own share, as its part alone says.
+        assert_eq!(
+            network_fingerprint(&kernel, "n1", "gnbr0"),
+            batch_fingerprint(&part(&n))
+        );
         let handles = guestnet_rules_listed(&listed).unwrap();
         assert_eq!(handles.len(), 8);
-        assert_eq!(handles[0], (2, "guestnet:n1".to_owned()));
+        assert_eq!(handles[0], (8, "guestnet:n1".to_owned()));
     }
 
     #[test]
@@ -654,14 +727,6 @@ mod tests {
         }
     }
 
-    /// Where `rule` is in the forward chain of `batch`.
-    fn place(batch: &str, rule: &str) -> usize {
-        batch
-            .lines()
-            .position(|l| l.trim().starts_with(rule))
-            .unwrap_or_else(|| panic!("no rule {rule:?} in\n{batch}"))
-    }
-
     /// The forward rules of every order of three networks hold the same
     /// passes: each refusal of one network comes before every accept of
     /// another that could match the same packet.
@@ -697,61 +762,61 @@ mod tests {
             [&isolated, &nat, &routed],
             [&isolated, &routed, &nat],
         ];
+        let alone: Vec<String> = [&nat, &routed, &isolated]
+            .into_iter()
+            .map(super::part)
+            .collect();
         for order in orders {
             let list: Vec<NetworkRules> = order.into_iter().cloned().collect();
             let b = render(&list);
-            let before = |first: &str, then: &str| {
-                assert!(
-                    place(&b, first) < place(&b, then),
-                    "{first:?} must come before {then:?} in\n{b}"
-                );
+            // Each network's part is the same whoever else is there.
+            for a in &alone {
+                assert!(b.contains(a.as_str()), "{a} not in\n{b}");
+            }
+            let pass = |rule: &str, chain: &str| {
+                let found = render::tests::chain_of(&b, rule);
+                assert_eq!(found, chain, "{rule:?} is in {found}, not {chain}\n{b}");
             };
-            // An isolated network refuses before anyone accepts.
-            for accept in [
-                "oifname \"gnbrr\" ip daddr 10.1.2.0/24 accept",
-                "iifname \"gnbrr\" ip saddr 10.1.2.0/24 accept",
+            // An isolated network refuses in pass 2, before anyone accepts
+            // (passes 3 and 4).
+            pass("iifname \"gnbri\" reject", "net_c_deny_out");
+            pass("oifname \"gnbri\" reject", "net_c_deny_in");
+            pass("oifname \"gnbrr\" ip daddr 10.1.2.0/24 accept", "net_b_in");
+            pass("iifname \"gnbrr\" ip saddr 10.1.2.0/24 accept", "net_b_out");
+            pass(
                 "iifname \"gnbrn\" oifname \"eth0\" ip saddr 10.1.1.0/24 accept",
-            ] {
-                before("iifname \"gnbri\" reject", accept);
-                before("oifname \"gnbri\" reject", accept);
-            }
-            // Nobody's way out opens a way into a nat network ...
-            before(
-                "oifname \"gnbrn\" reject",
-                "iifname \"gnbrr\" ip saddr 10.1.2.0/24 accept",
+                "net_a_out",
             );
-            // ... and a routed network's way in is not closed by a nat
-            // network's way out.
-            before(
-                "oifname \"gnbrr\" ip daddr 10.1.2.0/24 accept",
-                "iifname \"gnbrn\" reject",
-            );
-            // Each network's guests reach each other.
-            for br in ["gnbrn", "gnbrr", "gnbri"] {
-                before(
-                    &format!("iifname \"{br}\" oifname \"{br}\" accept"),
-                    "iifname \"gnbri\" reject",
-                );
-            }
-            // Every rule for the host names the bridge its packets come
-            // from, and comes with that network's own tag: no network's
-            // rules can decide another's packet, whatever their order.
-            let input: Vec<&str> = b
-                .lines()
-                .skip_while(|l| !l.contains("chain input"))
-                .skip(2)
-                .take_while(|l| !l.trim().starts_with('}'))
-                .collect();
-            assert_eq!(input.len(), 3 * 5, "{b}");
+            // Nobody's way out opens a way into a nat network (pass 3
+            // refuses first) and a routed network's way in is not closed
+            // by a nat network's way out (pass 4 comes after).
+            pass("oifname \"gnbrn\" reject", "net_a_in");
+            pass("iifname \"gnbrn\" reject", "net_a_out");
+            // Each network's guests reach each other, in pass 1.
             for (br, net) in [("gnbrn", "a"), ("gnbrr", "b"), ("gnbri", "c")] {
-                let prefix = format!("iifname \"{br}\" ");
-                let tag = format!("comment \"guestnet:{net}\"");
-                let own: Vec<&&str> = input
-                    .iter()
-                    .filter(|l| l.trim().starts_with(&prefix))
+                pass(
+                    &format!("iifname \"{br}\" oifname \"{br}\" accept"),
+                    &format!("net_{net}_self"),
+                );
+                // Every rule for the host names the bridge its packets
+                // come from and is reached by it alone.
+                let chain = format!("chain net_{net}_host {{");
+                let own: Vec<&str> = b
+                    .lines()
+                    .skip_while(|l| !l.contains(&chain))
+                    .skip(1)
+                    .take_while(|l| !l.trim().starts_with('}'))
                     .collect();
                 assert_eq!(own.len(), 5, "{b}");
-                assert!(own.iter().all(|l| l.ends_with(&tag)), "{b}");
+                let prefix = format!("iifname \"{br}\" ");
+                let tag = format!("comment \"guestnet:{net}\"");
+                assert!(
+                    own.iter()
+                        .all(|l| l.trim().starts_with(&prefix) && l.ends_with(&tag)),
+                    "{b}"
+                );
+                let elem = format!("host_in {{ \"{br}\" : jump net_{net}_host }}");
+                assert!(b.contains(&elem), "{b}");
             }
         }
     }
@@ -784,8 +849,8 @@ mod tests {
         let batch = render(&[n.clone()]);
         let input: Vec<&str> = batch
             .lines()
-            .skip_while(|l| !l.contains("chain input"))
-            .skip(2)
+            .skip_while(|l| !l.contains("chain net_n1_host"))
+            .skip(1)
             .take_while(|l| !l.trim().starts_with('}'))
             .map(|l| l.trim().trim_end_matches(" comment \"guestnet:n1\""))
             .collect();
@@ -810,7 +875,7 @@ mod tests {
         // (The bridge table's DHCP port marking is shared, not this input.)
         let input: String = batch
             .lines()
-            .skip_while(|l| !l.contains("chain input"))
+            .skip_while(|l| !l.contains("chain net_n1_host"))
             .take_while(|l| !l.trim().starts_with('}'))
             .collect();
         assert!(!input.contains("dport"), "{batch}");
