@@ -57,7 +57,7 @@ fn starting_and_stopping_a_network_rewrites_no_other_networks_rules() {
     let b = started(&gn, "fb", "routed", "gnbr2", "10.77.61");
     let c = started(&gn, "fc", "isolated", "gnbr3", "10.77.62");
     let (table2, mid) = listing(&lab);
-    assert_eq!(table2, table, "a start replaced the table");
+    assert_eq!(table2, table, "a start replaced the table\n{}", lab.service.log_tail(40));
     assert_eq!(of(&mid, "fa"), a_rules, "a start rewrote another network's rules");
     assert!(!of(&mid, "fb").is_empty() && !of(&mid, "fc").is_empty());
     let c_rules = of(&mid, "fc");

@@ -273,6 +273,11 @@ impl Shared {
     /// of anything, when `None`).
     async fn apply(&mut self, touched: Option<&NetworkName>) -> Result<(), ServiceError> {
         let t = transition(&self.plans, self.skeleton, &self.applied, touched);
+        tracing::debug!(
+            "firewall: {} network part(s) changed{}",
+            t.changed.len(),
+            if t.fresh { ", tables made anew" } else { "" }
+        );
         let plans = &self.plans;
         let all_rules = || -> Vec<NetworkRules> {
             plans
