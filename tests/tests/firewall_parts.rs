@@ -57,22 +57,41 @@ fn starting_and_stopping_a_network_rewrites_no_other_networks_rules() {
     let b = started(&gn, "fb", "routed", "gnbr2", "10.77.61");
     let c = started(&gn, "fc", "isolated", "gnbr3", "10.77.62");
     let (table2, mid) = listing(&lab);
-    assert_eq!(table2, table, "a start replaced the table\n{}", lab.service.log_tail(40));
-    assert_eq!(of(&mid, "fa"), a_rules, "a start rewrote another network's rules");
+    assert_eq!(
+        table2,
+        table,
+        "a start replaced the table\n{}",
+        lab.service.log_tail(40)
+    );
+    assert_eq!(
+        of(&mid, "fa"),
+        a_rules,
+        "a start rewrote another network's rules"
+    );
     assert!(!of(&mid, "fb").is_empty() && !of(&mid, "fc").is_empty());
     let c_rules = of(&mid, "fc");
 
     gn.stop(&b);
     let (table3, after) = listing(&lab);
     assert_eq!(table3, table, "a stop replaced the table");
-    assert_eq!(of(&after, "fa"), a_rules, "a stop rewrote another network's rules");
+    assert_eq!(
+        of(&after, "fa"),
+        a_rules,
+        "a stop rewrote another network's rules"
+    );
     assert_eq!(of(&after, "fc"), c_rules);
-    assert!(of(&after, "fb").is_empty(), "the stopped network left rules");
+    assert!(
+        of(&after, "fb").is_empty(),
+        "the stopped network left rules"
+    );
     let chains = lab
         .world
         .exec(&lab.host, &["nft", "list", "table", "inet", "guestnet"]);
     let text = String::from_utf8_lossy(&chains.stdout);
-    assert!(!text.contains("net_fb_") && !text.contains("gnbr2"), "{text}");
+    assert!(
+        !text.contains("net_fb_") && !text.contains("gnbr2"),
+        "{text}"
+    );
     // The nat guest still goes out, through its untouched rules.
     probe::assert_ping(&lab.world, &g1, LAN_ADDR);
     gn.stop(&c);

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
 
 pub mod firewalld;
+pub mod nfnetlink;
 mod render;
 
 pub use render::{
@@ -358,14 +359,14 @@ impl Firewall {
         true
     }
 
-    /// Watches nftables (`nft monitor`, pushed by the kernel, never polled)
-    /// for the deletion of guestnet's table and for changes of Docker's
+    /// Watches nftables (the kernel's NFNLGRP_NFTABLES announcements, on a
+    /// netlink socket of guestnetd's own: pushed, never polled, no process)
+    /// for the deletion of guestnet's tables and for changes of Docker's
     /// DOCKER-USER chain (Docker starting after guestnet, or flushing it),
-    /// and calls `restore` shortly after each. guestnet's own batches
-    /// delete its table too (to replace it whole); the monitor ends each
-    /// transaction with the pid of the process that made it, and
-    /// transactions of this firewall's own `nft` processes ([`Known`]) are
-    /// passed over.
+    /// and calls `restore` shortly after each. Each transaction ends with
+    /// the pid of the process that made it; transactions of this
+    /// firewall's own `nft` processes ([`Known`]) are passed over (the
+    /// last network's stop deletes the tables).
     pub fn guard<F, Fut>(
         self: &Arc<Self>,
         restore: F,
@@ -374,83 +375,76 @@ impl Firewall {
         F: Fn() -> Fut + Send + 'static,
         Fut: std::future::Future<Output = ()> + Send,
     {
-        use tokio::io::AsyncBufReadExt;
-        let mut cmd = self.nft();
-        cmd.args(["monitor"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .kill_on_drop(true);
-        // SAFETY: prctl is async-signal-safe; it makes the monitor die with
-        // guestnetd even when guestnetd is killed outright.
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
-        let mut child = cmd.spawn()?;
-        let stdout = child.stdout.take().expect("stdout was piped");
+        use netlink_sys::AsyncSocketExt;
+        let socket = nfnetlink::subscribe_async()?;
         self.known().set_watching(true);
         let me = Arc::clone(self);
         Ok(tokio::spawn(async move {
-            let _child = child;
-            let mut lines = tokio::io::BufReader::new(stdout).lines();
-            let docker_table = format!("ip {DOCKER_USER_TABLE} ");
-            // Whether the transaction being printed touched what we guard.
+            let mut buf = vec![0u8; 64 * 1024];
+            // Whether the transaction being announced touched what we guard.
             let mut touched = false;
-            while let Ok(Some(line)) = lines.next_line().await {
-                let line = line.trim_start();
-                if let Some(maker) = transaction_end(line) {
-                    if std::mem::take(&mut touched) {
-                        if maker.is_some_and(|pid| me.known().is_ours(pid)) {
-                            continue;
-                        }
-                        tracing::debug!("nft monitor: someone else's change ({line})");
-                        // Let a burst of transactions (Docker's rules) settle.
-                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            loop {
+                buf.clear();
+                match socket.recv(&mut buf).await {
+                    Ok(()) => {}
+                    Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                        // Announcements were lost: look, to be safe.
+                        touched = false;
+                        me.known().forget_docker_user();
                         restore().await;
+                        continue;
                     }
-                    continue;
+                    Err(e) => {
+                        tracing::warn!("reading nftables announcements: {e}");
+                        break;
+                    }
                 }
-                if line.contains(&docker_table) {
-                    // Docker's table changed: its chain may have come or gone.
-                    me.known().forget_docker_user();
+                for event in nfnetlink::parse(&buf) {
+                    if let nfnetlink::Event::Generation { pid } = event {
+                        if std::mem::take(&mut touched) {
+                            if pid.is_some_and(|pid| me.known().is_ours(pid)) {
+                                continue;
+                            }
+                            tracing::debug!("nftables: someone else's change (process {pid:?})");
+                            // Let a burst of transactions (Docker's rules) settle.
+                            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                            restore().await;
+                        }
+                        continue;
+                    }
+                    if event.table() == Some((nfnetlink::NFPROTO_IPV4, DOCKER_USER_TABLE)) {
+                        // Docker's table changed: its chain may have come or gone.
+                        me.known().forget_docker_user();
+                    }
+                    touched |= guarded(&event);
                 }
-                touched |= guarded(line);
             }
             me.known().set_watching(false);
-            tracing::warn!("nft monitor ended; a deleted firewall table will not be noticed");
+            tracing::warn!(
+                "nftables announcements ended; a deleted firewall table will not be noticed"
+            );
         }))
     }
 }
 
-/// For the line that ends a transaction in `nft monitor`'s output (`# new
-/// generation 7 by process 1234 (nft)`): Some(Some(pid)), or Some(None)
-/// when it names no process; None for any other line.
-fn transaction_end(line: &str) -> Option<Option<u32>> {
-    let rest = line.strip_prefix("# new generation")?;
-    Some(
-        rest.split_once("by process ")
-            .and_then(|(_, p)| p.split_whitespace().next())
-            .and_then(|p| p.parse().ok()),
-    )
-}
-
-/// Whether a monitor line is the deletion of guestnet's table, a rule
+/// Whether an announcement is the deletion of guestnet's tables, a rule
 /// leaving DOCKER-USER, or that chain being (re)created.
-fn guarded(line: &str) -> bool {
-    let mut words = line.split_whitespace();
-    let (verb, object) = (words.next(), words.next());
-    match (verb, object) {
-        (Some("delete"), Some("table")) => {
-            let (family, name) = (words.next(), words.next());
-            matches!(family, Some("inet" | "bridge")) && name == Some(TABLE)
+fn guarded(event: &nfnetlink::Event) -> bool {
+    use nfnetlink::{Event, NFPROTO_BRIDGE, NFPROTO_INET, NFPROTO_IPV4};
+    match event {
+        Event::DeleteTable { family, table } => {
+            matches!(*family, NFPROTO_INET | NFPROTO_BRIDGE) && table == TABLE
         }
-        (Some("add"), Some("chain")) | (Some("delete"), Some("rule")) => {
-            words
-                .take(3)
-                .eq(["ip", DOCKER_USER_TABLE, DOCKER_USER_CHAIN])
+        Event::NewChain {
+            family,
+            table,
+            chain,
         }
+        | Event::DeleteRule {
+            family,
+            table,
+            chain,
+        } => *family == NFPROTO_IPV4 && table == DOCKER_USER_TABLE && chain == DOCKER_USER_CHAIN,
         _ => false,
     }
 }
@@ -559,20 +553,33 @@ mod tests {
     }
 
     #[test]
-    fn the_monitor_names_who_made_each_transaction() {
-        assert_eq!(
-            transaction_end("# new generation 3 by process 2877 (nft)"),
-            Some(Some(2877))
-        );
-        assert_eq!(transaction_end("# new generation 3"), Some(None));
-        assert_eq!(transaction_end("delete table inet guestnet"), None);
-        assert!(guarded("delete table inet guestnet"));
-        assert!(guarded("add chain ip filter DOCKER-USER"));
-        assert!(guarded("delete rule ip filter DOCKER-USER handle 9"));
-        assert!(!guarded("delete table ip filter"));
-        assert!(!guarded("add table inet guestnet"));
-        assert!(guarded("delete table bridge guestnet"));
-        assert!(!guarded("delete table bridge filter"));
+    fn the_guard_watches_guestnets_tables_and_docker_user_only() {
+        use nfnetlink::{Event, NFPROTO_BRIDGE, NFPROTO_INET, NFPROTO_IPV4};
+        let del = |family, table: &str| Event::DeleteTable {
+            family,
+            table: table.into(),
+        };
+        let rule = |family, table: &str, chain: &str| Event::DeleteRule {
+            family,
+            table: table.into(),
+            chain: chain.into(),
+        };
+        assert!(guarded(&del(NFPROTO_INET, "guestnet")));
+        assert!(guarded(&del(NFPROTO_BRIDGE, "guestnet")));
+        assert!(!guarded(&del(NFPROTO_IPV4, "filter")));
+        assert!(!guarded(&del(NFPROTO_BRIDGE, "filter")));
+        assert!(guarded(&rule(NFPROTO_IPV4, "filter", "DOCKER-USER")));
+        assert!(!guarded(&rule(NFPROTO_IPV4, "filter", "FORWARD")));
+        assert!(guarded(&Event::NewChain {
+            family: NFPROTO_IPV4,
+            table: "filter".into(),
+            chain: "DOCKER-USER".into()
+        }));
+        assert!(!guarded(&Event::Other {
+            family: NFPROTO_INET,
+            table: "guestnet".into()
+        }));
+        assert!(!guarded(&Event::Generation { pid: Some(1) }));
     }
 
     #[test]

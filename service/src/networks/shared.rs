@@ -21,8 +21,8 @@ pub(super) struct Shared {
     /// The networks whose rules and sysctls are in place (or about to be).
     plans: BTreeMap<NetworkName, Plan>,
     sysctls: SysctlKeeper,
-    /// Whether guestnet's tables (the skeleton) are in the kernel.
-    skeleton: bool,
+    /// What is known of guestnet's tables (the skeleton) in the kernel.
+    skeleton: Tables,
     /// Each network's part of the tables as applied (bridge, nft text), so
     /// an unchanged part is never rewritten and a changed one is replaced
     /// alone.
@@ -30,6 +30,19 @@ pub(super) struct Shared {
     /// Where each part is recorded, for the next guestnetd: one file per
     /// network, so a change writes one small file.
     record: PathBuf,
+}
+
+/// What is known of guestnet's tables in the kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Tables {
+    /// Not there.
+    Absent,
+    /// The skeleton with exactly the applied parts.
+    Known,
+    /// Something not known to be ours (a guestnetd killed between a
+    /// transaction and its record): made anew, or deleted, at the next
+    /// apply.
+    Unknown,
 }
 
 #[derive(Clone, PartialEq, Eq)]
@@ -59,7 +72,7 @@ impl Shared {
             firewalld,
             plans: BTreeMap::new(),
             sysctls: SysctlKeeper::load(runtime_dir.to_owned()),
-            skeleton: false,
+            skeleton: Tables::Unknown,
             applied: BTreeMap::new(),
             record: runtime_dir.join("firewall"),
         }
@@ -75,7 +88,7 @@ impl Shared {
 /// part it changes (`None`: gone).
 struct Transition {
     batch: String,
-    skeleton: bool,
+    skeleton: Tables,
     /// Whether every part applied before is gone (the tables were made anew
     /// or deleted).
     fresh: bool,
@@ -88,22 +101,23 @@ struct Transition {
 /// batch, unless the tables themselves come or go.
 fn transition(
     plans: &BTreeMap<NetworkName, Plan>,
-    skeleton: bool,
+    tables: Tables,
     applied: &BTreeMap<NetworkName, Applied>,
     touched: Option<&NetworkName>,
 ) -> Transition {
+    let skeleton = tables == Tables::Known;
     use guestnet_mode_api::FirewallPolicy;
     let wanted = plans
         .values()
         .any(|p| !matches!(p.firewall, FirewallPolicy::None));
     if !wanted {
         return Transition {
-            batch: if skeleton {
-                firewall::drop_tables()
-            } else {
+            batch: if tables == Tables::Absent {
                 String::new()
+            } else {
+                firewall::drop_tables()
             },
-            skeleton: false,
+            skeleton: Tables::Absent,
             fresh: true,
             changed: Vec::new(),
         };
@@ -154,7 +168,7 @@ fn transition(
     }
     Transition {
         batch,
-        skeleton: true,
+        skeleton: Tables::Known,
         fresh: !skeleton,
         changed,
     }
@@ -197,11 +211,9 @@ impl Networks {
     /// the tables anew, whole, once.
     pub(super) async fn load_firewall_record(&self) {
         let mut shared = self.shared.lock().await;
-        let Ok(dir) = std::fs::read_dir(&shared.record) else {
-            return;
-        };
         let mut recorded = BTreeMap::new();
         let mut expected = firewall::batch_fingerprint(&firewall::skeleton());
+        let dir = std::fs::read_dir(&shared.record).into_iter().flatten();
         for entry in dir.flatten() {
             let file = entry.file_name();
             let Some(name) = file
@@ -230,8 +242,10 @@ impl Networks {
         // Trusted only if the kernel holds exactly those parts: each part is
         // one transaction, but its record is written after it.
         let kernel = shared.firewall.kernel_fingerprint().await;
-        if kernel == expected {
-            shared.skeleton = true;
+        if kernel.is_empty() {
+            shared.skeleton = Tables::Absent;
+        } else if kernel == expected {
+            shared.skeleton = Tables::Known;
             shared.applied = recorded;
         } else {
             tracing::debug!("the firewall records {expected:?} are not the kernel's {kernel:?}");
@@ -254,11 +268,11 @@ impl Networks {
     pub async fn restore_firewall(&self) {
         {
             let mut shared = self.shared.lock().await;
-            if shared.skeleton && !shared.firewall.table_exists().await {
+            if shared.skeleton == Tables::Known && !shared.firewall.table_exists().await {
                 tracing::warn!(
                     "guestnet's nftables table was deleted by someone else; restoring it"
                 );
-                shared.skeleton = false;
+                shared.skeleton = Tables::Absent;
                 shared.applied.clear();
             }
         }
