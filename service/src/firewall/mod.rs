@@ -1,15 +1,21 @@
-//! guestnet's firewall: one nftables table, `inet guestnet`, rendered whole
-//! from the policies of the active networks ([`render`], pure) and replaced
-//! in one atomic `nft` batch, with its small companion `bridge guestnet`
-//! (DHCP requests policed per bridge port and marked with it, see
-//! `dhcp/port.rs`). No
-//! other table is ever read, flushed or edited (but for guestnet's own
-//! rules in Docker's DOCKER-USER chain).
+//! guestnet's firewall: one nftables table, `inet guestnet`, with its small
+//! companion `bridge guestnet` (DHCP requests policed per bridge port and
+//! marked with it, see `dhcp/port.rs`). The tables are a fixed skeleton
+//! ([`skeleton`]: the hooks, and one verdict map per pass keyed by bridge)
+//! made once, when the first network with rules comes, and deleted when the
+//! last one goes. Each network owns its chains and map elements
+//! ([`part`], rendered from its policy alone, pure); a start, an update or
+//! a stop writes that network's part only ([`teardown`] then [`part`]), in
+//! one atomic `nft` batch that names no other network's objects, so its
+//! cost does not grow with the number of networks. No other table is ever
+//! read, flushed or edited (but for guestnet's own rules in Docker's
+//! DOCKER-USER chain).
 //!
 //! The backend is a value, [`Firewall`], made once by main and handed to the
 //! networks and to its guard: it runs `nft` and remembers what it must
-//! between runs. Nothing here is process-wide; firewalld's part is
-//! [`firewalld::Firewalld`], likewise a value.
+//! between runs; the guard reads the kernel's announcements on a netlink
+//! socket of its own ([`nfnetlink`]). Nothing here is process-wide;
+//! firewalld's part is [`firewalld::Firewalld`], likewise a value.
 
 use std::fmt::Write as _;
 use std::process::Stdio;

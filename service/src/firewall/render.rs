@@ -4,9 +4,11 @@
 //! A network's plan says what crosses the firewall as a
 //! [`FirewallPolicy`]; [`NetworkRules::of`] turns it into the typed rules
 //! of the mode API ([`FirewallRule`], the fixed policies of API 1.0 being
-//! shorthands for rule lists), and [`render`] writes every network's rules
-//! into `inet guestnet` in passes, so that no network's verdict depends on
-//! another network's name or place in the list.
+//! shorthands for rule lists), and [`part`] writes one network's rules
+//! into chains of its own, which the [`skeleton`]'s verdict maps reach in
+//! passes by bridge, so that no network's verdict depends on another
+//! network's name, place in the list, or chains. [`render`] is the whole:
+//! the skeleton and every part.
 
 use guestnet_mode_api::{Endpoint, FirewallPolicy, FirewallRule, HostPort, IfName, Plan, Protocol};
 use ipnet::Ipv4Net;
