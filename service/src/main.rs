@@ -111,7 +111,7 @@ async fn run(args: Args) -> Result<(), String> {
             let n = guarded.clone();
             async move { n.restore_firewall().await }
         })
-        .map_err(|e| format!("watching nftables (nft monitor): {e}"))?;
+        .map_err(|e| format!("watching nftables (NFNLGRP_NFTABLES): {e}"))?;
 
     let conn = connect(args.bus_address.as_deref()).await?;
     dbus_api::export_all(&conn, networks.clone())

@@ -1,15 +1,21 @@
-//! guestnet's firewall: one nftables table, `inet guestnet`, rendered whole
-//! from the policies of the active networks ([`render`], pure) and replaced
-//! in one atomic `nft` batch, with its small companion `bridge guestnet`
-//! (DHCP requests policed per bridge port and marked with it, see
-//! `dhcp/port.rs`). No
-//! other table is ever read, flushed or edited (but for guestnet's own
-//! rules in Docker's DOCKER-USER chain).
+//! guestnet's firewall: one nftables table, `inet guestnet`, with its small
+//! companion `bridge guestnet` (DHCP requests policed per bridge port and
+//! marked with it, see `dhcp/port.rs`). The tables are a fixed skeleton
+//! ([`skeleton`]: the hooks, and one verdict map per pass keyed by bridge)
+//! made once, when the first network with rules comes, and deleted when the
+//! last one goes. Each network owns its chains and map elements
+//! ([`part`], rendered from its policy alone, pure); a start, an update or
+//! a stop writes that network's part only ([`teardown`] then [`part`]), in
+//! one atomic `nft` batch that names no other network's objects, so its
+//! cost does not grow with the number of networks. No other table is ever
+//! read, flushed or edited (but for guestnet's own rules in Docker's
+//! DOCKER-USER chain).
 //!
 //! The backend is a value, [`Firewall`], made once by main and handed to the
 //! networks and to its guard: it runs `nft` and remembers what it must
-//! between runs. Nothing here is process-wide; firewalld's part is
-//! [`firewalld::Firewalld`], likewise a value.
+//! between runs; the guard reads the kernel's announcements on a netlink
+//! socket of its own ([`nfnetlink`]). Nothing here is process-wide;
+//! firewalld's part is [`firewalld::Firewalld`], likewise a value.
 
 use std::fmt::Write as _;
 use std::process::Stdio;
@@ -18,9 +24,12 @@ use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
 
 pub mod firewalld;
+pub mod nfnetlink;
 mod render;
 
-pub use render::{has_tables, render, HostInput, NetworkRules, Rules};
+pub use render::{
+    drop_tables, has_tables, part, render, skeleton, teardown, HostInput, NetworkRules, Rules,
+};
 
 pub const TABLE: &str = "guestnet";
 
@@ -135,7 +144,9 @@ fn guestnet_rules_listed(json: &serde_json::Value) -> Option<Vec<(u64, String)>>
 /// the kernel.
 pub type Fingerprint = std::collections::BTreeMap<(String, String), usize>;
 
-/// The fingerprint of a batch made by [`render`].
+/// The fingerprint of a batch made by [`render`], [`skeleton`] or
+/// [`part`]: its rules by (chain, comment), and its set and map elements
+/// as ("@set", "key") or ("@map", "key:chain").
 pub fn batch_fingerprint(batch: &str) -> Fingerprint {
     let mut out = Fingerprint::new();
     let mut chain = String::new();
@@ -143,12 +154,40 @@ pub fn batch_fingerprint(batch: &str) -> Fingerprint {
         let line = line.trim();
         if let Some(rest) = line.strip_prefix("chain ") {
             chain = rest.split_whitespace().next().unwrap_or("").to_owned();
+        } else if let Some(rest) = line.strip_prefix(&format!("add element inet {TABLE} ")) {
+            let Some((set, elem)) = rest.split_once(" { ") else {
+                continue;
+            };
+            let elem = elem.trim_end_matches(" }");
+            let key = match elem.split_once(" : jump ") {
+                Some((k, c)) => format!("{}:{c}", k.trim_matches('"')),
+                None => elem.trim_matches('"').to_owned(),
+            };
+            *out.entry((format!("@{set}"), key)).or_default() += 1;
         } else if let Some((_, c)) = line.rsplit_once("comment \"") {
             let comment = c.trim_end_matches('"').to_owned();
             *out.entry((chain.clone(), comment)).or_default() += 1;
         }
     }
     out
+}
+
+/// The entries of `fp` that are network `network`'s, with bridge
+/// `bridge`: its rules (by their comment) and the elements keyed by its
+/// bridge.
+pub fn network_fingerprint(fp: &Fingerprint, network: &str, bridge: &str) -> Fingerprint {
+    let tag = format!("guestnet:{network}");
+    let keyed = format!("{bridge}:");
+    fp.iter()
+        .filter(|((place, what), _)| {
+            if place.starts_with('@') {
+                what == bridge || what.starts_with(&keyed)
+            } else {
+                *what == tag
+            }
+        })
+        .map(|(k, v)| (k.clone(), *v))
+        .collect()
 }
 
 /// The fingerprint of a table in `nft -j list table` output.
@@ -159,6 +198,24 @@ fn listed_fingerprint(json: &serde_json::Value) -> Fingerprint {
         if let (Some(chain), Some(comment)) = (rule["chain"].as_str(), rule["comment"].as_str()) {
             *out.entry((chain.to_owned(), comment.to_owned()))
                 .or_default() += 1;
+        }
+        let set = item.get("set").or_else(|| item.get("map"));
+        let (Some(set), Some(name)) = (set, set.and_then(|s| s["name"].as_str())) else {
+            continue;
+        };
+        for elem in set["elem"].as_array().into_iter().flatten() {
+            let key = match elem {
+                serde_json::Value::String(k) => k.clone(),
+                serde_json::Value::Array(kv) => match (
+                    kv.first().and_then(|k| k.as_str()),
+                    kv.get(1).and_then(|v| v["jump"]["target"].as_str()),
+                ) {
+                    (Some(k), Some(c)) => format!("{k}:{c}"),
+                    _ => continue,
+                },
+                _ => continue,
+            };
+            *out.entry((format!("@{name}"), key)).or_default() += 1;
         }
     }
     out
@@ -225,9 +282,10 @@ impl Firewall {
     /// The nft commands that make DOCKER-USER hold exactly guestnet's
     /// wanted rules for `networks`, or "" when it already does or has no
     /// such chain.
-    pub async fn docker_user_batch(&self, networks: &[NetworkRules]) -> String {
+    /// `networks` is only called when the chain exists.
+    pub async fn docker_user_batch(&self, networks: impl FnOnce() -> Vec<NetworkRules>) -> String {
         match self.docker_user_existing().await {
-            Some(existing) => docker_user_diff(&existing, &docker_user_rules(networks)),
+            Some(existing) => docker_user_diff(&existing, &docker_user_rules(&networks())),
             None => String::new(),
         }
     }
@@ -307,14 +365,14 @@ impl Firewall {
         true
     }
 
-    /// Watches nftables (`nft monitor`, pushed by the kernel, never polled)
-    /// for the deletion of guestnet's table and for changes of Docker's
+    /// Watches nftables (the kernel's NFNLGRP_NFTABLES announcements, on a
+    /// netlink socket of guestnetd's own: pushed, never polled, no process)
+    /// for the deletion of guestnet's tables and for changes of Docker's
     /// DOCKER-USER chain (Docker starting after guestnet, or flushing it),
-    /// and calls `restore` shortly after each. guestnet's own batches
-    /// delete its table too (to replace it whole); the monitor ends each
-    /// transaction with the pid of the process that made it, and
-    /// transactions of this firewall's own `nft` processes ([`Known`]) are
-    /// passed over.
+    /// and calls `restore` shortly after each. Each transaction ends with
+    /// the pid of the process that made it; transactions of this
+    /// firewall's own `nft` processes ([`Known`]) are passed over (the
+    /// last network's stop deletes the tables).
     pub fn guard<F, Fut>(
         self: &Arc<Self>,
         restore: F,
@@ -323,83 +381,76 @@ impl Firewall {
         F: Fn() -> Fut + Send + 'static,
         Fut: std::future::Future<Output = ()> + Send,
     {
-        use tokio::io::AsyncBufReadExt;
-        let mut cmd = self.nft();
-        cmd.args(["monitor"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .kill_on_drop(true);
-        // SAFETY: prctl is async-signal-safe; it makes the monitor die with
-        // guestnetd even when guestnetd is killed outright.
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
-        let mut child = cmd.spawn()?;
-        let stdout = child.stdout.take().expect("stdout was piped");
+        use netlink_sys::AsyncSocketExt;
+        let socket = nfnetlink::subscribe_async()?;
         self.known().set_watching(true);
         let me = Arc::clone(self);
         Ok(tokio::spawn(async move {
-            let _child = child;
-            let mut lines = tokio::io::BufReader::new(stdout).lines();
-            let docker_table = format!("ip {DOCKER_USER_TABLE} ");
-            // Whether the transaction being printed touched what we guard.
+            let mut buf = vec![0u8; 64 * 1024];
+            // Whether the transaction being announced touched what we guard.
             let mut touched = false;
-            while let Ok(Some(line)) = lines.next_line().await {
-                let line = line.trim_start();
-                if let Some(maker) = transaction_end(line) {
-                    if std::mem::take(&mut touched) {
-                        if maker.is_some_and(|pid| me.known().is_ours(pid)) {
-                            continue;
-                        }
-                        tracing::debug!("nft monitor: someone else's change ({line})");
-                        // Let a burst of transactions (Docker's rules) settle.
-                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            loop {
+                buf.clear();
+                match socket.recv(&mut buf).await {
+                    Ok(()) => {}
+                    Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                        // Announcements were lost: look, to be safe.
+                        touched = false;
+                        me.known().forget_docker_user();
                         restore().await;
+                        continue;
                     }
-                    continue;
+                    Err(e) => {
+                        tracing::warn!("reading nftables announcements: {e}");
+                        break;
+                    }
                 }
-                if line.contains(&docker_table) {
-                    // Docker's table changed: its chain may have come or gone.
-                    me.known().forget_docker_user();
+                for event in nfnetlink::parse(&buf) {
+                    if let nfnetlink::Event::Generation { pid } = event {
+                        if std::mem::take(&mut touched) {
+                            if pid.is_some_and(|pid| me.known().is_ours(pid)) {
+                                continue;
+                            }
+                            tracing::debug!("nftables: someone else's change (process {pid:?})");
+                            // Let a burst of transactions (Docker's rules) settle.
+                            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                            restore().await;
+                        }
+                        continue;
+                    }
+                    if event.table() == Some((nfnetlink::NFPROTO_IPV4, DOCKER_USER_TABLE)) {
+                        // Docker's table changed: its chain may have come or gone.
+                        me.known().forget_docker_user();
+                    }
+                    touched |= guarded(&event);
                 }
-                touched |= guarded(line);
             }
             me.known().set_watching(false);
-            tracing::warn!("nft monitor ended; a deleted firewall table will not be noticed");
+            tracing::warn!(
+                "nftables announcements ended; a deleted firewall table will not be noticed"
+            );
         }))
     }
 }
 
-/// For the line that ends a transaction in `nft monitor`'s output (`# new
-/// generation 7 by process 1234 (nft)`): Some(Some(pid)), or Some(None)
-/// when it names no process; None for any other line.
-fn transaction_end(line: &str) -> Option<Option<u32>> {
-    let rest = line.strip_prefix("# new generation")?;
-    Some(
-        rest.split_once("by process ")
-            .and_then(|(_, p)| p.split_whitespace().next())
-            .and_then(|p| p.parse().ok()),
-    )
-}
-
-/// Whether a monitor line is the deletion of guestnet's table, a rule
+/// Whether an announcement is the deletion of guestnet's tables, a rule
 /// leaving DOCKER-USER, or that chain being (re)created.
-fn guarded(line: &str) -> bool {
-    let mut words = line.split_whitespace();
-    let (verb, object) = (words.next(), words.next());
-    match (verb, object) {
-        (Some("delete"), Some("table")) => {
-            let (family, name) = (words.next(), words.next());
-            matches!(family, Some("inet" | "bridge")) && name == Some(TABLE)
+fn guarded(event: &nfnetlink::Event) -> bool {
+    use nfnetlink::{Event, NFPROTO_BRIDGE, NFPROTO_INET, NFPROTO_IPV4};
+    match event {
+        Event::DeleteTable { family, table } => {
+            matches!(*family, NFPROTO_INET | NFPROTO_BRIDGE) && table == TABLE
         }
-        (Some("add"), Some("chain")) | (Some("delete"), Some("rule")) => {
-            words
-                .take(3)
-                .eq(["ip", DOCKER_USER_TABLE, DOCKER_USER_CHAIN])
+        Event::NewChain {
+            family,
+            table,
+            chain,
         }
+        | Event::DeleteRule {
+            family,
+            table,
+            chain,
+        } => *family == NFPROTO_IPV4 && table == DOCKER_USER_TABLE && chain == DOCKER_USER_CHAIN,
         _ => false,
     }
 }
@@ -508,20 +559,33 @@ mod tests {
     }
 
     #[test]
-    fn the_monitor_names_who_made_each_transaction() {
-        assert_eq!(
-            transaction_end("# new generation 3 by process 2877 (nft)"),
-            Some(Some(2877))
-        );
-        assert_eq!(transaction_end("# new generation 3"), Some(None));
-        assert_eq!(transaction_end("delete table inet guestnet"), None);
-        assert!(guarded("delete table inet guestnet"));
-        assert!(guarded("add chain ip filter DOCKER-USER"));
-        assert!(guarded("delete rule ip filter DOCKER-USER handle 9"));
-        assert!(!guarded("delete table ip filter"));
-        assert!(!guarded("add table inet guestnet"));
-        assert!(guarded("delete table bridge guestnet"));
-        assert!(!guarded("delete table bridge filter"));
+    fn the_guard_watches_guestnets_tables_and_docker_user_only() {
+        use nfnetlink::{Event, NFPROTO_BRIDGE, NFPROTO_INET, NFPROTO_IPV4};
+        let del = |family, table: &str| Event::DeleteTable {
+            family,
+            table: table.into(),
+        };
+        let rule = |family, table: &str, chain: &str| Event::DeleteRule {
+            family,
+            table: table.into(),
+            chain: chain.into(),
+        };
+        assert!(guarded(&del(NFPROTO_INET, "guestnet")));
+        assert!(guarded(&del(NFPROTO_BRIDGE, "guestnet")));
+        assert!(!guarded(&del(NFPROTO_IPV4, "filter")));
+        assert!(!guarded(&del(NFPROTO_BRIDGE, "filter")));
+        assert!(guarded(&rule(NFPROTO_IPV4, "filter", "DOCKER-USER")));
+        assert!(!guarded(&rule(NFPROTO_IPV4, "filter", "FORWARD")));
+        assert!(guarded(&Event::NewChain {
+            family: NFPROTO_IPV4,
+            table: "filter".into(),
+            chain: "DOCKER-USER".into()
+        }));
+        assert!(!guarded(&Event::Other {
+            family: NFPROTO_INET,
+            table: "guestnet".into()
+        }));
+        assert!(!guarded(&Event::Generation { pid: Some(1) }));
     }
 
     #[test]
@@ -584,21 +648,38 @@ mod tests {
 
     #[test]
     fn the_kernels_listing_fingerprints_like_the_batch() {
-        let batch = render(&[rules(FirewallPolicy::Isolated {
+        let n = rules(FirewallPolicy::Isolated {
             subnet: "10.1.2.0/24".parse().unwrap(),
-        })]);
-        let rule = |chain: &str, handle: u64| {
+        });
+        let batch = render(std::slice::from_ref(&n));
+        let rule = |chain: &str, handle: u64, comment: &str| {
             serde_json::json!({"rule": {"family": "inet", "table": TABLE, "chain": chain,
-                "handle": handle, "comment": "guestnet:n1", "expr": []}})
+                "handle": handle, "comment": comment, "expr": []}})
         };
+        let jump = |k: &str, c: &str| serde_json::json!([k, {"jump": {"target": c}}]);
         let listed = serde_json::json!({"nftables": [
             {"metainfo": {"json_schema_version": 1}},
             {"table": {"family": "inet", "name": TABLE, "handle": 1}},
+            {"set": {"family": "inet", "name": "bridges", "table": TABLE, "elem": ["gnbr0"]}},
+            {"map": {"family": "inet", "name": "pass1", "table": TABLE, "map": "verdict",
+                "elem": [jump("gnbr0", "net_n1_self")]}},
+            {"map": {"family": "inet", "name": "deny_out", "table": TABLE, "map": "verdict",
+                "elem": [jump("gnbr0", "net_n1_deny_out")]}},
+            {"map": {"family": "inet", "name": "deny_in", "table": TABLE, "map": "verdict",
+                "elem": [jump("gnbr0", "net_n1_deny_in")]}},
+            {"map": {"family": "inet", "name": "host_in", "table": TABLE, "map": "verdict",
+                "elem": [jump("gnbr0", "net_n1_host")]}},
             {"chain": {"family": "inet", "table": TABLE, "name": "forward", "handle": 1}},
-            rule("forward", 2), rule("forward", 3), rule("forward", 4),
-            {"chain": {"family": "inet", "table": TABLE, "name": "input", "handle": 5}},
-            rule("input", 6), rule("input", 7), rule("input", 8), rule("input", 9),
-            rule("input", 10),
+            rule("forward", 2, "guestnet"), rule("forward", 3, "guestnet"),
+            rule("forward", 4, "guestnet"), rule("forward", 5, "guestnet"),
+            rule("forward", 6, "guestnet"),
+            rule("input", 7, "guestnet"),
+            rule("net_n1_self", 8, "guestnet:n1"),
+            rule("net_n1_deny_out", 9, "guestnet:n1"),
+            rule("net_n1_deny_in", 10, "guestnet:n1"),
+            rule("net_n1_host", 11, "guestnet:n1"), rule("net_n1_host", 12, "guestnet:n1"),
+            rule("net_n1_host", 13, "guestnet:n1"), rule("net_n1_host", 14, "guestnet:n1"),
+            rule("net_n1_host", 15, "guestnet:n1"),
         ]});
         let bridge = serde_json::json!({"nftables": [
             {"rule": {"family": "bridge", "table": TABLE, "chain": "dhcp_police",
@@ -609,9 +690,14 @@ mod tests {
         let mut kernel = listed_fingerprint(&listed);
         kernel.extend(listed_fingerprint(&bridge));
         assert_eq!(kernel, batch_fingerprint(&batch));
+        // The network's own share, as its part alone says.
+        assert_eq!(
+            network_fingerprint(&kernel, "n1", "gnbr0"),
+            batch_fingerprint(&part(&n))
+        );
         let handles = guestnet_rules_listed(&listed).unwrap();
         assert_eq!(handles.len(), 8);
-        assert_eq!(handles[0], (2, "guestnet:n1".to_owned()));
+        assert_eq!(handles[0], (8, "guestnet:n1".to_owned()));
     }
 
     #[test]
@@ -654,14 +740,6 @@ mod tests {
         }
     }
 
-    /// Where `rule` is in the forward chain of `batch`.
-    fn place(batch: &str, rule: &str) -> usize {
-        batch
-            .lines()
-            .position(|l| l.trim().starts_with(rule))
-            .unwrap_or_else(|| panic!("no rule {rule:?} in\n{batch}"))
-    }
-
     /// The forward rules of every order of three networks hold the same
     /// passes: each refusal of one network comes before every accept of
     /// another that could match the same packet.
@@ -697,61 +775,61 @@ mod tests {
             [&isolated, &nat, &routed],
             [&isolated, &routed, &nat],
         ];
+        let alone: Vec<String> = [&nat, &routed, &isolated]
+            .into_iter()
+            .map(super::part)
+            .collect();
         for order in orders {
             let list: Vec<NetworkRules> = order.into_iter().cloned().collect();
             let b = render(&list);
-            let before = |first: &str, then: &str| {
-                assert!(
-                    place(&b, first) < place(&b, then),
-                    "{first:?} must come before {then:?} in\n{b}"
-                );
+            // Each network's part is the same whoever else is there.
+            for a in &alone {
+                assert!(b.contains(a.as_str()), "{a} not in\n{b}");
+            }
+            let pass = |rule: &str, chain: &str| {
+                let found = render::tests::chain_of(&b, rule);
+                assert_eq!(found, chain, "{rule:?} is in {found}, not {chain}\n{b}");
             };
-            // An isolated network refuses before anyone accepts.
-            for accept in [
-                "oifname \"gnbrr\" ip daddr 10.1.2.0/24 accept",
-                "iifname \"gnbrr\" ip saddr 10.1.2.0/24 accept",
+            // An isolated network refuses in pass 2, before anyone accepts
+            // (passes 3 and 4).
+            pass("iifname \"gnbri\" reject", "net_c_deny_out");
+            pass("oifname \"gnbri\" reject", "net_c_deny_in");
+            pass("oifname \"gnbrr\" ip daddr 10.1.2.0/24 accept", "net_b_in");
+            pass("iifname \"gnbrr\" ip saddr 10.1.2.0/24 accept", "net_b_out");
+            pass(
                 "iifname \"gnbrn\" oifname \"eth0\" ip saddr 10.1.1.0/24 accept",
-            ] {
-                before("iifname \"gnbri\" reject", accept);
-                before("oifname \"gnbri\" reject", accept);
-            }
-            // Nobody's way out opens a way into a nat network ...
-            before(
-                "oifname \"gnbrn\" reject",
-                "iifname \"gnbrr\" ip saddr 10.1.2.0/24 accept",
+                "net_a_out",
             );
-            // ... and a routed network's way in is not closed by a nat
-            // network's way out.
-            before(
-                "oifname \"gnbrr\" ip daddr 10.1.2.0/24 accept",
-                "iifname \"gnbrn\" reject",
-            );
-            // Each network's guests reach each other.
-            for br in ["gnbrn", "gnbrr", "gnbri"] {
-                before(
-                    &format!("iifname \"{br}\" oifname \"{br}\" accept"),
-                    "iifname \"gnbri\" reject",
-                );
-            }
-            // Every rule for the host names the bridge its packets come
-            // from, and comes with that network's own tag: no network's
-            // rules can decide another's packet, whatever their order.
-            let input: Vec<&str> = b
-                .lines()
-                .skip_while(|l| !l.contains("chain input"))
-                .skip(2)
-                .take_while(|l| !l.trim().starts_with('}'))
-                .collect();
-            assert_eq!(input.len(), 3 * 5, "{b}");
+            // Nobody's way out opens a way into a nat network (pass 3
+            // refuses first) and a routed network's way in is not closed
+            // by a nat network's way out (pass 4 comes after).
+            pass("oifname \"gnbrn\" reject", "net_a_in");
+            pass("iifname \"gnbrn\" reject", "net_a_out");
+            // Each network's guests reach each other, in pass 1.
             for (br, net) in [("gnbrn", "a"), ("gnbrr", "b"), ("gnbri", "c")] {
-                let prefix = format!("iifname \"{br}\" ");
-                let tag = format!("comment \"guestnet:{net}\"");
-                let own: Vec<&&str> = input
-                    .iter()
-                    .filter(|l| l.trim().starts_with(&prefix))
+                pass(
+                    &format!("iifname \"{br}\" oifname \"{br}\" accept"),
+                    &format!("net_{net}_self"),
+                );
+                // Every rule for the host names the bridge its packets
+                // come from and is reached by it alone.
+                let chain = format!("chain net_{net}_host {{");
+                let own: Vec<&str> = b
+                    .lines()
+                    .skip_while(|l| !l.contains(&chain))
+                    .skip(1)
+                    .take_while(|l| !l.trim().starts_with('}'))
                     .collect();
                 assert_eq!(own.len(), 5, "{b}");
-                assert!(own.iter().all(|l| l.ends_with(&tag)), "{b}");
+                let prefix = format!("iifname \"{br}\" ");
+                let tag = format!("comment \"guestnet:{net}\"");
+                assert!(
+                    own.iter()
+                        .all(|l| l.trim().starts_with(&prefix) && l.ends_with(&tag)),
+                    "{b}"
+                );
+                let elem = format!("host_in {{ \"{br}\" : jump net_{net}_host }}");
+                assert!(b.contains(&elem), "{b}");
             }
         }
     }
@@ -784,8 +862,8 @@ mod tests {
         let batch = render(&[n.clone()]);
         let input: Vec<&str> = batch
             .lines()
-            .skip_while(|l| !l.contains("chain input"))
-            .skip(2)
+            .skip_while(|l| !l.contains("chain net_n1_host"))
+            .skip(1)
             .take_while(|l| !l.trim().starts_with('}'))
             .map(|l| l.trim().trim_end_matches(" comment \"guestnet:n1\""))
             .collect();
@@ -810,7 +888,7 @@ mod tests {
         // (The bridge table's DHCP port marking is shared, not this input.)
         let input: String = batch
             .lines()
-            .skip_while(|l| !l.contains("chain input"))
+            .skip_while(|l| !l.contains("chain net_n1_host"))
             .take_while(|l| !l.trim().starts_with('}'))
             .collect();
         assert!(!input.contains("dport"), "{batch}");

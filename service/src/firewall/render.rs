@@ -4,9 +4,11 @@
 //! A network's plan says what crosses the firewall as a
 //! [`FirewallPolicy`]; [`NetworkRules::of`] turns it into the typed rules
 //! of the mode API ([`FirewallRule`], the fixed policies of API 1.0 being
-//! shorthands for rule lists), and [`render`] writes every network's rules
-//! into `inet guestnet` in passes, so that no network's verdict depends on
-//! another network's name or place in the list.
+//! shorthands for rule lists), and [`part`] writes one network's rules
+//! into chains of its own, which the [`skeleton`]'s verdict maps reach in
+//! passes by bridge, so that no network's verdict depends on another
+//! network's name, place in the list, or chains. [`render`] is the whole:
+//! the skeleton and every part.
 
 use guestnet_mode_api::{Endpoint, FirewallPolicy, FirewallRule, HostPort, IfName, Plan, Protocol};
 use ipnet::Ipv4Net;
@@ -129,45 +131,73 @@ impl HostInput {
     }
 }
 
-/// The nft batch that makes `inet guestnet` hold exactly `networks`' rules
-/// (or not exist, when none has any). Creating the table first makes the
-/// delete valid whether or not it existed; the batch is all-or-nothing.
-pub fn render(networks: &[NetworkRules]) -> String {
+/// The kinds of chain a network owns, in the order they are written: the
+/// suffix of the chain's name (`net_NAME_suffix`), the verdict map of the
+/// skeleton that sends a packet there by the network's bridge (the filter
+/// passes), or the hook of the network's own base chain (NAT).
+const KINDS: [(&str, Option<&str>, Option<&str>); 9] = [
+    ("self", Some("pass1"), None),
+    ("deny_out", Some("deny_out"), None),
+    ("deny_in", Some("deny_in"), None),
+    ("in", Some("inbound"), None),
+    ("out", Some("outbound"), None),
+    ("host", Some("host_in"), None),
+    (
+        "pre",
+        None,
+        Some("type nat hook prerouting priority dstnat; policy accept;"),
+    ),
+    (
+        "lo",
+        None,
+        Some("type nat hook output priority -100; policy accept;"),
+    ),
+    (
+        "post",
+        None,
+        Some("type nat hook postrouting priority srcnat; policy accept;"),
+    ),
+];
+
+/// The set of every active network's bridge, for [`Endpoint::OtherNetworks`].
+pub(super) const BRIDGES: &str = "bridges";
+
+/// The name of network `network`'s chain of kind `suffix`.
+fn chain(network: &str, suffix: &str) -> String {
+    format!("net_{network}_{suffix}")
+}
+
+/// The nft batch that (re)creates guestnet's two tables empty: the fixed
+/// skeleton, made once, into which each network adds its own chains and
+/// map elements ([`part`]). The filter hooks dispatch by bridge through
+/// verdict maps, one per pass, in the order of the passes
+/// ([`forward_rules`]): a network's chain for a pass is only ever reached
+/// by a packet that enters or leaves through that network's bridge, so no
+/// network's verdict depends on another's chains, and each network's part
+/// is added, replaced or deleted without touching anyone else's.
+pub fn skeleton() -> String {
     let mut out = format!(
         "table inet {TABLE} {{}}\ndelete table inet {TABLE}\n\
-         table bridge {TABLE} {{}}\ndelete table bridge {TABLE}\n"
+         table bridge {TABLE} {{}}\ndelete table bridge {TABLE}\n\
+         table inet {TABLE} {{\n\tset {BRIDGES} {{ type ifname; }}\n"
     );
-    let with_rules: Vec<(&NetworkRules, &Rules)> = networks
-        .iter()
-        .filter_map(|n| n.policy.as_ref().map(|p| (n, p)))
-        .collect();
-    if with_rules.is_empty() {
-        return out;
-    }
-    let forward = forward_rules(&with_rules, networks);
-    let (mut input, mut prerouting, mut output, mut postrouting) =
-        (String::new(), String::new(), String::new(), String::new());
-    for (n, p) in &with_rules {
-        input_rules(&mut input, n, p);
-        dnat_rules(&mut prerouting, &mut output, n, p);
-        nat_rules(&mut postrouting, n, p);
+    for (_, map, _) in KINDS {
+        if let Some(map) = map {
+            let _ = writeln!(out, "\tmap {map} {{ type ifname : verdict; }}");
+        }
     }
     let _ = write!(
         out,
-        "table inet {TABLE} {{\n\
-         \tchain forward {{\n\t\ttype filter hook forward priority filter; policy accept;\n{forward}\t}}\n\
-         \tchain input {{\n\t\ttype filter hook input priority filter; policy accept;\n{input}\t}}\n"
-    );
-    if !prerouting.is_empty() {
-        let _ = write!(
-            out,
-            "\tchain prerouting {{\n\t\ttype nat hook prerouting priority dstnat; policy accept;\n{prerouting}\t}}\n\
-             \tchain output {{\n\t\ttype nat hook output priority -100; policy accept;\n{output}\t}}\n"
-        );
-    }
-    let _ = write!(
-        out,
-        "\tchain postrouting {{\n\t\ttype nat hook postrouting priority srcnat; policy accept;\n{postrouting}\t}}\n\
+        "\tchain forward {{\n\t\ttype filter hook forward priority filter; policy accept;\n\
+         \t\tiifname vmap @pass1 {SKELETON}\n\
+         \t\tiifname vmap @deny_out {SKELETON}\n\
+         \t\toifname vmap @deny_in {SKELETON}\n\
+         \t\toifname vmap @inbound {SKELETON}\n\
+         \t\tiifname vmap @outbound {SKELETON}\n\
+         \t}}\n\
+         \tchain input {{\n\t\ttype filter hook input priority filter; policy accept;\n\
+         \t\tiifname vmap @host_in {SKELETON}\n\
+         \t}}\n\
          }}\n"
     );
     // Before anyone else's bridge rules. The only verdict is the rate's
@@ -188,6 +218,129 @@ pub fn render(networks: &[NetworkRules]) -> String {
     out
 }
 
+/// The comment of the skeleton's own rules.
+const SKELETON: &str = "comment \"guestnet\"";
+
+/// The batch that deletes guestnet's tables, whether or not they exist.
+pub fn drop_tables() -> String {
+    format!(
+        "table inet {TABLE} {{}}\ndelete table inet {TABLE}\n\
+         table bridge {TABLE} {{}}\ndelete table bridge {TABLE}\n"
+    )
+}
+
+/// The nft commands that add network `n`'s part to the skeleton: its
+/// chains (only those with rules), the map elements that send its
+/// bridge's packets to them, and its bridge in the set of all bridges. A
+/// network without rules (the host is a plain switch) only adds its
+/// bridge. The text depends on `n` alone.
+pub fn part(n: &NetworkRules) -> String {
+    let mut out = String::new();
+    let br = n.bridge.as_str();
+    if let Some(p) = &n.policy {
+        let mut chains: Vec<(&str, String)> = KINDS.iter().map(|k| (k.0, String::new())).collect();
+        let [self_, deny_out, deny_in, inbound, outbound, host, pre, lo, post] = &mut chains[..]
+        else {
+            unreachable!("nine kinds")
+        };
+        forward_rules(
+            n,
+            p,
+            [
+                &mut self_.1,
+                &mut deny_out.1,
+                &mut deny_in.1,
+                &mut inbound.1,
+                &mut outbound.1,
+            ],
+        );
+        input_rules(&mut host.1, n, p);
+        dnat_rules(&mut pre.1, &mut lo.1, n, p);
+        nat_rules(&mut post.1, n, p);
+        let _ = writeln!(out, "table inet {TABLE} {{");
+        for ((suffix, map, hook), (_, rules)) in KINDS.iter().zip(&chains) {
+            if rules.is_empty() {
+                continue;
+            }
+            let _ = writeln!(out, "\tchain {} {{", chain(&n.network, suffix));
+            if let (Some(hook), None) = (hook, map) {
+                let _ = writeln!(out, "\t\t{hook}");
+            }
+            let _ = writeln!(out, "{rules}\t}}");
+        }
+        let _ = writeln!(out, "}}");
+        for ((suffix, map, _), (_, rules)) in KINDS.iter().zip(&chains) {
+            if let (Some(map), false) = (map, rules.is_empty()) {
+                let _ = writeln!(
+                    out,
+                    "add element inet {TABLE} {map} {{ \"{br}\" : jump {} }}",
+                    chain(&n.network, suffix)
+                );
+            }
+        }
+    }
+    let _ = writeln!(out, "add element inet {TABLE} {BRIDGES} {{ \"{br}\" }}");
+    out
+}
+
+/// The nft commands that remove whatever part network `network` may have
+/// in the skeleton with bridge `bridge`, whether it is all there, partly
+/// (a guestnetd killed mid-way never leaves that: each part is one
+/// transaction; but an older one may) or not at all: each object is
+/// added (a no-op when it exists) before it is deleted. The same fixed
+/// size whatever else is in the table.
+pub fn teardown(network: &str, bridge: &str) -> String {
+    let mut out = String::new();
+    for (suffix, _, hook) in KINDS {
+        let name = chain(network, suffix);
+        match hook {
+            Some(h) => {
+                let _ = writeln!(out, "add chain inet {TABLE} {name} {{ {h} }}");
+            }
+            None => {
+                let _ = writeln!(out, "add chain inet {TABLE} {name}");
+            }
+        }
+    }
+    for (suffix, map, _) in KINDS {
+        if let Some(map) = map {
+            let name = chain(network, suffix);
+            let _ = writeln!(
+                out,
+                "add element inet {TABLE} {map} {{ \"{bridge}\" : jump {name} }}\n\
+                 delete element inet {TABLE} {map} {{ \"{bridge}\" }}"
+            );
+        }
+    }
+    for (suffix, _, _) in KINDS {
+        let name = chain(network, suffix);
+        let _ = writeln!(
+            out,
+            "flush chain inet {TABLE} {name}\ndelete chain inet {TABLE} {name}"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "add element inet {TABLE} {BRIDGES} {{ \"{bridge}\" }}\n\
+         delete element inet {TABLE} {BRIDGES} {{ \"{bridge}\" }}"
+    );
+    out
+}
+
+/// The whole of guestnet's tables for `networks` in one batch (the
+/// skeleton and every network's part), or their deletion when no network
+/// has rules: what a restore or a first start writes.
+pub fn render(networks: &[NetworkRules]) -> String {
+    if networks.iter().all(|n| n.policy.is_none()) {
+        return drop_tables();
+    }
+    let mut out = skeleton();
+    for n in networks {
+        out.push_str(&part(n));
+    }
+    out
+}
+
 pub(super) const DHCP_PORTS_COMMENT: &str = "guestnet: DHCP requests carry their bridge port";
 pub(super) const DHCP_RATE_COMMENT: &str =
     "guestnet: DHCP requests are rate-limited per bridge port";
@@ -198,13 +351,16 @@ pub fn has_tables(batch: &str) -> bool {
     batch.lines().any(|l| l.ends_with(" {"))
 }
 
-/// The forward chain, in four passes over the networks, so that no
-/// network's verdict depends on another network's name or place in the
-/// list. Every rule names its own network's bridge as the input or the
-/// output interface (pass 2 and 3: output for what goes in, input for what
-/// comes out), and a packet has one of each; so within a pass the rules of
-/// two networks never match the same packet, and their order does not
-/// matter. Only the order of the passes does:
+/// Network `n`'s forward chains, one per pass (`passes`, in pass order),
+/// so that no network's verdict depends on another network's name or
+/// place in the list. The skeleton's forward chain looks the passes up in
+/// their order, each in a verdict map keyed by a bridge: every rule names
+/// its own network's bridge as the input or the output interface (pass 2
+/// and 3: output for what goes in, input for what comes out), and a packet
+/// has one of each; so within a pass at most one network's chain (two in
+/// pass 2: the input's denies out and the output's denies in, all
+/// refusals) is reached, and no order between networks exists to matter.
+/// Only the order of the passes does:
 ///
 /// 1. Guest to guest on one bridge: accepted (seen here when br_netfilter
 ///    is loaded), or refused with [`FirewallRule::IsolateGuests`].
@@ -220,7 +376,10 @@ pub fn has_tables(batch: &str) -> bool {
 /// Refusals are `reject`, as libvirt does, so a sender learns at once
 /// rather than timing out. Traffic touching no guestnet bridge with rules
 /// (bridged networks: the host is a plain switch; the LAN; the host's own
-/// traffic, which is not forwarded) is not matched at all.
+/// traffic, which is not forwarded) is not matched at all. Other networks
+/// are the set of every active network's bridge ([`BRIDGES`]), which each
+/// network's part adds its own to: it also holds the network's own bridge,
+/// but pass 1 decided that packet already.
 ///
 /// What follows for the built-in modes, for a guest of the row opening a
 /// connection to a guest of the column (a bridged guest is a LAN host):
@@ -240,43 +399,37 @@ pub fn has_tables(batch: &str) -> bool {
 /// reaches nothing forwarded, even with a route: unlike libvirt, whose
 /// inbound accepts come before an isolated network's rejects, its denies
 /// are pass 2.
-fn forward_rules(networks: &[(&NetworkRules, &Rules)], all: &[NetworkRules]) -> String {
-    let mut out = String::new();
-    let others = |n: &NetworkRules| -> Option<String> {
-        let names: Vec<String> = all
-            .iter()
-            .filter(|o| o.bridge != n.bridge)
-            .map(|o| format!("\"{}\"", o.bridge))
-            .collect();
-        (!names.is_empty()).then(|| set(names))
+fn forward_rules(n: &NetworkRules, p: &Rules, passes: [&mut String; 5]) {
+    let [pass1, deny_out, deny_in, inbound, outbound] = passes;
+    let others = Some(format!("@{BRIDGES}"));
+    let others = others.as_deref();
+    let (br, tag) = (n.bridge.as_str(), comment(&n.network));
+    let verdict = if p.has(&FirewallRule::IsolateGuests) {
+        "reject"
+    } else {
+        "accept"
     };
-    for (n, p) in networks {
-        let (br, tag) = (n.bridge.as_str(), comment(&n.network));
-        let verdict = if p.has(&FirewallRule::IsolateGuests) {
-            "reject"
-        } else {
-            "accept"
+    let _ = writeln!(
+        pass1,
+        "\t\tiifname \"{br}\" oifname \"{br}\" {verdict} {tag}"
+    );
+    for rule in &p.rules {
+        let FirewallRule::Deny { from, to } = rule else {
+            continue;
         };
-        let _ = writeln!(out, "\t\tiifname \"{br}\" oifname \"{br}\" {verdict} {tag}");
-    }
-    for (n, p) in networks {
-        let (br, tag) = (n.bridge.as_str(), comment(&n.network));
-        for rule in &p.rules {
-            let FirewallRule::Deny { from, to } = rule else {
-                continue;
+        if let Some(m) = matcher(br, from, to, &[], others) {
+            let out = if *from == Endpoint::Guests {
+                &mut *deny_out
+            } else {
+                &mut *deny_in
             };
-            if let Some(m) = matcher(br, from, to, &[], others(n).as_deref()) {
-                let _ = writeln!(out, "\t\t{m}reject {tag}");
-            }
+            let _ = writeln!(out, "\t\t{m}reject {tag}");
         }
     }
     // Passes 3 and 4 skip a direction a network denies whole: pass 2
     // refused all of it already.
-    for (n, p) in networks {
-        if p.has(&FirewallRule::deny(Endpoint::Anywhere, Endpoint::Guests)) {
-            continue;
-        }
-        let (br, tag) = (n.bridge.as_str(), comment(&n.network));
+    if !p.has(&FirewallRule::deny(Endpoint::Anywhere, Endpoint::Guests)) {
+        let out = inbound;
         let guests = addr_set(&p.guests);
         for f in p.forwards() {
             let proto = f.port.protocol.as_str();
@@ -293,9 +446,7 @@ fn forward_rules(networks: &[(&NetworkRules, &Rules)], all: &[NetworkRules]) -> 
                     from,
                     to: Endpoint::Guests,
                 } if *from != Endpoint::Guests => {
-                    if let Some(m) =
-                        matcher(br, from, &Endpoint::Guests, &p.guests, others(n).as_deref())
-                    {
+                    if let Some(m) = matcher(br, from, &Endpoint::Guests, &p.guests, others) {
                         let _ = writeln!(out, "\t\t{m}accept {tag}");
                     }
                 }
@@ -310,11 +461,8 @@ fn forward_rules(networks: &[(&NetworkRules, &Rules)], all: &[NetworkRules]) -> 
         }
         let _ = writeln!(out, "\t\toifname \"{br}\" reject {tag}");
     }
-    for (n, p) in networks {
-        if p.has(&FirewallRule::deny(Endpoint::Guests, Endpoint::Anywhere)) {
-            continue;
-        }
-        let (br, tag) = (n.bridge.as_str(), comment(&n.network));
+    if !p.has(&FirewallRule::deny(Endpoint::Guests, Endpoint::Anywhere)) {
+        let out = outbound;
         if p.takes_inbound() && !p.allows(&Endpoint::Guests, &Endpoint::Anywhere) {
             let _ = writeln!(
                 out,
@@ -327,9 +475,7 @@ fn forward_rules(networks: &[(&NetworkRules, &Rules)], all: &[NetworkRules]) -> 
                     from: Endpoint::Guests,
                     to,
                 } if !matches!(to, Endpoint::Guests | Endpoint::Host) => {
-                    if let Some(m) =
-                        matcher(br, &Endpoint::Guests, to, &p.guests, others(n).as_deref())
-                    {
+                    if let Some(m) = matcher(br, &Endpoint::Guests, to, &p.guests, others) {
                         let _ = writeln!(out, "\t\t{m}accept {tag}");
                     }
                 }
@@ -338,7 +484,6 @@ fn forward_rules(networks: &[(&NetworkRules, &Rules)], all: &[NetworkRules]) -> 
         }
         let _ = writeln!(out, "\t\tiifname \"{br}\" reject {tag}");
     }
-    out
 }
 
 /// The match part of a forward rule between the guests on `br` and
@@ -562,7 +707,7 @@ pub(super) fn comment(network: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use guestnet_mode_api::Endpoint as E;
 
@@ -638,40 +783,171 @@ mod tests {
         vec![a, b]
     }
 
+    /// The chain of `batch` holding the rule that contains `needle`.
+    pub(crate) fn chain_of(batch: &str, needle: &str) -> String {
+        let mut chain = "";
+        for l in batch.lines() {
+            if let Some(rest) = l.trim().strip_prefix("chain ") {
+                chain = rest.split_whitespace().next().unwrap_or("");
+            } else if l.contains(needle) {
+                return chain.to_owned();
+            }
+        }
+        panic!("no {needle:?} in\n{batch}")
+    }
+
     #[test]
     fn rules_render_where_their_pass_says() {
         let batch = render(&every_rule());
-        let line = |needle: &str| {
-            batch
-                .lines()
-                .position(|l| l.contains(needle))
-                .unwrap_or_else(|| panic!("no {needle:?} in\n{batch}"))
-        };
-        // Denies (pass 2) before every accept but pass 1's.
-        assert!(
-            line("iifname \"gnbra\" ip daddr 10.66.0.0/16 reject") < line("ct status dnat accept")
+        let line = |needle: &str| chain_of(&batch, needle);
+        // Pass 1, then the denies (pass 2), then inbound and outbound.
+        assert_eq!(
+            line("iifname \"gnbra\" oifname \"gnbra\" reject"),
+            "net_a_self"
         );
-        assert!(
-            line("iifname \"gnbra\" oifname \"gnbra\" reject")
-                < line("ip daddr 10.66.0.0/16 reject")
+        assert_eq!(
+            line("iifname \"gnbra\" ip daddr 10.66.0.0/16 reject"),
+            "net_a_deny_out"
         );
-        // Other networks are named by their bridges.
-        line(
-            "iifname \"gnbra\" oifname { \"gnbrb\" } ip saddr { 10.1.2.0/24, 10.1.3.0/24 } accept",
+        assert_eq!(line("ct status dnat accept"), "net_a_in");
+        // Other networks are named by the set of every network's bridge.
+        assert_eq!(
+            line("iifname \"gnbra\" oifname @bridges ip saddr { 10.1.2.0/24, 10.1.3.0/24 } accept"),
+            "net_a_out"
         );
-        line(
-            "oifname \"gnbra\" iifname { \"gnbrb\" } ip daddr { 10.1.2.0/24, 10.1.3.0/24 } accept",
+        assert_eq!(
+            line("oifname \"gnbra\" iifname @bridges ip daddr { 10.1.2.0/24, 10.1.3.0/24 } accept"),
+            "net_a_in"
         );
+        assert!(batch.contains("add element inet guestnet bridges { \"gnbrb\" }"));
         // Inbound connections exist, so replies go out.
-        line("iifname \"gnbra\" ct state established,related accept");
+        assert_eq!(
+            line("iifname \"gnbra\" ct state established,related accept"),
+            "net_a_out"
+        );
         // Masquerade with exceptions, forwards in both directions, hairpin.
-        line("ip daddr { 10.9.0.0/16, 10.8.0.0/16 } return");
-        line("fib daddr type local ip daddr != 127.0.0.0/8 tcp dport 8080 dnat ip to 10.1.2.50:80");
-        line("fib daddr type local ip daddr 192.0.2.1 udp dport 5000-5010 dnat ip to 10.1.2.50");
         // Every NAT rule names the network's bridge.
-        line("iifname \"gnbra\" ip saddr { 10.1.2.0/24, 10.1.3.0/24 } ip daddr { 10.9.0.0/16, 10.8.0.0/16 } return");
-        line("oifname \"gnbra\" ip saddr { 10.1.2.0/24, 10.1.3.0/24 } ct status dnat masquerade");
+        assert_eq!(
+            line("iifname \"gnbra\" ip saddr { 10.1.2.0/24, 10.1.3.0/24 } ip daddr { 10.9.0.0/16, 10.8.0.0/16 } return"),
+            "net_a_post"
+        );
+        assert_eq!(
+            line("fib daddr type local ip daddr != 127.0.0.0/8 tcp dport 8080 dnat ip to 10.1.2.50:80"),
+            "net_a_pre"
+        );
+        assert_eq!(
+            line("oifname \"lo\" fib daddr type local ip daddr 192.0.2.1 udp dport 5000-5010 dnat ip to 10.1.2.50"),
+            "net_a_lo"
+        );
+        assert_eq!(
+            line(
+                "oifname \"gnbra\" ip saddr { 10.1.2.0/24, 10.1.3.0/24 } ct status dnat masquerade"
+            ),
+            "net_a_post"
+        );
+        // Each chain is reached by its pass's map, keyed by the bridge.
+        for (map, chain) in [
+            ("pass1", "self"),
+            ("deny_out", "deny_out"),
+            ("inbound", "in"),
+            ("outbound", "out"),
+            ("host_in", "host"),
+        ] {
+            let elem =
+                format!("add element inet guestnet {map} {{ \"gnbra\" : jump net_a_{chain} }}");
+            assert!(batch.contains(&elem), "no {elem:?} in\n{batch}");
+        }
         // Denied the host: no ping, no ports; DHCP and DNS would stay.
         assert!(!batch.contains("echo-request"), "{batch}");
+    }
+
+    /// A network's part names nothing of any other network, and the
+    /// skeleton looks the passes up in their order.
+    #[test]
+    fn a_networks_part_is_its_own_and_the_passes_keep_their_order() {
+        let nets = every_rule();
+        let a = part(&nets[0]);
+        assert!(!a.contains("gnbrb") && !a.contains("net_b_"), "{a}");
+        assert_eq!(
+            part(&nets[1]),
+            "add element inet guestnet bridges { \"gnbrb\" }\n"
+        );
+        let sk = skeleton();
+        let at = |needle: &str| {
+            sk.find(needle)
+                .unwrap_or_else(|| panic!("{needle} in {sk}"))
+        };
+        assert!(at("iifname vmap @pass1") < at("iifname vmap @deny_out"));
+        assert!(at("iifname vmap @deny_out") < at("oifname vmap @deny_in"));
+        assert!(at("oifname vmap @deny_in") < at("oifname vmap @inbound"));
+        assert!(at("oifname vmap @inbound") < at("iifname vmap @outbound"));
+        // The teardown names the network's own chains and bridge only.
+        let t = teardown("a", "gnbra");
+        for l in t.lines() {
+            assert!(l.contains("net_a_") || l.contains("\"gnbra\""), "{l}");
+        }
+    }
+
+    /// Every batch is one nft accepts, in a scratch network namespace:
+    /// the skeleton, a network's part, its replacement (teardown then
+    /// part, for a part fully there and for one not there at all) and its
+    /// removal, leaving the other network's part as it was.
+    #[test]
+    fn the_batches_load_into_a_scratch_namespace() {
+        if unsafe { libc::geteuid() } != 0 {
+            assert!(std::env::var_os("CI").is_none(), "needs root");
+            return;
+        }
+        let ns = format!("gnrender{}", std::process::id());
+        let ok = |args: &[&str], stdin: Option<&str>| -> String {
+            use std::io::Write;
+            let mut cmd = std::process::Command::new(args[0]);
+            cmd.args(&args[1..])
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped());
+            let mut child = cmd.spawn().unwrap();
+            let mut input = child.stdin.take().unwrap();
+            input.write_all(stdin.unwrap_or("").as_bytes()).unwrap();
+            drop(input);
+            let out = child.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "{args:?}: {}\n{}",
+                String::from_utf8_lossy(&out.stderr),
+                stdin.unwrap_or("")
+            );
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        ok(&["ip", "netns", "add", &ns], None);
+        let nft = |batch: &str| ok(&["ip", "netns", "exec", &ns, "nft", "-f", "-"], Some(batch));
+        let list = || {
+            ok(
+                &["ip", "netns", "exec", &ns, "nft", "list", "ruleset"],
+                None,
+            )
+        };
+        let nets = every_rule();
+        let mut other = nets[0].clone();
+        other.network = "o".into();
+        other.bridge = IfName::new("gnbro").unwrap();
+        let result = std::panic::catch_unwind(|| {
+            nft(&render(&[other.clone()]));
+            let alone = list();
+            nft(&(teardown("a", "gnbra") + &part(&nets[0])));
+            nft(&(teardown("a", "gnbra") + &part(&nets[0])));
+            nft(&(teardown("b", "gnbrb") + &part(&nets[1])));
+            let both = list();
+            assert!(
+                both.contains("jump net_a_in") && both.contains("\"gnbrb\""),
+                "{both}"
+            );
+            nft(&(teardown("a", "gnbra") + &teardown("b", "gnbrb")));
+            assert_eq!(list(), alone);
+        });
+        ok(&["ip", "netns", "del", &ns], None);
+        if let Err(e) = result {
+            std::panic::resume_unwind(e);
+        }
     }
 }

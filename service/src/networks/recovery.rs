@@ -18,6 +18,7 @@ impl Networks {
     pub async fn recover(&self) {
         for dir in [
             self.runtime_dir.clone(),
+            self.runtime_dir.join("firewall"),
             self.guest_store.dir().to_owned(),
             self.leases_dir.clone(),
         ] {
