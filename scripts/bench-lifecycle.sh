@@ -18,7 +18,9 @@
 #   sudo scripts/bench-lifecycle.sh [--no-build] [--guestnet-only]
 #
 # Knobs (environment): ROUNDS (20), MANY (50), SCALE ("1,50,100,200"),
-# LV_SCALE (libvirt's sizes, default SCALE), SCALE_ROUNDS (10).
+# LV_SCALE (libvirt's sizes, default SCALE), SCALE_ROUNDS (10), GUESTNETD
+# (the binary, its mode libraries beside it; default target/release/guestnetd,
+# built here).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=1
@@ -27,7 +29,7 @@ for arg in "$@"; do
     case "$arg" in
         --no-build) BUILD=0 ;;
         --guestnet-only) DO_LV=0 ;;
-        -h | --help) sed -n '2,21p' "$0"; exit 0 ;;
+        -h | --help) sed -n '2,23p' "$0"; exit 0 ;;
         *) echo "bench-lifecycle: unknown argument $arg" >&2; exit 2 ;;
     esac
 done
@@ -40,6 +42,10 @@ fail() { echo "bench-lifecycle: $*" >&2; exit 1; }
 [[ $(id -u) == 0 ]] || fail "needs root"
 scripts/deps.sh
 scripts/deps-bench.sh
+if [[ -n ${GUESTNETD:-} ]]; then
+    BUILD=0
+fi
+GUESTNETD=${GUESTNETD:-target/release/guestnetd}
 if [[ $BUILD == 1 ]]; then
     nice cargo build --release --quiet -p guestnetd -p guestnet-mode-nat -p guestnet-mode-isolated \
         -p guestnet-mode-routed -p guestnet-mode-bridged
@@ -68,7 +74,7 @@ root_state() {
         echo "== nft -s list ruleset"; nft -s list ruleset
         echo "== iptables-save"; iptables-save 2>/dev/null | grep -v '^#' | sed 's/\[[0-9]*:[0-9]*\]//'
         echo "== ip6tables-save"; ip6tables-save 2>/dev/null | grep -v '^#' | sed 's/\[[0-9]*:[0-9]*\]//'
-    } >"$1"
+    } >"$1" || true
 }
 
 lv_cleanup() {
@@ -109,7 +115,7 @@ root_state "$DIR/root.before"
 ip netns add "$HOST"
 NSS+=("$HOST")
 ip -n "$HOST" link set lo up
-ip -n "$HOST" link add up0 type dummy
+ip -n "$HOST" link add up0 type dummy 2>/dev/null || ip -n "$HOST" link add up0 type veth peer name up1
 ip -n "$HOST" addr add 10.200.0.1/24 dev up0
 ip -n "$HOST" link set up0 up
 ip -n "$HOST" route add default via 10.200.0.254 dev up0
@@ -119,7 +125,7 @@ dbus-daemon --config-file="$DIR/bus.conf" --nofork --nopidfile &
 PIDS+=($!)
 for _ in $(seq 100); do [[ -S $DIR/bus ]] && break; sleep 0.05; done
 echo "nameserver 10.200.0.2" >"$DIR/resolv.conf"
-GN_CMD=(target/release/guestnetd --bus-address "unix:path=$DIR/bus" --config-dir "$DIR/etc"
+GN_CMD=("$GUESTNETD" --modes-dir "$(dirname "$GUESTNETD")" --bus-address "unix:path=$DIR/bus" --config-dir "$DIR/etc"
     --state-dir "$DIR/state" --runtime-dir "$DIR/run" --resolv-conf "$DIR/resolv.conf")
 GUESTNET_LOG=warn ip netns exec "$HOST" "${GN_CMD[@]}" &
 GN=$! # ip netns exec execs guestnetd: the same pid
