@@ -29,7 +29,6 @@
 //! no port: limited per MAC only, one lease per client, as before.
 
 use super::protocol::PortId;
-use std::io;
 use std::os::fd::AsRawFd;
 
 /// SO_MARK and SO_RCVMARK (asm-generic, as on x86-64 and arm64).
@@ -96,32 +95,14 @@ pub fn enable(socket: &impl AsRawFd) -> bool {
     rc == 0
 }
 
-/// Receives one datagram into `buf` without blocking: its length and the
-/// port its mark names.
-pub fn recv(socket: &impl AsRawFd, buf: &mut [u8]) -> io::Result<(usize, Option<PortId>)> {
-    let mut iov = libc::iovec {
-        iov_base: buf.as_mut_ptr().cast(),
-        iov_len: buf.len(),
-    };
-    // Room for one cmsg carrying a u32, aligned for cmsghdr.
-    let mut control = [0u64; 8];
-    // SAFETY: msghdr is plain data; all-zero is a valid empty header.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.as_mut_ptr().cast();
-    msg.msg_controllen = std::mem::size_of_val(&control) as _;
-    // SAFETY: msg points at the live iov (into buf) and control buffers,
-    // whose lengths it states; the kernel writes within them.
-    let n = unsafe { libc::recvmsg(socket.as_raw_fd(), &mut msg, libc::MSG_DONTWAIT) };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let mut port = None;
+/// The mark the kernel passed with a received datagram (`recvmsg` or one
+/// message of `recvmmsg`, on a socket [`enable`]d), if any.
+pub fn mark_of(msg: &libc::msghdr) -> Option<u32> {
+    let mut mark = None;
     // SAFETY: the CMSG macros walk the control buffer the kernel filled,
     // bounded by msg_controllen; each data read is checked for length.
     unsafe {
-        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+        let mut cmsg = libc::CMSG_FIRSTHDR(msg);
         while !cmsg.is_null() {
             let c = &*cmsg;
             let len = c.cmsg_len as usize;
@@ -129,13 +110,14 @@ pub fn recv(socket: &impl AsRawFd, buf: &mut [u8]) -> io::Result<(usize, Option<
                 && c.cmsg_type == SO_MARK
                 && len >= libc::CMSG_LEN(4) as usize
             {
-                let mark = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<u32>());
-                port = port_of(mark);
+                mark = Some(std::ptr::read_unaligned(
+                    libc::CMSG_DATA(cmsg).cast::<u32>(),
+                ));
             }
-            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+            cmsg = libc::CMSG_NXTHDR(msg, cmsg);
         }
     }
-    Ok((n as usize, port))
+    mark
 }
 
 #[cfg(test)]

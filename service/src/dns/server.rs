@@ -209,57 +209,255 @@ fn bind_tcp(interface: &str, addr: SocketAddrV4) -> io::Result<Socket> {
 }
 
 /// One UDP receive loop; the forwards it starts live in its `JoinSet`.
+/// Queries are taken up to [`udp_batch::UDP_BATCH`] at a time (`recvmmsg`) and the
+/// local answers to them sent together (`sendmmsg`): two system calls for
+/// a batch rather than two for each query; the buffers are the loop's own,
+/// made once.
 async fn serve_udp(
     socket: Arc<UdpSocket>,
     shared: Arc<Shared>,
     forwards: Arc<Semaphore>,
     mut stopping: watch::Receiver<bool>,
 ) {
-    // One byte more than the largest query taken, to see oversized ones.
-    let mut buf = vec![0u8; MAX_UDP_QUERY + 1];
+    let mut rx = udp_batch::Received::new();
+    let mut tx = udp_batch::Outbox::new();
     let mut in_flight = JoinSet::new();
     loop {
         let received = tokio::select! {
-            r = socket.recv_from(&mut buf) => r,
+            r = socket.async_io(tokio::io::Interest::READABLE, || rx.receive(&*socket)) => r,
             _ = stopping.wait_for(|s| *s) => return,
         };
-        let (len, peer) = match received {
-            Ok(received) => received,
-            Err(e) => {
-                tracing::debug!("DNS receive error: {e}");
-                // Do not spin if the error persists.
-                tokio::time::sleep(Duration::from_millis(10)).await;
-                continue;
-            }
-        };
-        // The zone lock is released before anything is awaited.
-        let action = handle_query_over(&buf[..len], &shared.zone(), Transport::Udp);
-        match action {
-            Action::Drop => {}
-            Action::Reply(reply) | Action::Reject(reply) => {
-                if let Err(e) = socket.send_to(&reply, peer).await {
-                    tracing::debug!(%peer, "DNS reply not sent: {e}");
+        if let Err(e) = received {
+            tracing::debug!("DNS receive error: {e}");
+            // Do not spin if the error persists.
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
+        }
+        {
+            // The zone lock is released before anything is awaited.
+            let zone = shared.zone();
+            for (query, peer) in rx.iter() {
+                match handle_query_over(query, &zone, Transport::Udp) {
+                    Action::Drop => {}
+                    Action::Reply(reply) | Action::Reject(reply) => tx.push(reply, peer),
+                    Action::Forward(fwd) => {
+                        while in_flight.try_join_next().is_some() {}
+                        let Ok(permit) = forwards.clone().try_acquire_owned() else {
+                            tracing::debug!(%peer, "too many DNS queries in flight; query dropped");
+                            continue;
+                        };
+                        // Weak: a forward still running must not keep the
+                        // socket (and so the address) bound after the server
+                        // stopped.
+                        let socket = Arc::downgrade(&socket);
+                        let shared = shared.clone();
+                        in_flight.spawn(async move {
+                            let reply = shared
+                                .upstreams
+                                .forward(&fwd, Transport::Udp, shared.own)
+                                .await;
+                            drop(permit);
+                            send_weak(&socket, &reply, peer);
+                        });
+                    }
                 }
             }
-            Action::Forward(fwd) => {
-                while in_flight.try_join_next().is_some() {}
-                let Ok(permit) = forwards.clone().try_acquire_owned() else {
-                    tracing::debug!(%peer, "too many DNS queries in flight; query dropped");
-                    continue;
-                };
-                // Weak: a forward still running must not keep the socket
-                // (and so the address) bound after the server stopped.
-                let socket = Arc::downgrade(&socket);
-                let shared = shared.clone();
-                in_flight.spawn(async move {
-                    let reply = shared
-                        .upstreams
-                        .forward(&fwd, Transport::Udp, shared.own)
-                        .await;
-                    drop(permit);
-                    send_weak(&socket, &reply, peer);
-                });
+        }
+        while !tx.is_empty() {
+            let sent = tokio::select! {
+                r = socket.async_io(tokio::io::Interest::WRITABLE, || tx.send(&*socket)) => r,
+                _ = stopping.wait_for(|s| *s) => return,
+            };
+            if let Err(e) = sent {
+                // The first reply cannot go (its peer unreachable, say):
+                // it is dropped, the others still go.
+                tracing::debug!(peer = %tx.first_peer(), "DNS reply not sent: {e}");
+                tx.drop_first();
             }
+        }
+        tx.clear();
+    }
+}
+
+/// Batched UDP receive and send with `recvmmsg` and `sendmmsg`.
+mod udp_batch {
+    use super::MAX_UDP_QUERY;
+    use std::io;
+    use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+    use std::os::fd::AsRawFd;
+
+    /// Datagrams taken by one `recvmmsg` (and answers sent by one
+    /// `sendmmsg`). Each receive loop holds this many buffers of
+    /// `MAX_UDP_QUERY` bytes (64 KiB; their pages are touched only as
+    /// queries arrive).
+    pub const UDP_BATCH: usize = 16;
+
+    /// One buffer per datagram, one byte more than the largest query taken
+    /// (to see oversized ones), and each sender's address.
+    pub struct Received {
+        bufs: Vec<u8>,
+        lens: [usize; UDP_BATCH],
+        addrs: [libc::sockaddr_in; UDP_BATCH],
+        count: usize,
+    }
+
+    const SLOT: usize = MAX_UDP_QUERY + 1;
+
+    fn zero_addr() -> libc::sockaddr_in {
+        // SAFETY: sockaddr_in is plain old data; all zeroes is valid.
+        unsafe { std::mem::zeroed() }
+    }
+
+    fn to_socket_addr(a: &libc::sockaddr_in) -> SocketAddr {
+        SocketAddr::V4(SocketAddrV4::new(
+            Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr)),
+            u16::from_be(a.sin_port),
+        ))
+    }
+
+    fn to_sockaddr_in(peer: SocketAddr) -> libc::sockaddr_in {
+        let mut a = zero_addr();
+        if let SocketAddr::V4(v4) = peer {
+            a.sin_family = libc::AF_INET as libc::sa_family_t;
+            a.sin_port = v4.port().to_be();
+            a.sin_addr.s_addr = u32::from(*v4.ip()).to_be();
+        }
+        a
+    }
+
+    impl Received {
+        pub fn new() -> Received {
+            Received {
+                bufs: vec![0; SLOT * UDP_BATCH],
+                lens: [0; UDP_BATCH],
+                addrs: [zero_addr(); UDP_BATCH],
+                count: 0,
+            }
+        }
+
+        /// Takes what is queued on `socket`, up to [`UDP_BATCH`]
+        /// datagrams, without blocking (WouldBlock when none is).
+        pub fn receive(&mut self, socket: &impl AsRawFd) -> io::Result<()> {
+            self.count = 0;
+            // SAFETY: zeroed iovec/mmsghdr are valid; every pointer set
+            // below points into self, which outlives the call.
+            let mut iovs: [libc::iovec; UDP_BATCH] = unsafe { std::mem::zeroed() };
+            let mut msgs: [libc::mmsghdr; UDP_BATCH] = unsafe { std::mem::zeroed() };
+            let base = self.bufs.as_mut_ptr();
+            for i in 0..UDP_BATCH {
+                iovs[i].iov_base = unsafe { base.add(i * SLOT) }.cast();
+                iovs[i].iov_len = SLOT;
+                let h = &mut msgs[i].msg_hdr;
+                h.msg_name = (&mut self.addrs[i] as *mut libc::sockaddr_in).cast();
+                h.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+                h.msg_iov = &mut iovs[i];
+                h.msg_iovlen = 1;
+            }
+            // SAFETY: msgs describes UDP_BATCH valid buffers.
+            let n = unsafe {
+                libc::recvmmsg(
+                    socket.as_raw_fd(),
+                    msgs.as_mut_ptr(),
+                    UDP_BATCH as libc::c_uint,
+                    libc::MSG_DONTWAIT,
+                    std::ptr::null_mut(),
+                )
+            };
+            if n < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            let n = n as usize;
+            for (i, m) in msgs.iter().enumerate().take(n) {
+                // A datagram longer than the slot is cut; its length is then
+                // the slot's, which the query parser refuses as oversized.
+                self.lens[i] = (m.msg_len as usize).min(SLOT);
+            }
+            self.count = n;
+            Ok(())
+        }
+
+        /// The datagrams of the last receive, with their senders.
+        pub fn iter(&self) -> impl Iterator<Item = (&[u8], SocketAddr)> + '_ {
+            (0..self.count).map(move |i| {
+                (
+                    &self.bufs[i * SLOT..i * SLOT + self.lens[i]],
+                    to_socket_addr(&self.addrs[i]),
+                )
+            })
+        }
+    }
+
+    /// Replies waiting to be sent together.
+    pub struct Outbox {
+        replies: Vec<(Vec<u8>, SocketAddr)>,
+        /// How many of `replies` are gone already.
+        sent: usize,
+    }
+
+    impl Outbox {
+        pub fn new() -> Outbox {
+            Outbox {
+                replies: Vec::with_capacity(UDP_BATCH),
+                sent: 0,
+            }
+        }
+
+        pub fn push(&mut self, reply: Vec<u8>, peer: SocketAddr) {
+            self.replies.push((reply, peer));
+        }
+
+        pub fn is_empty(&self) -> bool {
+            self.sent >= self.replies.len()
+        }
+
+        pub fn first_peer(&self) -> SocketAddr {
+            self.replies[self.sent].1
+        }
+
+        pub fn drop_first(&mut self) {
+            self.sent += 1;
+        }
+
+        pub fn clear(&mut self) {
+            self.replies.clear();
+            self.sent = 0;
+        }
+
+        /// Sends what is left, as much as the socket takes at once; an
+        /// error is the first reply's (WouldBlock: none went).
+        pub fn send(&mut self, socket: &impl AsRawFd) -> io::Result<()> {
+            let left = &self.replies[self.sent..];
+            let n = left.len().min(UDP_BATCH);
+            // SAFETY: zeroed iovec/mmsghdr/sockaddr_in are valid; the
+            // pointers set below point into `left`, `addrs` and `iovs`,
+            // which outlive the call.
+            let mut iovs: [libc::iovec; UDP_BATCH] = unsafe { std::mem::zeroed() };
+            let mut msgs: [libc::mmsghdr; UDP_BATCH] = unsafe { std::mem::zeroed() };
+            let mut addrs = [zero_addr(); UDP_BATCH];
+            for (i, (reply, peer)) in left.iter().take(n).enumerate() {
+                addrs[i] = to_sockaddr_in(*peer);
+                iovs[i].iov_base = reply.as_ptr() as *mut libc::c_void;
+                iovs[i].iov_len = reply.len();
+                let h = &mut msgs[i].msg_hdr;
+                h.msg_name = (&mut addrs[i] as *mut libc::sockaddr_in).cast();
+                h.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+                h.msg_iov = &mut iovs[i];
+                h.msg_iovlen = 1;
+            }
+            // SAFETY: msgs describes n valid replies and addresses.
+            let sent = unsafe {
+                libc::sendmmsg(
+                    socket.as_raw_fd(),
+                    msgs.as_mut_ptr(),
+                    n as libc::c_uint,
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            if sent < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            self.sent += sent as usize;
+            Ok(())
         }
     }
 }
