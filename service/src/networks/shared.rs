@@ -99,7 +99,7 @@ impl Networks {
                 .run(&full)
                 .await
                 .map_err(|e| ServiceError::failed("updating the firewall", e))?;
-            if let Err(e) = crate::files::write_atomic(&shared.record, batch.as_bytes()) {
+            if let Err(e) = crate::files::write_volatile(&shared.record, batch.as_bytes()) {
                 tracing::warn!("recording the firewall: {e}");
             }
             shared.applied = Some(batch);
