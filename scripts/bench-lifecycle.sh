@@ -43,7 +43,7 @@ for _ in $(seq 100); do [[ -S $DIR/bus ]] && break; sleep 0.05; done
 echo "nameserver 10.200.0.2" > "$DIR/resolv.conf"
 GUESTNET_LOG=warn ip netns exec "$HOST" target/release/guestnetd --bus-address "unix:path=$DIR/bus" \
     --config-dir "$DIR/etc" --state-dir "$DIR/state" --runtime-dir "$DIR/run" \
-    --resolv-conf "$DIR/resolv.conf" &
+    --resolv-conf "$DIR/resolv.conf" --modes-dir target/release &
 GN=$!
 PIDS+=($GN)
 B=(busctl --address="unix:path=$DIR/bus")
@@ -54,6 +54,9 @@ now() { date +%s%N; }
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 gn_pid=$(pgrep -f "target/release/guestnetd --bus-address unix:path=$DIR/bus" | head -1)
 rss_mb() { awk '/VmRSS/ {printf "%.1f", $2/1024}' "/proc/$gn_pid/status"; }
+threads() { awk '/^Threads/ {print $2}' "/proc/$gn_pid/status"; }
+sleep 0.5
+rss0=$(rss_mb)
 
 "${B[@]}" call org.guestnet1 /org/guestnet1 org.guestnet1.Manager DefineNetwork s \
     $'name = "lc"\nmode = "nat"\n[ipv4]\naddress = "10.70.0.1/24"\n[dns]\ndomain = "lc.lan"' >/dev/null
@@ -78,6 +81,7 @@ t0=$(now)
 for i in $(seq "$MANY"); do "${B[@]}" call org.guestnet1 /org/guestnet1/network/m$i org.guestnet1.Network Start; done
 t1=$(now)
 rss50=$(rss_mb)
+threads50=$(threads)
 for i in $(seq "$MANY"); do "${B[@]}" call org.guestnet1 /org/guestnet1/network/m$i org.guestnet1.Network Stop; done
 t2=$(now)
 
@@ -87,8 +91,10 @@ printf '%-44s %9s ms %11s ms\n' "start one NAT network, median of $ROUNDS" "$sta
 printf '%-44s %9s ms %11s ms\n' "stop one NAT network, median of $ROUNDS" "$stop_med" 444
 printf '%-44s %10s s %12s s\n' "start $MANY networks in sequence" "$(awk "BEGIN{printf \"%.2f\", $(ms "$t0" "$t1")/1000}")" 8.0
 printf '%-44s %10s s %12s s\n' "stop $MANY networks in sequence" "$(awk "BEGIN{printf \"%.2f\", $(ms "$t1" "$t2")/1000}")" 22.7
+printf '%-44s %9s MB %14s\n' "resident memory, idle (no network)" "$rss0" "-"
 printf '%-44s %9s MB %11s MB\n' "resident memory, 1 active network" "$rss1" 25.5
 printf '%-44s %9s MB %11s MB\n' "resident memory, $MANY active networks" "$rss50" 192
+printf '%-44s %12s %14s\n' "threads, $MANY active networks" "$threads50" "-"
 echo
 echo "* libvirt's figures are DESIGN.md's (libvirtd cannot run here); guestnetd's each include"
 echo "  one busctl process start (a few ms). Each network: bridge, address, nft table update,"
