@@ -8,7 +8,7 @@ set -eu
 # start on their own private bus (useradd, groupadd: passwd; setpriv, flock:
 # util-linux). systemd: systemd-analyze, which rates the shipped unit's
 # sandbox offline (tests/tests/systemd_unit.rs); it need not run.
-PACKAGES="iproute2 nftables dbus dbus-daemon busybox dnsutils iputils-ping netcat-openbsd python3 procps isc-dhcp-client dnsmasq-base libglib2.0-bin polkitd systemd"
+PACKAGES="iproute2 nftables dbus dbus-daemon busybox dnsutils iputils-ping netcat-openbsd python3 procps isc-dhcp-client dnsmasq-base libglib2.0-bin polkitd systemd strace"
 # The VM tests (tests/src/vm.rs): qemu-system-x86 runs the guest, cpio packs
 # its initramfs (scripts/vm-assets.sh, which fetches the kernel and
 # busybox-static with apt-get download at test time, installing neither).

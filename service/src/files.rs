@@ -2,7 +2,8 @@
 //! the config directory) and records of what is applied now (one JSON file a
 //! network in the runtime directory). Every write is atomic: a temporary
 //! file, fsynced, renamed over the old one, and the directory fsynced, so a
-//! crash leaves the old file or the new one, never half of one.
+//! crash leaves the old file or the new one, never half of one. Files of
+//! the runtime directory skip the fsyncs: see [`write_volatile`].
 
 use guestnet_mode_api::{Definition, NetworkName, Plan};
 use serde::{Deserialize, Serialize};
@@ -35,8 +36,32 @@ pub fn write_atomic_private(path: &Path, bytes: &[u8]) -> Result<(), FileError> 
     write_atomic_mode(path, bytes, 0o600)
 }
 
+/// Writes `bytes` to `path` atomically, for a file of the runtime
+/// directory: as [`write_atomic`] but without the fsyncs. Such a file must
+/// not outlive a reboot (/run is a tmpfs, where fsync does nothing), and a
+/// crash of guestnetd alone loses nothing the kernel has been given: the
+/// rename is what makes it atomic. On a disk the fsyncs cost tens of
+/// milliseconds a file, several times in every Start and Stop.
+pub fn write_volatile(path: &Path, bytes: &[u8]) -> Result<(), FileError> {
+    write_with(path, bytes, 0o666, false)
+}
+
+/// Removes a file of the runtime directory (no fsync, as
+/// [`write_volatile`]); a file already gone is fine.
+pub fn remove_volatile(path: &Path) -> Result<(), FileError> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(at(path)(e)),
+    }
+}
+
 /// `mode` as for open(2): the umask still applies.
 fn write_atomic_mode(path: &Path, bytes: &[u8], mode: u32) -> Result<(), FileError> {
+    write_with(path, bytes, mode, true)
+}
+
+fn write_with(path: &Path, bytes: &[u8], mode: u32, durable: bool) -> Result<(), FileError> {
     use std::os::unix::fs::OpenOptionsExt;
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(at(dir))?;
@@ -54,10 +79,15 @@ fn write_atomic_mode(path: &Path, bytes: &[u8], mode: u32) -> Result<(), FileErr
         .open(&tmp)
         .map_err(at(&tmp))?;
     f.write_all(bytes).map_err(at(&tmp))?;
-    f.sync_all().map_err(at(&tmp))?;
+    if durable {
+        f.sync_all().map_err(at(&tmp))?;
+    }
     drop(f);
     std::fs::rename(&tmp, path).map_err(at(path))?;
-    sync_dir(dir)
+    if durable {
+        sync_dir(dir)?;
+    }
+    Ok(())
 }
 
 fn sync_dir(dir: &Path) -> Result<(), FileError> {
@@ -236,11 +266,11 @@ impl RuntimeStore {
 
     pub fn save(&self, record: &AppliedRecord) -> Result<(), FileError> {
         let bytes = serde_json::to_vec_pretty(record).expect("records always serialize");
-        write_atomic(&self.path_of(&record.definition.name), &bytes)
+        write_volatile(&self.path_of(&record.definition.name), &bytes)
     }
 
     pub fn remove(&self, name: &NetworkName) -> Result<(), FileError> {
-        remove(&self.path_of(name))
+        remove_volatile(&self.path_of(name))
     }
 
     pub fn load_all(&self) -> (Vec<AppliedRecord>, Vec<BadFile>) {

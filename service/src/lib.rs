@@ -16,3 +16,4 @@ pub mod guests;
 pub mod host;
 pub mod mode_registry;
 pub mod networks;
+pub mod signals;

@@ -638,7 +638,9 @@ fn lease_tuple(l: &Lease) -> LeaseTuple {
 
 /// Announces every lease change as a signal on its network.
 async fn announce_leases(conn: Connection, networks: Arc<Networks>) {
-    let events = networks.subscribe_leases();
+    let Some(events) = networks.lease_signals() else {
+        return;
+    };
     announce(
         conn,
         events,
@@ -664,7 +666,9 @@ async fn announce_leases(conn: Connection, networks: Arc<Networks>) {
 
 /// Announces every guest arriving or leaving as a signal on its network.
 async fn announce_guests(conn: Connection, networks: Arc<Networks>) {
-    let events = networks.subscribe_guests();
+    let Some(events) = networks.guest_signals() else {
+        return;
+    };
     announce(
         conn,
         events,
@@ -686,20 +690,16 @@ async fn announce_guests(conn: Connection, networks: Arc<Networks>) {
 /// keep up with are counted in a warning, not fatal.
 async fn announce<E: Clone>(
     conn: Connection,
-    mut events: tokio::sync::broadcast::Receiver<E>,
+    mut events: crate::signals::SignalReceiver<E>,
     what: &str,
     network: impl Fn(&E) -> &str,
     emit: impl AsyncFn(&SignalEmitter<'_>, &E) -> zbus::Result<()>,
 ) {
-    loop {
-        let e = match events.recv().await {
-            Ok(e) => e,
-            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                tracing::warn!("{n} {what} signals were dropped: the bus could not keep up");
-                continue;
-            }
-            Err(_) => return,
-        };
+    while let Some(e) = events.recv().await {
+        let n = events.take_dropped();
+        if n > 0 {
+            tracing::warn!("{n} {what} signals were dropped: the bus could not keep up");
+        }
         let Ok(emitter) = SignalEmitter::new(&conn, network_path(network(&e))) else {
             continue;
         };

@@ -6,7 +6,7 @@
 pub mod watch;
 
 use crate::error::ServiceError;
-use crate::files::{write_atomic, FileError};
+use crate::files::{write_volatile, FileError};
 use guestnet_mode_api::{IfName, MacAddr, NetworkName};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -427,10 +427,10 @@ impl GuestStore {
         records: &BTreeMap<String, GuestRecord>,
     ) -> Result<(), FileError> {
         if records.is_empty() {
-            return crate::files::remove(&self.path(network));
+            return crate::files::remove_volatile(&self.path(network));
         }
         let list: Vec<&GuestRecord> = records.values().collect();
-        write_atomic(
+        write_volatile(
             &self.path(network),
             &serde_json::to_vec_pretty(&list).expect("records serialize"),
         )

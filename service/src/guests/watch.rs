@@ -4,9 +4,10 @@
 
 use crate::guests::{GuestEvent, GuestRecord, GuestStore};
 use crate::host::kernel::{Link, LinkEvent, Snapshot};
+use crate::signals::SignalSender;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::mpsc;
 
 /// A bridge of an active network, as the watcher needs it.
 #[derive(Debug, Clone)]
@@ -66,7 +67,7 @@ pub async fn run(
     mut links: mpsc::UnboundedReceiver<LinkEvent>,
     initial: Snapshot,
     registry: SharedRegistry,
-    events: broadcast::Sender<GuestEvent>,
+    events: SignalSender<GuestEvent>,
     store: Arc<GuestStore>,
     kernel: crate::host::kernel::Kernel,
 ) {
@@ -133,7 +134,7 @@ fn missed_changes(known: &HashMap<u32, Link>, now: Vec<Link>) -> Vec<(Link, bool
 /// The guest events of `link` moving from bridge `before` to `after`.
 fn announce(
     registry: &SharedRegistry,
-    events: &broadcast::Sender<GuestEvent>,
+    events: &SignalSender<GuestEvent>,
     link: &Link,
     before: Option<u32>,
     after: Option<u32>,
@@ -146,7 +147,7 @@ fn announce(
     let joined = after.and_then(|b| registry.event(b, link, true));
     drop(registry);
     for e in left.into_iter().chain(joined) {
-        let _ = events.send(e);
+        events.send(e);
     }
 }
 

@@ -4,7 +4,7 @@
 //! The values from before are kept in the runtime directory, so a restart of
 //! guestnetd still restores them.
 
-use crate::files::{write_atomic, FileError};
+use crate::files::{write_volatile, FileError};
 use guestnet_mode_api::SysctlKey;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -79,7 +79,8 @@ impl SysctlKeeper {
 
     fn save(&self) -> Result<(), FileError> {
         let bytes = serde_json::to_vec(&self.originals).expect("a map of strings serializes");
-        write_atomic(&self.file, &bytes)
+        // In the runtime directory: see write_volatile.
+        write_volatile(&self.file, &bytes)
     }
 }
 

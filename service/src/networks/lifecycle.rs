@@ -288,19 +288,27 @@ impl Networks {
             services.stop().await;
             self.resolved.set(name.as_str(), None).await;
         }
-        // One reading of the host for the whole teardown.
-        let mut problems: Vec<String> = match self.snapshot().await {
-            Ok(snapshot) => {
-                self.unplug_guests(name, plan, &snapshot).await;
-                links::teardown(&self.kernel, plan, name.as_str(), &snapshot)
-                    .await
-                    .into_iter()
-                    .map(|e| e.to_string())
-                    .collect()
+        // One reading of the host for the whole teardown of the links,
+        // while the firewall and sysctls go: each deleted link makes the
+        // kernel wait for an RCU grace period, and the firewall's rules
+        // and the sysctls' restoring need not wait for that (they name the
+        // bridge, and a key of a bridge already gone is skipped).
+        let links = async {
+            match self.snapshot().await {
+                Ok(snapshot) => {
+                    self.unplug_guests(name, plan, &snapshot).await;
+                    links::teardown(&self.kernel, plan, name.as_str(), &snapshot)
+                        .await
+                        .into_iter()
+                        .map(|e| e.to_string())
+                        .collect()
+                }
+                Err(e) => vec![e.to_string()],
             }
-            Err(e) => vec![e.to_string()],
         };
-        if let Err(e) = self.apply_shared(Change::Remove(name)).await {
+        let (mut problems, shared): (Vec<String>, _) =
+            tokio::join!(links, self.apply_shared(Change::Remove(name)));
+        if let Err(e) = shared {
             problems.push(e.to_string());
         }
         if let Err(e) = self.runtime.remove(name) {

@@ -43,6 +43,7 @@ use crate::guests::watch::SharedRegistry;
 use crate::guests::{GuestEvent, GuestStore};
 use crate::host::kernel::Kernel;
 use crate::mode_registry::{LoadedMode, ModeRegistry, MAX_TABLE_JSON};
+use crate::signals::{SignalQueue, SignalReceiver};
 use guestnet_mode_api::{Definition, HostFacts, MacAddr, NetworkName, Plan};
 use services::Services;
 use shared::Shared;
@@ -53,8 +54,13 @@ use tokio::sync::{broadcast, Mutex};
 
 pub use ports::{Detacher, Guest, PortClaim};
 
-/// Lease events buffered for slow listeners (the D-Bus signal task).
-const LEASE_EVENT_BACKLOG: usize = 65_536;
+/// Lease and guest events queued for the D-Bus signal task when the bus is
+/// slow (a boot storm of guests); allocated as they come.
+const SIGNAL_BACKLOG: usize = 65_536;
+/// Lease events kept for WaitForLease callers. A tokio broadcast channel
+/// allocates every slot at once, so this stays small: a waiter that lags
+/// behind asks the network for the lease instead.
+const LEASE_WAIT_BACKLOG: usize = 1024;
 
 /// One network as guestnetd holds it.
 #[derive(Debug, Clone)]
@@ -200,7 +206,8 @@ pub struct Networks {
     runtime_dir: PathBuf,
     resolv_conf: PathBuf,
     lease_events: broadcast::Sender<NetworkLeaseEvent>,
-    guest_events: broadcast::Sender<GuestEvent>,
+    lease_signals: SignalQueue<NetworkLeaseEvent>,
+    guest_events: SignalQueue<GuestEvent>,
     guest_store: Arc<GuestStore>,
     registry: SharedRegistry,
     table: RwLock<BTreeMap<NetworkName, Arc<Slot>>>,
@@ -230,8 +237,9 @@ impl Networks {
             leases_dir: paths.state_dir.join("leases"),
             runtime_dir: paths.runtime_dir.clone(),
             resolv_conf: paths.resolv_conf.clone(),
-            lease_events: broadcast::channel(LEASE_EVENT_BACKLOG).0,
-            guest_events: broadcast::channel(LEASE_EVENT_BACKLOG).0,
+            lease_events: broadcast::channel(LEASE_WAIT_BACKLOG).0,
+            lease_signals: crate::signals::queue(SIGNAL_BACKLOG),
+            guest_events: crate::signals::queue(SIGNAL_BACKLOG),
             guest_store: Arc::new(GuestStore::new(paths.runtime_dir.clone())),
             registry: Arc::default(),
             table: RwLock::new(BTreeMap::new()),
@@ -389,14 +397,22 @@ impl Networks {
             .unwrap_or_default()
     }
 
-    /// Every lease change of every network, from now on.
+    /// Every lease change of every network, from now on (for waiters: a
+    /// receiver that lags is told so and must look the lease up).
     pub fn subscribe_leases(&self) -> broadcast::Receiver<NetworkLeaseEvent> {
         self.lease_events.subscribe()
     }
 
-    /// Every guest arriving or leaving, from now on.
-    pub fn subscribe_guests(&self) -> broadcast::Receiver<GuestEvent> {
-        self.guest_events.subscribe()
+    /// Every lease change of every network, for the one task that signals
+    /// them; `None` after the first call.
+    pub fn lease_signals(&self) -> Option<SignalReceiver<NetworkLeaseEvent>> {
+        self.lease_signals.take_receiver()
+    }
+
+    /// Every guest arriving or leaving, for the one task that signals them;
+    /// `None` after the first call.
+    pub fn guest_signals(&self) -> Option<SignalReceiver<GuestEvent>> {
+        self.guest_events.take_receiver()
     }
 
     /// The leases of a network (none while it is inactive). Never waits for

@@ -128,7 +128,7 @@ impl Networks {
             links,
             initial,
             self.registry.clone(),
-            self.guest_events.clone(),
+            self.guest_events.sender(),
             self.guest_store.clone(),
             self.kernel.clone(),
         ));
@@ -262,7 +262,7 @@ impl Networks {
         let guests = self.ports_of(plan, snapshot);
         self.unwatch_bridge(name);
         for g in guests {
-            let _ = self.guest_events.send(GuestEvent {
+            self.guest_events.send(GuestEvent {
                 network: name.to_string(),
                 ifname: g.ifname,
                 mac: g.mac,

@@ -260,6 +260,7 @@ impl Networks {
     /// zone and the lease event channel.
     fn lease_sink(&self, name: &NetworkName, zone: SharedZone) -> EventSink {
         let tx = self.lease_events.clone();
+        let signals = self.lease_signals.sender();
         let network = name.to_string();
         Arc::new(move |events: &[LeaseEvent]| {
             {
@@ -275,10 +276,14 @@ impl Networks {
                 }
             }
             for e in events {
-                let _ = tx.send(NetworkLeaseEvent {
+                let event = NetworkLeaseEvent {
                     network: network.clone(),
                     event: e.clone(),
-                });
+                };
+                if tx.receiver_count() > 0 {
+                    let _ = tx.send(event.clone());
+                }
+                signals.send(event);
             }
         })
     }

@@ -323,7 +323,7 @@ impl Shared {
             match new {
                 Some(new) => {
                     let text = format!("{}\n{}", new.bridge, new.part);
-                    if let Err(e) = crate::files::write_atomic(&path, text.as_bytes()) {
+                    if let Err(e) = crate::files::write_volatile(&path, text.as_bytes()) {
                         tracing::warn!("recording the firewall: {e}");
                     }
                     self.applied.insert(name, new);
