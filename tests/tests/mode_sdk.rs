@@ -185,19 +185,57 @@ fn isolated_guests_reach_the_host_and_the_lan_but_not_each_other() {
     let g2 = lab.add_guest("g2", "vi2", "gnbr9", "10.79.9.12/24", Some("10.79.9.1"));
     probe::assert_ping(&lab.world, &g1, "10.79.9.12");
 
+    // The kernel's own flag, not only guestnet's nft rule (which sees
+    // bridged frames only where br_netfilter is loaded): caught when the
+    // flag was sent in an RTM_SETLINK, which the kernel ignores.
+    let flag = |port: &str| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+        loop {
+            let d = lab.world.ip(&lab.host, &format!("-d link show {port}"));
+            let on = d.contains("isolated on");
+            if on || std::time::Instant::now() > deadline {
+                return on;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+    assert!(!flag("vi1"));
     // Turned on live: the ports already there are isolated.
     gn.update(&net, &definition(true));
+    assert!(flag("vi1") && flag("vi2"));
     probe::assert_no_ping(&lab.world, &g1, "10.79.9.12");
     probe::assert_ping(&lab.world, &g1, "10.79.9.1");
     probe::assert_ping(&lab.world, &g2, LAN_ADDR);
 
     // A guest plugged in afterwards is isolated as it joins.
     let g3 = lab.add_guest("g3", "vi3", "gnbr9", "10.79.9.13/24", Some("10.79.9.1"));
+    assert!(
+        flag("vi3"),
+        "the watcher did not isolate a port plugged in by hand"
+    );
     probe::assert_ping(&lab.world, &g3, "10.79.9.1");
     probe::assert_no_ping(&lab.world, &g3, "10.79.9.11");
     probe::assert_no_ping(&lab.world, &g2, "10.79.9.13");
 
+    // A port guestnetd itself makes (AttachGuest) is isolated before it is
+    // up, not only once the link watcher sees it join.
+    let g4 = lab.world.add_ns("g4");
+    let port = guestnet_tests::guest::attach(
+        &gn,
+        &net,
+        "g4",
+        &guestnet_tests::guest::veth_opts(
+            &guestnet_tests::guest::netns_path(&g4),
+            Some("eth0"),
+            None,
+        ),
+    );
+    let details = lab.world.ip(&lab.host, &format!("-d link show {port}"));
+    assert!(details.contains("isolated on"), "{details}");
+
     // Turned off: they reach each other again.
     gn.update(&net, &definition(false));
     probe::assert_ping(&lab.world, &g3, "10.79.9.11");
+    let d = lab.world.ip(&lab.host, "-d link show vi1");
+    assert!(d.contains("isolated off"), "{d}");
 }

@@ -317,18 +317,37 @@ impl Kernel {
     /// exchange no frames with each other, only with the bridge itself
     /// (the host) and ports that are not isolated (an uplink).
     pub async fn set_port_isolated(&self, index: u32, name: &str, isolated: bool) -> Result<()> {
-        let mut req = self.handle.link().set(index);
-        req.message_mut()
-            .attributes
-            .push(LinkAttribute::LinkInfo(vec![
-                LinkInfo::PortKind(InfoPortKind::Bridge),
-                LinkInfo::PortData(InfoPortData::BridgePort(vec![InfoBridgePort::Isolated(
-                    isolated,
-                )])),
-            ]));
-        req.execute()
-            .await
-            .map_err(ctx(format!("setting the isolation of bridge port {name}")))
+        use futures::StreamExt;
+        use netlink_packet_core::{NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_REQUEST};
+        use netlink_packet_route::RouteNetlinkMessage;
+        // A port's bridge settings change through RTM_NEWLINK on the
+        // existing link (as `ip link set X type bridge_slave` does): the
+        // kernel ignores IFLA_LINKINFO in RTM_SETLINK, which rtnetlink's
+        // `link().set()` sends.
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        msg.attributes.push(LinkAttribute::LinkInfo(vec![
+            LinkInfo::PortKind(InfoPortKind::Bridge),
+            LinkInfo::PortData(InfoPortData::BridgePort(vec![InfoBridgePort::Isolated(
+                isolated,
+            )])),
+        ]));
+        let mut req = NetlinkMessage::from(RouteNetlinkMessage::NewLink(msg));
+        req.header.flags = NLM_F_REQUEST | NLM_F_ACK;
+        let what = || format!("setting the isolation of bridge port {name}");
+        let mut handle = self.handle.clone();
+        let mut response = handle.request(req).map_err(ctx(what()))?;
+        while let Some(message) = response.next().await {
+            if let NetlinkPayload::Error(e) = message.payload {
+                if let Some(code) = e.code {
+                    return Err(KernelError::from_io(
+                        what(),
+                        std::io::Error::from_raw_os_error(-code.get()),
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Makes `index` a port of `master`, or releases it with `None`.

@@ -580,6 +580,20 @@ impl Networks {
             .set_master(index, ifname, Some(bridge.index))
             .await
             .map_err(|e| failed(&e))?;
+        // Isolated before it is up, so no frame of the new guest reaches
+        // another guest first (the watcher isolates ports others plug in).
+        let isolate = {
+            let reg = self.registry.read().expect("registry lock");
+            reg.bridges
+                .get(&bridge.index)
+                .is_some_and(|b| b.isolate_guests)
+        };
+        if isolate {
+            self.kernel
+                .set_port_isolated(index, ifname, true)
+                .await
+                .map_err(|e| failed(&e))?;
+        }
         self.kernel
             .set_up(index, ifname)
             .await
